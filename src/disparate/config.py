@@ -1,0 +1,972 @@
+"""Experiment configuration: frozen dataclass configs, YAML presets and ``--set`` overrides.
+
+An experiment is a config naming a dataset (and its group definition), a model, the privacy
+mechanism, the training settings and what to highlight in the evaluation -- not a copy of a
+training loop. A config is built from a shipped preset (``src/disparate/presets/*.yaml``) or a
+YAML file, then ``KEY=VALUE`` overrides are applied (values parsed as YAML)::
+
+    cfg = load_experiment("mnist-underrep", ["privacy.noise_multiplier=0.7",
+                                             "data.reduce={8: 250}"])
+
+Every config is frozen, keyword-only and validated in ``__post_init__``; every problem raises
+:class:`ConfigError` whose text names the dotted key, the bad value and what was expected, e.g.
+``privacy.sampling='poison': expected one of 'poisson', 'shuffle'``.
+
+Privacy modes (``PrivacyConfig.mode``), after the paper's Section 5 ablation::
+
+    mode          clipping  noise  noise parameters
+    dp            on        on     exactly one of noise_multiplier (> 0) / target_epsilon
+    clip-only     on        off    none
+    noise-only    off       on     noise_std (> 0); z*S is meaningless without clipping
+    non-private   off       off    none
+
+A noise parameter given in a mode that does not use it is an error, so a saved config never
+shows a noise multiplier for a run that added no noise. Only mode ``dp`` is private
+(``is_private``); ``delta``, ``accountant`` and ``shuffle_accounting`` are used only then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
+
+__all__ = [
+    "ACCOUNTANTS",
+    "MODES",
+    "OPTIMIZERS",
+    "SAMPLINGS",
+    "SECTIONS",
+    "SHUFFLE_ACCOUNTINGS",
+    "ConfigError",
+    "DataConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "FrozenMap",
+    "HASH_EXCLUDED_KEYS",
+    "ModelConfig",
+    "PrivacyConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "check_registered",
+    "config_hash",
+    "from_dict",
+    "list_presets",
+    "load_experiment",
+    "parse_override",
+    "save_config",
+    "to_dict",
+]
+
+# --------------------------------------------------------------------------------------------
+# Choices and message templates (tests assert these texts)
+# --------------------------------------------------------------------------------------------
+
+MODES: tuple[str, ...] = ("dp", "clip-only", "noise-only", "non-private")
+ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+
+#: ``{key}``: dotted key, ``{value}``: the bad value, ``{choices}``: quoted, comma-separated.
+MSG_CHOICE = "{key}={value!r}: expected one of {choices}"
+#: ``{expected}``: e.g. "a number (float)", ``{got}``: the type name of the value.
+MSG_TYPE = "{key}={value!r}: expected {expected}, got {got}"
+#: ``{expected}``: the valid range, e.g. ">= 0", "in (0, 1)".
+MSG_RANGE = "{key}={value!r}: expected {expected}"
+MSG_MISSING = "{key}: missing required key"
+#: ``{hint}``: " (did you mean 'x'?)" or "", ``{valid}``: comma-separated valid keys.
+MSG_UNKNOWN_KEY = "unknown key {key!r}{hint}; valid keys: {valid}"
+MSG_DID_YOU_MEAN = " (did you mean {suggestion!r}?)"
+MSG_OVERRIDE_SYNTAX = (
+    "override {override!r}: expected KEY=VALUE, e.g. privacy.noise_multiplier=0.7"
+)
+MSG_OVERRIDE_SECTION = (
+    "override {override!r}: {key!r} is a section; set one of its keys, e.g. {key}.{example}=..."
+)
+MSG_OVERRIDE_NOT_MAPPING = (
+    "override {override!r}: {key!r} is not a mapping, so it has no key {sub!r}"
+)
+MSG_UNKNOWN_PRESET = (
+    "unknown preset {name!r}{hint}; available presets: {available} "
+    "(or give a path to a .yaml file)"
+)
+MSG_NO_FILE = "config file {path!r} does not exist"
+MSG_DUPLICATE_KEY = "{key}: duplicate key {sub!r} (keys are compared as strings)"
+MSG_NOT_REGISTERED = "{key}={value!r}: not registered{hint}; registered: {valid}"
+
+# Privacy-mode rules. ``{mode}`` is the mode the flags select.
+MSG_DP_ZERO_NOISE = (
+    "privacy.noise_multiplier=0.0: clipping and noise are on but the noise multiplier is 0, "
+    "which gives no privacy; to clip without noise use mode 'clip-only' "
+    "(privacy.noise=false, privacy.noise_multiplier=null)"
+)
+MSG_DP_NEEDS_NOISE = (
+    "privacy: mode 'dp' (clipping and noise on) needs privacy.noise_multiplier (> 0) or "
+    "privacy.target_epsilon (> 0); both are null"
+)
+MSG_DP_BOTH = (
+    "privacy.target_epsilon={target!r}: the noise multiplier is calibrated at run time to reach "
+    "the target epsilon, so privacy.noise_multiplier must be null (got {z!r})"
+)
+MSG_UNUSED_IN_MODE = (
+    "{key}={value!r}: only used in mode {used_in}, but this config is in mode {mode!r} "
+    "(privacy.clipping={clipping}, privacy.noise={noise}); set it to null"
+)
+MSG_NOISE_STD_REQUIRED = (
+    "privacy.noise_std=None: mode 'noise-only' (noise without clipping) needs privacy.noise_std "
+    "(> 0), the std of the noise added to the summed gradients; without clipping there is no "
+    "sensitivity bound S, so a noise multiplier z*S is meaningless"
+)
+MSG_NOISE_ONLY_MULTIPLIER = (
+    "privacy.noise_multiplier={value!r}: without clipping there is no sensitivity bound S, so "
+    "z*S is meaningless; set privacy.noise_multiplier=null and privacy.noise_std to the noise std"
+)
+MSG_SHUFFLE_ACCOUNTING_REQUIRED = (
+    "privacy.shuffle_accounting=None: private training with privacy.sampling='shuffle' must say "
+    "how epsilon is accounted; expected one of {choices} ('poisson' treats the shuffled batches "
+    "as Poisson-sampled, an approximation that is not a proven guarantee)"
+)
+MSG_SHUFFLE_ACCOUNTING_UNUSED = (
+    "privacy.shuffle_accounting={value!r}: only used with privacy.sampling='shuffle' "
+    "(got privacy.sampling='poisson'); set it to null"
+)
+MSG_MOMENTUM_ADAM = (
+    "training.momentum={value!r}: momentum is only used with training.optimizer='sgd' "
+    "(got 'adam'); expected 0"
+)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the text names the dotted key, the value and what is valid."""
+
+
+def _choices_text(choices: Iterable[str]) -> str:
+    return ", ".join(repr(c) for c in choices)
+
+
+def _hint(key: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return MSG_DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
+
+
+def _unknown_key(key: str, valid: Sequence[str], *, prefix: str = "") -> ConfigError:
+    full = [prefix + v for v in valid]
+    return ConfigError(
+        MSG_UNKNOWN_KEY.format(
+            key=prefix + key, hint=_hint(prefix + key, full), valid=", ".join(valid)
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Value checks (each returns the normalised value or raises ConfigError)
+# --------------------------------------------------------------------------------------------
+
+
+def _type_error(key: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(
+        MSG_TYPE.format(key=key, value=value, expected=expected, got=type(value).__name__)
+    )
+
+
+def _check_str(key: str, value: Any, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise _type_error(key, value, "a string" + (" or null" if optional else ""))
+    if not value.strip():
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a non-empty string"))
+    return value
+
+
+def _check_bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(key, value, "a boolean (true/false)")
+    return value
+
+
+def _check_int(key: str, value: Any, *, minimum: int | None = None, optional: bool = False
+               ) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(key, value, "an integer" + (" or null" if optional else ""))
+    if minimum is not None and value < minimum:
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=f">= {minimum}"))
+    return value
+
+
+def _check_float(key: str, value: Any, *, optional: bool = False) -> float | None:
+    """A finite real number; an int is accepted and converted to float."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(key, value, "a number (float)" + (" or null" if optional else ""))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a finite number"))
+    return value
+
+
+def _check_range(key: str, value: float | None, *, gt: float | None = None,
+                 ge: float | None = None, lt: float | None = None, le: float | None = None,
+                 expected: str) -> None:
+    if value is None:
+        return
+    if ((gt is not None and not value > gt) or (ge is not None and not value >= ge)
+            or (lt is not None and not value < lt) or (le is not None and not value <= le)):
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=expected))
+
+
+def _check_choice(key: str, value: Any, choices: Sequence[str], *, optional: bool = False
+                  ) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(
+            MSG_CHOICE.format(
+                key=key, value=value,
+                choices=_choices_text(choices) + (" or null" if optional else ""),
+            )
+        )
+    return value
+
+
+def _check_count_or_fraction(key: str, value: Any, *, optional: bool = False,
+                             min_count: int = 1) -> int | float | None:
+    """An int count >= ``min_count`` or a float fraction in (0, 1]."""
+    if value is None and optional:
+        return None
+    expected = f"an int count >= {min_count} or a float fraction in (0, 1]"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(key, value, expected + (" or null" if optional else ""))
+    if isinstance(value, int):
+        _check_range(key, value, ge=min_count, expected=expected)
+    else:
+        _check_range(key, value, gt=0.0, le=1.0, expected=expected)
+    return value
+
+
+def _check_reduction(key: str, value: Any) -> int | float:
+    """A ``data.reduce`` entry: an int count >= 0 or a float fraction in (0, 1]."""
+    return _check_count_or_fraction(key, value, min_count=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Immutable mapping (keeps the dataclasses frozen and hashable)
+# --------------------------------------------------------------------------------------------
+
+
+class FrozenMap(Mapping[str, Any]):
+    """An immutable, hashable mapping with string keys, iterated in sorted key order.
+
+    Compares equal to a ``dict`` with the same items. Nested lists become tuples and nested
+    mappings become :class:`FrozenMap` (see :func:`_freeze`).
+    """
+
+    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
+        data = dict(items)
+        self._data: dict[str, Any] = {k: data[k] for k in sorted(data)}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _freeze(key: str, value: Any) -> Any:
+    """Make a YAML-like value (scalars, lists, string-keyed mappings) immutable and hashable."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a finite number"))
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, Mapping):
+        return _frozen_map(key, value, lambda k, v: _freeze(k, v))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(f"{key}[{i}]", v) for i, v in enumerate(value))
+    raise _type_error(key, value, "a YAML value (string, number, boolean, null, list, mapping)")
+
+
+def _frozen_map(key: str, value: Any, check_value: Any, *, int_keys: bool = False) -> FrozenMap:
+    """Validate a mapping's keys (strings; ints too if ``int_keys``) and values into a FrozenMap."""
+    if value is None:
+        return FrozenMap()
+    if not isinstance(value, Mapping):
+        raise _type_error(key, value, "a mapping")
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if int_keys and isinstance(k, int) and not isinstance(k, bool):
+            k = str(k)
+        if not isinstance(k, str) or not k:
+            raise _type_error(
+                f"{key} key", k, "a non-empty string" + (" or an integer" if int_keys else "")
+            )
+        if k in out:
+            raise ConfigError(MSG_DUPLICATE_KEY.format(key=key, sub=k))
+        out[k] = check_value(f"{key}.{k}", v)
+    return FrozenMap(out)
+
+
+def _thaw(value: Any) -> Any:
+    """Inverse of :func:`_freeze`: plain dicts and lists, safe for JSON and YAML."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _set(obj: Any, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which data to train and evaluate on, and how its groups are (re)balanced.
+
+    Attributes:
+        dataset: Name in the dataset registry (``disparate.data``), e.g. ``"mnist"``,
+            ``"digits"``. The registered dataset also defines the groups (for MNIST and digits
+            the classes ``"0"`` .. ``"9"``); a different group definition of the same data is
+            registered under its own name. Only checked to be non-empty here; the registry
+            checks the name when the dataset is built (or call :func:`check_registered`).
+        data_dir: Directory holding (or receiving) the raw data; ``None``: the registry's
+            default location. Not part of :func:`config_hash`.
+        download: Whether the registry may download missing data. Not part of the hash.
+        reduce: Group name -> how many training examples of that group to keep: an ``int``
+            count (>= 0) or a ``float`` fraction in (0, 1]. E.g. ``{"8": 500}`` keeps 500 of
+            MNIST's 5,851 training "8"s. Integer keys (YAML ``{8: 500}``) become strings.
+            Stored as a :class:`FrozenMap`. The test set is never reduced.
+        subsample: For quick studies: keep a seeded random subset of the (already reduced)
+            training set, stratified so each group keeps its share: an ``int`` count (>= 1)
+            or a ``float`` fraction in (0, 1]; ``None`` keeps all.
+        seed: Seed (>= 0) of the random choices made when building the data (any random
+            train/test split, which examples ``reduce`` and ``subsample`` keep).
+        options: Extra keyword arguments for the dataset builder (dataset-specific), stored
+            as a :class:`FrozenMap`.
+    """
+
+    dataset: str
+    data_dir: str | None = None
+    download: bool = False
+    reduce: Mapping[str, int | float] = field(default_factory=FrozenMap)
+    subsample: int | float | None = None
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=FrozenMap)
+
+    def __post_init__(self) -> None:
+        _check_str("data.dataset", self.dataset)
+        _check_str("data.data_dir", self.data_dir, optional=True)
+        _check_bool("data.download", self.download)
+        _set(self, "reduce", _frozen_map("data.reduce", self.reduce, _check_reduction,
+                                         int_keys=True))
+        _check_count_or_fraction("data.subsample", self.subsample, optional=True)
+        _check_int("data.seed", self.seed, minimum=0)
+        _set(self, "options", _frozen_map("data.options", self.options, _freeze))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which model to train.
+
+    Attributes:
+        name: Name in the model registry (``disparate.models``), e.g. ``"mnist-cnn"``.
+        options: Extra keyword arguments for the model builder, stored as a
+            :class:`FrozenMap` (nested lists become tuples).
+    """
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=FrozenMap)
+
+    def __post_init__(self) -> None:
+        _check_str("model.name", self.name)
+        _set(self, "options", _frozen_map("model.options", self.options, _freeze))
+
+
+_MODE_FLAGS: dict[str, tuple[bool, bool]] = {
+    "dp": (True, True),
+    "clip-only": (True, False),
+    "noise-only": (False, True),
+    "non-private": (False, False),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrivacyConfig:
+    """The DP-SGD mechanism (paper Section 3.2, Algorithm 1) and how its privacy is accounted.
+
+    The two switches select the mode (see the module docstring): ``dp`` (both), ``clip-only``,
+    ``noise-only``, ``non-private`` (neither -- the paper's baseline is DP-SGD's loop without
+    clipping or noise). Noise parameters are allowed only in the modes that use them.
+
+    Attributes:
+        clipping: Clip each per-example gradient to L2 norm ``max_grad_norm``.
+        noise: Add Gaussian noise to the sum of (clipped) per-example gradients.
+        max_grad_norm: Clipping bound ``S`` (> 0); used only when ``clipping`` is on.
+        noise_multiplier: ``z`` (> 0) with noise std ``sigma = z * S``; only in mode ``dp``,
+            where exactly one of ``noise_multiplier`` and ``target_epsilon`` is set.
+            ``0`` is rejected: clipping without noise is mode ``clip-only``.
+        noise_std: Std of the noise added to the summed gradients in mode ``noise-only`` --
+            required there (``z * S`` is meaningless without clipping) and forbidden otherwise.
+        delta: The ``delta`` of (epsilon, delta)-DP, in (0, 1); used only when private.
+        sampling: How batches are drawn: ``"poisson"`` (each example independently with
+            probability ``q = batch_size / N``, as DP-SGD's analysis assumes) or ``"shuffle"``
+            (a shuffled pass in fixed-size batches). Applies in every mode, so that baselines
+            train with the same batches.
+        shuffle_accounting: With ``sampling="shuffle"``, how epsilon is accounted:
+            ``"poisson"`` (as if Poisson-sampled; an approximation, not a proven guarantee) or
+            ``"without_replacement"`` (fixed-size sampling without replacement). Required for
+            private runs with shuffling, forbidden with Poisson sampling.
+        accountant: ``"rdp"`` (Renyi DP, as in the paper) or ``"pld"`` (privacy loss
+            distributions); used only when private.
+        target_epsilon: If set (> 0, mode ``dp`` only), the noise multiplier is calibrated at
+            run time to reach this epsilon at ``delta`` after the configured epochs; then
+            ``noise_multiplier`` must be null.
+    """
+
+    clipping: bool = True
+    noise: bool = True
+    max_grad_norm: float = 1.0
+    noise_multiplier: float | None = None
+    noise_std: float | None = None
+    delta: float = 1e-6
+    sampling: str = "poisson"
+    shuffle_accounting: str | None = None
+    accountant: str = "rdp"
+    target_epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_bool("privacy.clipping", self.clipping)
+        _check_bool("privacy.noise", self.noise)
+        _set(self, "max_grad_norm", _check_float("privacy.max_grad_norm", self.max_grad_norm))
+        _check_range("privacy.max_grad_norm", self.max_grad_norm, gt=0.0, expected="> 0")
+        z = _check_float("privacy.noise_multiplier", self.noise_multiplier, optional=True)
+        _set(self, "noise_multiplier", z)
+        _check_range("privacy.noise_multiplier", z, ge=0.0, expected=">= 0")
+        std = _check_float("privacy.noise_std", self.noise_std, optional=True)
+        _set(self, "noise_std", std)
+        _check_range("privacy.noise_std", std, gt=0.0, expected="> 0")
+        _set(self, "delta", _check_float("privacy.delta", self.delta))
+        _check_range("privacy.delta", self.delta, gt=0.0, lt=1.0, expected="in (0, 1)")
+        _check_choice("privacy.sampling", self.sampling, SAMPLINGS)
+        _check_choice("privacy.shuffle_accounting", self.shuffle_accounting,
+                      SHUFFLE_ACCOUNTINGS, optional=True)
+        _check_choice("privacy.accountant", self.accountant, ACCOUNTANTS)
+        eps = _check_float("privacy.target_epsilon", self.target_epsilon, optional=True)
+        _set(self, "target_epsilon", eps)
+        _check_range("privacy.target_epsilon", eps, gt=0.0, expected="> 0")
+        self._check_mode()
+
+    def _check_mode(self) -> None:
+        mode = self.mode
+        z, eps, std = self.noise_multiplier, self.target_epsilon, self.noise_std
+
+        def unused(key: str, value: Any, used_in: str) -> ConfigError:
+            return ConfigError(MSG_UNUSED_IN_MODE.format(
+                key=key, value=value, used_in=used_in, mode=mode,
+                clipping=str(self.clipping).lower(), noise=str(self.noise).lower()))
+
+        if mode == "dp":
+            if z == 0.0:
+                raise ConfigError(MSG_DP_ZERO_NOISE)
+            if z is not None and eps is not None:
+                raise ConfigError(MSG_DP_BOTH.format(target=eps, z=z))
+            if z is None and eps is None:
+                raise ConfigError(MSG_DP_NEEDS_NOISE)
+            if std is not None:
+                raise unused("privacy.noise_std", std, "'noise-only'")
+            if self.sampling == "shuffle" and self.shuffle_accounting is None:
+                raise ConfigError(MSG_SHUFFLE_ACCOUNTING_REQUIRED.format(
+                    choices=_choices_text(SHUFFLE_ACCOUNTINGS)))
+        else:
+            if z is not None:
+                if mode == "noise-only":
+                    raise ConfigError(MSG_NOISE_ONLY_MULTIPLIER.format(value=z))
+                raise unused("privacy.noise_multiplier", z, "'dp'")
+            if eps is not None:
+                raise unused("privacy.target_epsilon", eps, "'dp'")
+            if mode == "noise-only" and std is None:
+                raise ConfigError(MSG_NOISE_STD_REQUIRED)
+            if mode != "noise-only" and std is not None:
+                raise unused("privacy.noise_std", std, "'noise-only'")
+        if self.sampling == "poisson" and self.shuffle_accounting is not None:
+            raise ConfigError(MSG_SHUFFLE_ACCOUNTING_UNUSED.format(value=self.shuffle_accounting))
+
+    @property
+    def mode(self) -> str:
+        """``"dp"``, ``"clip-only"``, ``"noise-only"`` or ``"non-private"``."""
+        for mode, flags in _MODE_FLAGS.items():
+            if flags == (self.clipping, self.noise):
+                return mode
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def is_private(self) -> bool:
+        """True only with clipping and noise on and a positive (or calibrated) noise multiplier.
+
+        Only then is an (epsilon, delta) guarantee computed and reported.
+        """
+        return (self.clipping and self.noise
+                and ((self.noise_multiplier or 0.0) > 0.0 or self.target_epsilon is not None))
+
+    @property
+    def sigma(self) -> float | None:
+        """Std of the noise added to the summed gradients.
+
+        ``z * S`` in mode ``dp`` (``None`` while ``target_epsilon`` awaits calibration),
+        ``noise_std`` in mode ``noise-only``, ``0.0`` otherwise.
+        """
+        if self.mode == "dp":
+            if self.noise_multiplier is None:
+                return None
+            return self.noise_multiplier * self.max_grad_norm
+        if self.mode == "noise-only":
+            return self.noise_std
+        return 0.0
+
+    def with_mode(self, mode: str, **changes: Any) -> PrivacyConfig:
+        """A copy switched to ``mode``; ``changes`` are further fields to replace.
+
+        Noise parameters the new mode does not use are dropped. Switching to ``"noise-only"``
+        from mode ``dp`` keeps the same noise (``noise_std = z * S``) unless ``noise_std`` is
+        given; switching to ``"dp"`` from another mode needs ``noise_multiplier=`` or
+        ``target_epsilon=`` in ``changes``.
+        """
+        _check_choice("privacy.mode", mode, MODES)
+        clipping, noise = _MODE_FLAGS[mode]
+        new: dict[str, Any] = {"clipping": clipping, "noise": noise}
+        if mode != "dp":
+            new.update(noise_multiplier=None, target_epsilon=None)
+        if mode == "noise-only":
+            new["noise_std"] = self.sigma if self.sigma else None
+        else:
+            new["noise_std"] = None
+        new.update(changes)
+        return dataclasses.replace(self, **new)
+
+    def non_private(self) -> PrivacyConfig:
+        """A copy in mode ``non-private`` (no clipping, no noise; sampling unchanged)."""
+        return self.with_mode("non-private")
+
+    def describe(self) -> str:
+        """One line saying what the mechanism is, e.g. for report headers."""
+        if self.mode == "dp":
+            noise = (f"z={self.noise_multiplier:g}" if self.noise_multiplier is not None
+                     else f"z calibrated to epsilon={self.target_epsilon:g}")
+            sampling = self.sampling + (
+                f" (accounted as {self.shuffle_accounting})" if self.sampling == "shuffle" else ""
+            )
+            return (f"DP-SGD: S={self.max_grad_norm:g}, {noise}, delta={self.delta:g}, "
+                    f"{sampling} sampling, {self.accountant} accountant")
+        if self.mode == "clip-only":
+            return f"clipping only (S={self.max_grad_norm:g}, no noise; not private)"
+        if self.mode == "noise-only":
+            return f"noise only (std={self.noise_std:g}, no clipping; not private)"
+        return "non-private (no clipping, no noise)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """The optimisation settings of the one training loop.
+
+    Attributes:
+        optimizer: ``"sgd"`` or ``"adam"`` (wrapped by the DP optimizer when private).
+        lr: Learning rate (> 0).
+        momentum: SGD momentum in [0, 1); must be 0 with Adam.
+        batch_size: Batch size ``b`` (>= 1); with Poisson sampling the expected batch size,
+            ``q = b / N``.
+        epochs: Training epochs ``T`` (>= 1); ``K = T * N / b`` steps.
+        seed: Seed (>= 0) of model initialisation, batch sampling and noise.
+        num_threads: ``torch.set_num_threads`` value (>= 1); ``None`` leaves torch's default.
+        eval_batch_size: Batch size for evaluation (>= 1); does not affect results.
+    """
+
+    optimizer: str = "sgd"
+    lr: float
+    momentum: float = 0.0
+    batch_size: int
+    epochs: int
+    seed: int = 0
+    num_threads: int | None = None
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_choice("training.optimizer", self.optimizer, OPTIMIZERS)
+        _set(self, "lr", _check_float("training.lr", self.lr))
+        _check_range("training.lr", self.lr, gt=0.0, expected="> 0")
+        _set(self, "momentum", _check_float("training.momentum", self.momentum))
+        _check_range("training.momentum", self.momentum, ge=0.0, lt=1.0, expected="in [0, 1)")
+        if self.optimizer == "adam" and self.momentum != 0.0:
+            raise ConfigError(MSG_MOMENTUM_ADAM.format(value=self.momentum))
+        _check_int("training.batch_size", self.batch_size, minimum=1)
+        _check_int("training.epochs", self.epochs, minimum=1)
+        _check_int("training.seed", self.seed, minimum=0)
+        _check_int("training.num_threads", self.num_threads, minimum=1, optional=True)
+        _check_int("training.eval_batch_size", self.eval_batch_size, minimum=1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationConfig:
+    """What the per-group evaluation emphasises.
+
+    Attributes:
+        highlight: Group names to highlight in tables and plots, e.g. ``("8", "2")`` (the
+            under-represented class and a well-represented, independent one). Integers
+            (YAML ``[8, 2]``) become strings; names must be unique.
+        min_group_test_size: Groups with fewer test examples (>= 0) are flagged as
+            unreliable in results -- flagged, never hidden.
+    """
+
+    highlight: tuple[str, ...] = ()
+    min_group_test_size: int = 50
+
+    def __post_init__(self) -> None:
+        value = self.highlight
+        if value is None:
+            value = ()
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise _type_error("evaluation.highlight", value, "a list of group names")
+        names: list[str] = []
+        for i, name in enumerate(value):
+            if isinstance(name, int) and not isinstance(name, bool):
+                name = str(name)
+            _check_str(f"evaluation.highlight[{i}]", name)
+            if name in names:
+                raise ConfigError(MSG_DUPLICATE_KEY.format(key="evaluation.highlight", sub=name))
+            names.append(name)
+        _set(self, "highlight", tuple(names))
+        _check_int("evaluation.min_group_test_size", self.min_group_test_size, minimum=0)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+#: Top-level section name -> section class; a new experiment kind adds a section here.
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "privacy": PrivacyConfig,
+    "training": TrainingConfig,
+    "evaluation": EvaluationConfig,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """One experiment: data and groups, model, privacy mechanism, training, evaluation.
+
+    Attributes:
+        name: Identifier used in run directories (letters, digits, ``.``, ``_``, ``-``).
+        description: Free text (provenance, deviations from the paper). Not part of the hash.
+        data: :class:`DataConfig`.
+        model: :class:`ModelConfig`.
+        privacy: :class:`PrivacyConfig`.
+        training: :class:`TrainingConfig`.
+        evaluation: :class:`EvaluationConfig` (defaults if omitted).
+    """
+
+    name: str
+    description: str = ""
+    data: DataConfig
+    model: ModelConfig
+    privacy: PrivacyConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        _check_str("name", self.name)
+        if not _NAME_RE.match(self.name):
+            raise ConfigError(MSG_RANGE.format(
+                key="name", value=self.name,
+                expected="letters, digits, '.', '_' or '-', starting with a letter or digit"))
+        if not isinstance(self.description, str):
+            raise _type_error("description", self.description, "a string")
+        for key, cls in SECTIONS.items():
+            value = getattr(self, key)
+            if not isinstance(value, cls):
+                raise _type_error(key, value, f"a {cls.__name__}")
+
+    def with_mode(self, mode: str, **privacy_changes: Any) -> ExperimentConfig:
+        """A copy whose privacy section is switched to ``mode`` (see PrivacyConfig.with_mode)."""
+        return dataclasses.replace(self, privacy=self.privacy.with_mode(mode, **privacy_changes))
+
+    def non_private(self) -> ExperimentConfig:
+        """A copy in privacy mode ``non-private``; everything else unchanged."""
+        return self.with_mode("non-private")
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> config
+# --------------------------------------------------------------------------------------------
+
+_TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+
+#: Dotted keys left out of :func:`config_hash`: documentation and data location only.
+HASH_EXCLUDED_KEYS: tuple[str, ...] = ("description", "data.data_dir", "data.download")
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _required(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+
+
+def _section_from_dict(key: str, cls: type, data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise _type_error(key, data, f"a mapping of {key} keys")
+    valid = _field_names(cls)
+    for k in data:
+        if k not in valid:
+            raise _unknown_key(str(k), valid, prefix=f"{key}.")
+    for k in _required(cls):
+        if k not in data:
+            raise ConfigError(MSG_MISSING.format(key=f"{key}.{k}"))
+    return cls(**data)
+
+
+def to_dict(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain dicts, lists and scalars (JSON/YAML-safe); inverse of from_dict."""
+    out: dict[str, Any] = {"name": config.name, "description": config.description}
+    for key in SECTIONS:
+        section = getattr(config, key)
+        out[key] = {f.name: _thaw(getattr(section, f.name)) for f in dataclasses.fields(section)}
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
+    """Build and validate an ExperimentConfig from nested mappings (e.g. parsed YAML)."""
+    if not isinstance(data, Mapping):
+        raise _type_error("config", data, "a mapping with keys " + ", ".join(_TOP_KEYS))
+    for k in data:
+        if k not in _TOP_KEYS:
+            raise _unknown_key(str(k), _TOP_KEYS)
+    for k in _required(ExperimentConfig):
+        if k not in data:
+            raise ConfigError(MSG_MISSING.format(key=k))
+    kwargs: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in SECTIONS:
+            kwargs[k] = _section_from_dict(k, SECTIONS[k], v if v is not None else {})
+        elif k == "description" and v is None:
+            kwargs[k] = ""
+        else:
+            kwargs[k] = v
+    return ExperimentConfig(**kwargs)
+
+
+def config_hash(config: ExperimentConfig, length: int = 12) -> str:
+    """Stable short hex hash of the resolved config (sorted keys; HASH_EXCLUDED_KEYS left out).
+
+    Two configs that train the same thing hash equal however their YAML was ordered or
+    where their data lives; any other value change changes the hash.
+    """
+    data = to_dict(config)
+    for dotted in HASH_EXCLUDED_KEYS:
+        *parents, last = dotted.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node.pop(last, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+# --------------------------------------------------------------------------------------------
+# YAML, presets, overrides
+# --------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads exponent floats without a dot (``1e-6``) as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+
+
+def _presets_dir() -> Any:
+    return resources.files("disparate") / "presets"
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``src/disparate/presets/*.yaml``), sorted."""
+    directory = _presets_dir()
+    if not directory.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in directory.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _read_source(name_or_path: str) -> tuple[str, str]:
+    """Return (YAML text, default name) of a preset name or a .yaml/.yml path."""
+    is_path = name_or_path.endswith((".yaml", ".yml")) or "/" in name_or_path or (
+        "\\" in name_or_path)
+    if is_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(MSG_NO_FILE.format(path=name_or_path))
+        return path.read_text(encoding="utf-8"), path.stem
+    presets = list_presets()
+    if name_or_path not in presets:
+        raise ConfigError(MSG_UNKNOWN_PRESET.format(
+            name=name_or_path, hint=_hint(name_or_path, presets), available=", ".join(presets)))
+    return (_presets_dir() / f"{name_or_path}.yaml").read_text(encoding="utf-8"), name_or_path
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Split ``"a.b=value"`` into (``["a", "b"]``, value parsed as YAML)."""
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(MSG_OVERRIDE_SYNTAX.format(override=override))
+    try:
+        value = _yaml_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: value is not valid YAML: {exc}") from exc
+    return key.split("."), value
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    path, value = parse_override(override)
+    top = path[0]
+    if top not in _TOP_KEYS:
+        raise _unknown_key(top, _TOP_KEYS)
+    if top not in SECTIONS:
+        if len(path) > 1:
+            raise ConfigError(MSG_OVERRIDE_NOT_MAPPING.format(
+                override=override, key=top, sub=".".join(path[1:])))
+        data[top] = value
+        return
+    if len(path) == 1:
+        raise ConfigError(MSG_OVERRIDE_SECTION.format(
+            override=override, key=top, example=_field_names(SECTIONS[top])[0]))
+    section = data.get(top)
+    if not isinstance(section, dict):
+        section = dict(section) if isinstance(section, Mapping) else {}
+        data[top] = section
+    valid = _field_names(SECTIONS[top])
+    name = path[1]
+    if name not in valid:
+        raise _unknown_key(name, valid, prefix=f"{top}.")
+    if len(path) == 2:
+        section[name] = value
+        return
+    # Deeper keys address entries of a mapping field (data.reduce.8=250, model.options.x=1).
+    node = section.get(name)
+    node = dict(node) if isinstance(node, Mapping) else ({} if node is None else node)
+    if not isinstance(node, dict):
+        raise ConfigError(MSG_OVERRIDE_NOT_MAPPING.format(
+            override=override, key=f"{top}.{name}", sub=".".join(path[2:])))
+    section[name] = node
+    for i, part in enumerate(path[2:], start=2):
+        for existing in [k for k in node if str(k) == part and k != part]:
+            node[part] = node.pop(existing)  # YAML int keys ({8: 500}) match "8"
+        if i == len(path) - 1:
+            node[part] = value
+            break
+        child = node.get(part)
+        child = dict(child) if isinstance(child, Mapping) else ({} if child is None else child)
+        if not isinstance(child, dict):
+            raise ConfigError(MSG_OVERRIDE_NOT_MAPPING.format(
+                override=override, key=".".join(path[: i + 1]), sub=".".join(path[i + 1:])))
+        node[part] = child
+        node = child
+
+
+def _apply_all(data: Mapping[str, Any], overrides: Sequence[str]) -> ExperimentConfig:
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    merged = dict(data)
+    for override in overrides:
+        _apply_override(merged, override)
+    return from_dict(merged)
+
+
+def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """A copy of ``config`` with ``KEY=VALUE`` overrides applied (as in load_experiment)."""
+    return _apply_all(to_dict(config), overrides)
+
+
+def load_experiment(name_or_path: str, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Load a shipped preset by name, or a YAML file by path, and apply ``--set`` overrides.
+
+    A value ending in ``.yaml``/``.yml`` or containing a path separator is a path; anything
+    else is a preset name (see :func:`list_presets`). A file without ``name`` takes its stem.
+    Overrides are ``"section.key=value"`` with ``value`` parsed as YAML
+    (``"privacy.noise_multiplier=0.7"``, ``"data.reduce={8: 500}"``,
+    ``"privacy.target_epsilon=null"``); a deeper key sets one entry of a mapping field
+    (``"data.reduce.8=250"``, ``"model.options.width=32"``). Overrides apply in order.
+    """
+    text, default_name = _read_source(name_or_path)
+    try:
+        data = _yaml_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name_or_path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise _type_error(name_or_path, data, "a YAML mapping with keys " + ", ".join(_TOP_KEYS))
+    data = dict(data)
+    data.setdefault("name", default_name)
+    return _apply_all(data, overrides)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML (loadable by load_experiment); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# Resolved experiment config {config.name!r}, config_hash {config_hash(config)}.\n"
+              f"# Privacy: {config.privacy.describe()}\n")
+    body = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False,
+                          allow_unicode=True, width=100)
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def check_registered(config: ExperimentConfig, *, datasets: Collection[str] | None = None,
+                     models: Collection[str] | None = None) -> None:
+    """Raise ConfigError if the dataset or model name is not among the registered names."""
+    for key, value, valid in (("data.dataset", config.data.dataset, datasets),
+                              ("model.name", config.model.name, models)):
+        if valid is not None and value not in valid:
+            names = sorted(valid)
+            raise ConfigError(MSG_NOT_REGISTERED.format(
+                key=key, value=value, hint=_hint(value, names), valid=", ".join(names)))

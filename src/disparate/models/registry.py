@@ -1,0 +1,118 @@
+"""Model registry: ``@register_model("name")`` on a builder function.
+
+A builder has the signature ``build(*, num_classes: int, input_shape: tuple[int, ...],
+**options) -> nn.Module`` and returns a module on CPU that maps a batch (B, *input_shape) to
+logits (B, num_classes). Parameters are initialised from torch's global RNG, so the caller
+seeds (``torch.manual_seed``) before :func:`build_model`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import nn
+
+__all__ = [
+    "ModelBuilder",
+    "build_model",
+    "count_parameters",
+    "list_models",
+    "model_options",
+    "register_model",
+]
+
+ModelBuilder = Callable[..., nn.Module]
+
+_REGISTRY: dict[str, ModelBuilder] = {}
+_RESERVED = ("num_classes", "input_shape")
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering a model builder under ``name``; duplicate names raise."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model name={name!r}: expected a non-empty string")
+
+    def decorator(builder: ModelBuilder) -> ModelBuilder:
+        if name in _REGISTRY:
+            prev = _REGISTRY[name]
+            raise ValueError(
+                f"model {name!r} is already registered (by {prev.__module__}."
+                f"{getattr(prev, '__qualname__', prev)})"
+            )
+        params = inspect.signature(builder).parameters
+        missing = [p for p in _RESERVED if p not in params]
+        if missing:
+            raise ValueError(
+                f"model builder {name!r} lacks keyword arguments {missing}: expected "
+                f"build(*, num_classes, input_shape, **options)"
+            )
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_options(name: str) -> dict[str, Any]:
+    """The extra keyword options of model ``name`` and their defaults."""
+    builder = _get(name)
+    return {
+        p.name: p.default
+        for p in inspect.signature(builder).parameters.values()
+        if p.name not in _RESERVED and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+
+
+def _get(name: str) -> ModelBuilder:
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"model={name!r}: unknown model; valid choices are {list_models()}"
+        ) from None
+
+
+def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(
+            f"input_shape={input_shape!r}: expected a tuple of positive ints, e.g. (1, 28, 28)"
+        ) from None
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
+        raise ValueError(
+            f"input_shape={input_shape!r}: expected a tuple of positive ints, e.g. (1, 28, 28)"
+        )
+    return shape
+
+
+def build_model(
+    name: str, *, num_classes: int, input_shape: Sequence[int], **kwargs: Any
+) -> nn.Module:
+    """Build model ``name`` for inputs of shape ``input_shape`` (no batch dim), on CPU.
+
+    Unknown names and unknown keyword options raise a ValueError naming the valid choices.
+    """
+    builder = _get(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r}: expected an int >= 1")
+    shape = _check_shape(input_shape)
+    valid = model_options(name)
+    unknown = sorted(k for k in kwargs if k not in valid)
+    if unknown:
+        raise ValueError(
+            f"model {name!r}: unknown option(s) {unknown}; valid options are "
+            f"{sorted(valid) or 'none'}"
+        )
+    return builder(num_classes=num_classes, input_shape=shape, **kwargs)
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

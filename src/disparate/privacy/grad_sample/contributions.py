@@ -1,0 +1,159 @@
+"""What one use of a parameter contributes to each example's gradient.
+
+A parameter used by several layers (tied weights) or several times (a layer
+called twice) gets one contribution per use; its per-example gradient is the
+sum of them, and its per-example norm is the norm of that sum. Two forms:
+
+- ``Factored``: G_i = sum_t u_it v_it^T (Linear, Conv, Embedding). Norms come
+  from the ghost identity ||G_i||^2 = sum_{t,s} (u_it . u_is)(v_it . v_is)
+  without forming G_i.
+- ``Materialized``: G_i given as a (B, *shape) tensor (norm layers, vmap, and
+  Linear/Conv where forming G_i is cheaper than the ghost norm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+# Above this many elements a per-example tensor is not formed if the ghost form is available.
+MATERIALIZE_LIMIT = 1 << 27
+
+
+@dataclass
+class Factored:
+    """G_i = sum_t u_it v_it^T, reshaped to ``shape``.
+
+    ``u`` is (B, T, m) dense, or (B, T) long row indices into m rows (a one-hot u,
+    as for an embedding); ``v`` is (B, T, n).
+    """
+
+    u: Tensor
+    v: Tensor
+    m: int
+    shape: torch.Size
+
+    @property
+    def indexed(self) -> bool:
+        return self.u.dtype == torch.long
+
+    @property
+    def n(self) -> int:
+        return self.v.shape[-1]
+
+    def materialize(self) -> Tensor:
+        """Per-example gradients, (B, *shape)."""
+        b, _, n = self.v.shape
+        if self.indexed:
+            out = self.v.new_zeros(b, self.m, n)
+            out.scatter_add_(1, self.u.unsqueeze(-1).expand_as(self.v), self.v)
+        else:
+            out = torch.bmm(self.u.transpose(1, 2), self.v)
+        return out.reshape(b, *self.shape)
+
+    def weighted_sum(self, weights: Tensor) -> Tensor:
+        """sum_i w_i G_i, shape ``shape``."""
+        n = self.n
+        wv = (self.v * weights.view(-1, 1, 1)).reshape(-1, n)
+        if self.indexed:
+            out = wv.new_zeros(self.m, n).index_add_(0, self.u.reshape(-1), wv)
+        else:
+            out = self.u.reshape(-1, self.m).t() @ wv
+        return out.reshape(self.shape)
+
+
+@dataclass
+class Materialized:
+    """Per-example gradients given whole, in the layout their computation produced.
+
+    ``grads`` has the batch at ``batch_dim``; without it, and permuted by ``perm``
+    (if given), it has the parameter's shape. Norms and weighted sums read this
+    layout directly, so no copy is made to reorder it.
+    """
+
+    grads: Tensor
+    batch_dim: int = 0
+    perm: tuple[int, ...] | None = None
+
+    def materialize(self) -> Tensor:
+        """(B, *shape), possibly a non-contiguous view."""
+        out = self.grads.movedim(self.batch_dim, 0)
+        return out if self.perm is None else out.permute(0, *(p + 1 for p in self.perm))
+
+    def sq_norms(self) -> Tensor:
+        dims = [d for d in range(self.grads.dim()) if d != self.batch_dim]
+        return torch.linalg.vector_norm(self.grads, dim=dims).square()
+
+    def weighted_sum(self, weights: Tensor) -> Tensor:
+        lead = self.grads.shape[: self.batch_dim]
+        rest = self.grads.shape[self.batch_dim + 1 :]
+        flat = self.grads.reshape(*lead, weights.shape[0], -1)
+        out = torch.matmul(weights, flat).reshape(*lead, *rest)
+        return out if self.perm is None else out.permute(*self.perm).contiguous()
+
+
+Contribution = Factored | Materialized
+
+
+def prefer_materialized(batch: int, steps: int, m: int, n: int) -> bool:
+    """Whether forming (B, m, n) per-example gradients beats the ghost norm over T steps.
+
+    Ghost costs B*T^2*(m+n) and B*T^2 memory; forming costs B*T*m*n and B*m*n memory.
+    """
+    if batch * m * n > MATERIALIZE_LIMIT:
+        return False
+    return m * n <= steps * (m + n) or batch * steps * steps > MATERIALIZE_LIMIT
+
+
+def _row_inner(a: Factored, b: Factored) -> Tensor:
+    """(B, T_a, T_b) inner products between the u factors of a and b."""
+    if a.indexed and b.indexed:
+        return (a.u.unsqueeze(2) == b.u.unsqueeze(1)).to(a.v.dtype)
+    if a.indexed:
+        return _row_inner(b, a).transpose(1, 2)
+    if b.indexed:
+        # u_a (B, Ta, m) picked at b's rows: (B, Ta, Tb)
+        idx = b.u.unsqueeze(1).expand(-1, a.u.shape[1], -1)
+        return a.u.gather(2, idx)
+    return torch.bmm(a.u, b.u.transpose(1, 2))
+
+
+def factored_inner(a: Factored, b: Factored) -> Tensor:
+    """Per-example <G_i^a, G_i^b>, shape (B,), without forming either."""
+    if not (a.indexed or b.indexed) and a.u.shape[1] == 1 and b.u.shape[1] == 1:
+        return (a.u * b.u).sum((1, 2)) * (a.v * b.v).sum((1, 2))
+    vv = torch.bmm(a.v, b.v.transpose(1, 2))
+    return (_row_inner(a, b) * vv).sum((1, 2))
+
+
+class ParamGrads:
+    """All contributions to one parameter; per-example squared norm and weighted sum."""
+
+    def __init__(self, contributions: list[Contribution]):
+        self._factored: list[Factored] = []
+        self._dense: Materialized | None = None
+        if all(isinstance(c, Factored) for c in contributions):
+            self._factored = contributions
+        elif len(contributions) == 1:
+            self._dense = contributions[0]
+        else:
+            self._dense = Materialized(sum(c.materialize() for c in contributions))
+
+    def sq_norms(self) -> Tensor:
+        """||G_i||^2 for each example, (B,)."""
+        if self._dense is not None:
+            return self._dense.sq_norms()
+        fs = self._factored
+        total = sum(factored_inner(f, f) for f in fs)
+        for i in range(len(fs)):
+            for j in range(i + 1, len(fs)):
+                total = total + 2 * factored_inner(fs[i], fs[j])
+        return total
+
+    def weighted_sum(self, weights: Tensor) -> Tensor:
+        """sum_i weights_i G_i, the parameter's shape."""
+        if self._dense is not None:
+            return self._dense.weighted_sum(weights)
+        return sum(f.weighted_sum(weights) for f in self._factored)

@@ -1,0 +1,179 @@
+"""Per-layer rules: from a layer's input and output gradient to per-example contributions.
+
+A rule receives the module, the positional inputs of one call and the gradient of
+the summed loss with respect to that call's output, and returns a contribution for
+each of the module's own trainable parameters (by attribute name). Adding a layer
+type is one decorated function here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from disparate.privacy.grad_sample.contributions import (
+    Contribution,
+    Factored,
+    Materialized,
+    prefer_materialized,
+)
+
+Rule = Callable[[nn.Module, tuple, Tensor], dict[str, Contribution]]
+_RULES: dict[type[nn.Module], Rule] = {}
+
+
+def register_rule(*module_types: type[nn.Module]) -> Callable[[Rule], Rule]:
+    """Register ``rule`` for exactly these module types (subclasses are not matched)."""
+
+    def decorate(rule: Rule) -> Rule:
+        for module_type in module_types:
+            if module_type in _RULES:
+                raise ValueError(
+                    f"a per-example gradient rule for {module_type.__name__} is already registered"
+                )
+            _RULES[module_type] = rule
+        return rule
+
+    return decorate
+
+
+def rule_for(module: nn.Module) -> Rule | None:
+    return _RULES.get(type(module))
+
+
+def _trainable(module: nn.Module, name: str) -> bool:
+    p = getattr(module, name, None)
+    return isinstance(p, nn.Parameter) and p.requires_grad
+
+
+@register_rule(nn.Linear)
+def linear_rule(module: nn.Linear, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+    x = inputs[0]
+    b = x.shape[0]
+    out: dict[str, Contribution] = {}
+    if _trainable(module, "weight"):
+        u = grad_out.reshape(b, -1, module.out_features)  # (B, T, out)
+        v = x.reshape(b, -1, module.in_features)  # (B, T, in)
+        if prefer_materialized(b, u.shape[1], module.out_features, module.in_features):
+            out["weight"] = Materialized(torch.bmm(u.transpose(1, 2), v))
+        else:
+            out["weight"] = Factored(u=u, v=v, m=module.out_features, shape=module.weight.shape)
+    if _trainable(module, "bias"):
+        out["bias"] = Materialized(grad_out.reshape(b, -1, module.out_features).sum(1))
+    return out
+
+
+def _conv_geometry(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor):
+    """Padded input and output gradient as 2-d convolutions, with kernel/stride/dilation."""
+    pad = module._reversed_padding_repeated_twice
+    if any(pad):
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        x = F.pad(x, pad, mode=mode)
+    if isinstance(module, nn.Conv1d):
+        return (
+            x.unsqueeze(2),
+            g.unsqueeze(2),
+            (1, module.kernel_size[0]),
+            (1, module.stride[0]),
+            (1, module.dilation[0]),
+        )
+    return x, g, module.kernel_size, module.stride, module.dilation
+
+
+def _conv_weight_per_example(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Materialized:
+    """Per-example weight gradients, (C_in, B, C_out, *kernel), as one grouped convolution.
+
+    With the batch folded into the groups, the input channels as the batch and each
+    example's output gradient as its kernels, a convolution correlates every
+    example's input with its own output gradient (stride and dilation swap roles).
+    """
+    x, g, kernel, stride, dilation = _conv_geometry(module, x, g)
+    b, c = x.shape[:2]
+    o = g.shape[1]
+    out = F.conv2d(
+        x.transpose(0, 1),  # (C, B, H, W)
+        g.reshape(b * o, 1, *g.shape[2:]),
+        stride=dilation,
+        dilation=stride,
+        groups=b,
+    )  # (C, B*O, >=kh, >=kw)
+    out = out[:, :, : kernel[0], : kernel[1]].reshape(c, b, o, *module.weight.shape[2:])
+    return Materialized(out, batch_dim=1, perm=(1, 0, *range(2, module.weight.dim())))
+
+
+def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
+    """Input patches (B, L, C*prod(kernel)) matching the output positions of ``g``."""
+    x, _, kernel, stride, dilation = _conv_geometry(module, x, g)
+    return F.unfold(x, kernel, dilation=dilation, stride=stride).transpose(1, 2)
+
+
+@register_rule(nn.Conv1d, nn.Conv2d)
+def conv_rule(module: nn.Conv1d | nn.Conv2d, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+    x = inputs[0]
+    b = x.shape[0]
+    out: dict[str, Contribution] = {}
+    if _trainable(module, "weight"):
+        o = module.out_channels
+        steps = grad_out[0, 0].numel()
+        fan_in = module.weight[0].numel()
+        if module.groups > 1:
+            patches = _conv_patches(module, x, grad_out)  # (B, L, C*K)
+            gg = grad_out.reshape(b, module.groups, o // module.groups, -1)
+            pp = patches.transpose(1, 2).reshape(b, module.groups, fan_in, -1)
+            grads = torch.einsum("bgol,bgkl->bgok", gg, pp)
+            out["weight"] = Materialized(grads.reshape(b, *module.weight.shape))
+        elif prefer_materialized(b, steps, o, fan_in):
+            out["weight"] = _conv_weight_per_example(module, x, grad_out)
+        else:
+            out["weight"] = Factored(
+                u=grad_out.reshape(b, o, -1).transpose(1, 2),  # (B, L, O)
+                v=_conv_patches(module, x, grad_out),  # (B, L, C*K)
+                m=o,
+                shape=module.weight.shape,
+            )
+    if _trainable(module, "bias"):
+        out["bias"] = Materialized(grad_out.reshape(b, module.out_channels, -1).sum(2))
+    return out
+
+
+@register_rule(nn.Embedding)
+def embedding_rule(module: nn.Embedding, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+    if not _trainable(module, "weight"):
+        return {}
+    idx = inputs[0]
+    b = idx.shape[0]
+    idx = idx.reshape(b, -1)  # (B, T)
+    g = grad_out.reshape(b, -1, module.embedding_dim)  # (B, T, D)
+    if module.padding_idx is not None:
+        g = g.masked_fill((idx == module.padding_idx).unsqueeze(-1), 0.0)
+    return {"weight": Factored(u=idx, v=g, m=module.num_embeddings, shape=module.weight.shape)}
+
+
+def _affine_norm_contributions(
+    module: nn.Module, grad_out: Tensor, normalized: Tensor, reduce_dims: list[int]
+) -> dict[str, Contribution]:
+    out: dict[str, Contribution] = {}
+    if _trainable(module, "weight"):
+        w = (grad_out * normalized).sum(reduce_dims) if reduce_dims else grad_out * normalized
+        out["weight"] = Materialized(w)
+    if _trainable(module, "bias"):
+        out["bias"] = Materialized(grad_out.sum(reduce_dims) if reduce_dims else grad_out)
+    return out
+
+
+@register_rule(nn.LayerNorm)
+def layer_norm_rule(module: nn.LayerNorm, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+    x = inputs[0]
+    normalized = F.layer_norm(x, module.normalized_shape, eps=module.eps)
+    reduce_dims = list(range(1, x.dim() - len(module.normalized_shape)))
+    return _affine_norm_contributions(module, grad_out, normalized, reduce_dims)
+
+
+@register_rule(nn.GroupNorm)
+def group_norm_rule(module: nn.GroupNorm, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+    x = inputs[0]
+    normalized = F.group_norm(x, module.num_groups, eps=module.eps)
+    return _affine_norm_contributions(module, grad_out, normalized, list(range(2, x.dim())))

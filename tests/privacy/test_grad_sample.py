@@ -1,0 +1,313 @@
+"""Oracle tests: per-example norms and clipped sums equal a one-example-at-a-time loop.
+
+Everything runs in float64; tolerance: relative 1e-9, absolute 1e-10.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from disparate.privacy import GradSampleEngine, clip_factors, clipped_grad_sum
+from disparate.privacy.grad_sample import register_rule
+from disparate.privacy.grad_sample.engine import LOSS_SHAPE_ERROR
+
+RTOL, ATOL = 1e-9, 1e-10
+HYPOTHESIS = settings(max_examples=12, deadline=None)
+
+
+def mse_per_example(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return (outputs - targets).pow(2).reshape(outputs.shape[0], -1).sum(1)
+
+
+def oracle(model, loss_fn, inputs, targets, max_grad_norm):
+    """Per-example gradients by a loop of batch-one backward passes."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    per_example = []
+    for i in range(inputs.shape[0]):
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum().backward()
+        per_example.append(
+            {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in params.items()}
+        )
+    norms = torch.stack(
+        [torch.sqrt(sum(g.pow(2).sum() for g in grads.values())) for grads in per_example]
+    )
+    weights = clip_factors(norms, max_grad_norm)
+    summed = {n: sum(w * grads[n] for w, grads in zip(weights, per_example)) for n in params}
+    return summed, norms
+
+
+def check_against_oracle(model, inputs, targets, loss_fn=mse_per_example, max_grad_norm=0.5):
+    """Compare with the oracle twice: per-example gradients formed, and ghost norms."""
+    for materialize in (True, False):
+        with mock.patch(
+            "disparate.privacy.grad_sample.layers.prefer_materialized",
+            lambda *shape, materialize=materialize: materialize,
+        ):
+            norms = _check_against_oracle(model, inputs, targets, loss_fn, max_grad_norm)
+    return norms
+
+
+def _check_against_oracle(model, inputs, targets, loss_fn, max_grad_norm):
+    model = model.double()
+    inputs = inputs.double() if inputs.is_floating_point() else inputs
+    targets = targets.double()
+    summed, norms = clipped_grad_sum(model, loss_fn, inputs, targets, max_grad_norm)
+    expected_summed, expected_norms = oracle(model, loss_fn, inputs, targets, max_grad_norm)
+    torch.testing.assert_close(norms, expected_norms, rtol=RTOL, atol=ATOL)
+    assert summed.keys() == expected_summed.keys()
+    for name in summed:
+        torch.testing.assert_close(summed[name], expected_summed[name], rtol=RTOL, atol=ATOL)
+    return norms
+
+
+def targets_for(model, inputs):
+    with torch.no_grad():
+        return torch.randn_like(model.double()(inputs.double() if inputs.is_floating_point() else inputs))
+
+
+@HYPOTHESIS
+@given(
+    batch=st.integers(1, 5),
+    seq=st.sampled_from([(), (3,), (2, 4)]),
+    d_in=st.integers(1, 6),
+    d_out=st.integers(1, 6),
+    bias=st.booleans(),
+)
+def test_linear(batch, seq, d_in, d_out, bias):
+    torch.manual_seed(0)
+    model = nn.Linear(d_in, d_out, bias=bias)
+    x = torch.randn(batch, *seq, d_in)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+@HYPOTHESIS
+@given(
+    batch=st.integers(1, 4),
+    channels=st.sampled_from([(1, 3, 1), (2, 4, 2), (4, 4, 4), (3, 2, 1)]),
+    kernel=st.integers(1, 3),
+    stride=st.integers(1, 2),
+    padding=st.sampled_from([0, 1, "same"]),
+    dilation=st.integers(1, 2),
+    padding_mode=st.sampled_from(["zeros", "reflect", "circular"]),
+    two_d=st.booleans(),
+)
+def test_conv(batch, channels, kernel, stride, padding, dilation, padding_mode, two_d):
+    c_in, c_out, groups = channels
+    if padding == "same":
+        stride = 1
+    torch.manual_seed(0)
+    conv = nn.Conv2d if two_d else nn.Conv1d
+    model = conv(
+        c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
+        groups=groups, padding_mode=padding_mode,
+    )
+    x = torch.randn(batch, c_in, *([7, 6] if two_d else [9]))
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+class EmbeddingModel(nn.Module):
+    def __init__(self, vocab: int, dim: int, padding_idx: int | None, tied: bool):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, dim, padding_idx=padding_idx)
+        self.decoder = nn.Linear(dim, vocab)
+        if tied:
+            self.decoder.weight = self.embedding.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.tanh(self.embedding(tokens)))
+
+
+@HYPOTHESIS
+@given(
+    batch=st.integers(1, 4),
+    seq=st.integers(1, 6),
+    vocab=st.integers(2, 7),
+    dim=st.integers(1, 4),
+    padding_idx=st.sampled_from([None, 0]),
+    tied=st.booleans(),
+)
+def test_embedding_and_tied_decoder(batch, seq, vocab, dim, padding_idx, tied):
+    torch.manual_seed(0)
+    model = EmbeddingModel(vocab, dim, padding_idx, tied)
+    tokens = torch.randint(0, vocab, (batch, seq))
+    check_against_oracle(model, tokens, targets_for(model, tokens))
+
+
+@HYPOTHESIS
+@given(batch=st.integers(1, 4), seq=st.integers(1, 4), dim=st.integers(2, 5), affine_bias=st.booleans())
+def test_layer_norm(batch, seq, dim, affine_bias):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim, bias=affine_bias))
+    with torch.no_grad():
+        model[1].weight.normal_()
+        if affine_bias:
+            model[1].bias.normal_()
+    x = torch.randn(batch, seq, dim)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+@HYPOTHESIS
+@given(batch=st.integers(1, 4), groups=st.sampled_from([1, 2, 3]), spatial=st.sampled_from([(), (5,), (3, 4)]))
+def test_group_norm(batch, groups, spatial):
+    torch.manual_seed(0)
+    model = nn.GroupNorm(groups, 6)
+    with torch.no_grad():
+        model.weight.normal_()
+        model.bias.normal_()
+    x = torch.randn(batch, 6, *spatial)
+    if not spatial:
+        x = x.unsqueeze(-1)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+class Scale(nn.Module):
+    """A layer with its own parameters and no rule: takes the vmap path."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(dim))
+        self.inner = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x * self.weight).sin()
+
+
+@HYPOTHESIS
+@given(batch=st.integers(1, 5), dim=st.integers(1, 5))
+def test_fallback_vmap(batch, dim):
+    torch.manual_seed(0)
+    model = nn.Sequential(Scale(dim), nn.PReLU(dim), nn.Linear(dim, 2))
+    x = torch.randn(batch, dim)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+class BilinearModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+        self.bilinear = nn.Bilinear(4, 3, 2)
+
+    def forward(self, x):
+        return self.bilinear(self.a(x), x)
+
+
+def test_fallback_with_two_inputs():
+    torch.manual_seed(0)
+    model = BilinearModel()
+    x = torch.randn(5, 3)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+class Reused(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.layer(torch.relu(self.layer(x))))
+
+
+def test_layer_called_twice():
+    torch.manual_seed(0)
+    model = Reused()
+    x = torch.randn(6, 4)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+def test_frozen_layer_is_left_out():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    model[0].requires_grad_(False)
+    x = torch.randn(4, 3)
+    check_against_oracle(model, x, targets_for(model, x))
+    summed, _ = clipped_grad_sum(model, mse_per_example, x.double(), targets_for(model, x), 1.0)
+    assert set(summed) == {"2.weight", "2.bias"}
+
+
+def test_paper_cnn_cross_entropy_batch_one_and_many():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(inplace=True), nn.Linear(500, 10),
+    )
+    loss = nn.CrossEntropyLoss(reduction="none")
+    for batch in (1, 7):
+        x = torch.randn(batch, 1, 28, 28)
+        y = torch.randint(0, 10, (batch,))
+        model = model.double()
+        summed, norms = clipped_grad_sum(model, loss, x.double(), y, 1.0)
+        expected_summed, expected_norms = oracle(model, loss, x.double(), y, 1.0)
+        torch.testing.assert_close(norms, expected_norms, rtol=RTOL, atol=ATOL)
+        for name in summed:
+            torch.testing.assert_close(summed[name], expected_summed[name], rtol=RTOL, atol=ATOL)
+
+
+def test_weighted_sum_with_arbitrary_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(2, 3, 2), nn.Flatten(), nn.Linear(15, 2)).double()
+    x = torch.randn(4, 2, 6, dtype=torch.float64)
+    y = torch.randn(4, 2, dtype=torch.float64)
+    weights = torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=torch.float64)
+    with GradSampleEngine(model) as engine:
+        summed = engine.compute(mse_per_example, x, y).weighted_sum(weights)
+    expected = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    for i in range(4):
+        model.zero_grad()
+        mse_per_example(model(x[i : i + 1]), y[i : i + 1]).sum().backward()
+        for n, p in model.named_parameters():
+            expected[n] += weights[i] * p.grad
+    for n in expected:
+        torch.testing.assert_close(summed[n], expected[n], rtol=RTOL, atol=ATOL)
+
+
+def test_clipped_examples_have_norm_at_most_s():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    x = 10 * torch.randn(8, 3, dtype=torch.float64)
+    y = torch.randn(8, 2, dtype=torch.float64)
+    with GradSampleEngine(model) as engine:
+        per_example = engine.compute(mse_per_example, x, y)
+    weights = clip_factors(per_example.norms, 1.0)
+    clipped_norms = weights * per_example.norms
+    assert torch.all(clipped_norms <= 1.0 + 1e-12)
+    assert torch.all((per_example.norms <= 1.0) == (weights == 1.0))
+
+
+def test_batchnorm_in_training_mode_is_refused_with_the_fix():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sequential(nn.BatchNorm2d(4)))
+    with pytest.raises(ValueError, match=r"1\.0 \(BatchNorm2d\).*GroupNorm.*frozen"):
+        GradSampleEngine(model)
+
+
+def test_loss_must_be_per_example():
+    model = nn.Linear(3, 1)
+    with GradSampleEngine(model) as engine, pytest.raises(ValueError) as error:
+        engine.compute(lambda out, y: (out - y).pow(2).mean(), torch.randn(4, 3), torch.randn(4, 1))
+    assert str(error.value) == LOSS_SHAPE_ERROR.format(batch=4, shape=())
+
+
+def test_fallback_refuses_layers_without_batch_first():
+    model = nn.LSTM(3, 4, batch_first=True)
+    x = torch.randn(2, 5, 3)  # its h_n and c_n come out as (layers, B, H)
+    with GradSampleEngine(model) as engine, pytest.raises(ValueError, match="Register a rule"):
+        engine.compute(lambda out, y: out[0].sum((1, 2)), x, torch.zeros(2))
+
+
+def test_duplicate_rule_registration_raises():
+    with pytest.raises(ValueError, match="already registered"):
+        register_rule(nn.Linear)(lambda module, inputs, grad: {})
+
+
+def test_hooks_are_removed_on_close():
+    model = nn.Linear(2, 2)
+    engine = GradSampleEngine(model)
+    engine.close()
+    assert not model._forward_hooks
