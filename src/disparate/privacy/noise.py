@@ -20,4 +20,4 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -
     noise = torch.randn(
         tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype
     )
-    return tensor + std * noise
+    return torch.add(tensor, noise, alpha=std)

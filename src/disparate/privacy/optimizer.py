@@ -109,7 +109,7 @@ class DPOptimizer:
             grad = summed.get(name)
             grad = torch.zeros_like(param) if grad is None else grad
             grad = add_gaussian_noise(grad, self.noise_std, self.noise_generator)
-            param.grad = grad / self.expected_batch_size
+            param.grad = grad.div_(self.expected_batch_size)
         self.optimizer.step()
         return result
 

@@ -123,6 +123,10 @@ def _row_inner(a: Factored, b: Factored) -> Tensor:
 def factored_inner(a: Factored, b: Factored) -> Tensor:
     """Per-example <G_i^a, G_i^b>, shape (B,), without forming either."""
     if not (a.indexed or b.indexed) and a.u.shape[1] == 1 and b.u.shape[1] == 1:
+        if a is b:  # ||u v^T|| = ||u|| ||v||
+            return (
+                torch.linalg.vector_norm(a.u, dim=(1, 2)) * torch.linalg.vector_norm(a.v, dim=(1, 2))
+            ).square()
         return (a.u * b.u).sum((1, 2)) * (a.v * b.v).sum((1, 2))
     vv = torch.bmm(a.v, b.v.transpose(1, 2))
     return (_row_inner(a, b) * vv).sum((1, 2))
