@@ -33,13 +33,18 @@ def oracle(model, loss_fn, inputs, targets, max_grad_norm):
         model.zero_grad(set_to_none=True)
         loss_fn(model(inputs[i : i + 1]), targets[i : i + 1]).sum().backward()
         per_example.append(
-            {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p) for n, p in params.items()}
+            {
+                n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+                for n, p in params.items()
+            }
         )
     norms = torch.stack(
         [torch.sqrt(sum(g.pow(2).sum() for g in grads.values())) for grads in per_example]
     )
     weights = clip_factors(norms, max_grad_norm)
-    summed = {n: sum(w * grads[n] for w, grads in zip(weights, per_example)) for n in params}
+    summed = {
+        n: sum(w * grads[n] for w, grads in zip(weights, per_example, strict=True)) for n in params
+    }
     return summed, norms
 
 
@@ -69,7 +74,9 @@ def _check_against_oracle(model, inputs, targets, loss_fn, max_grad_norm):
 
 def targets_for(model, inputs):
     with torch.no_grad():
-        return torch.randn_like(model.double()(inputs.double() if inputs.is_floating_point() else inputs))
+        return torch.randn_like(
+            model.double()(inputs.double() if inputs.is_floating_point() else inputs)
+        )
 
 
 @HYPOTHESIS
@@ -105,8 +112,14 @@ def test_conv(batch, channels, kernel, stride, padding, dilation, padding_mode, 
     torch.manual_seed(0)
     conv = nn.Conv2d if two_d else nn.Conv1d
     model = conv(
-        c_in, c_out, kernel, stride=stride, padding=padding, dilation=dilation,
-        groups=groups, padding_mode=padding_mode,
+        c_in,
+        c_out,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
     )
     x = torch.randn(batch, c_in, *([7, 6] if two_d else [9]))
     check_against_oracle(model, x, targets_for(model, x))
@@ -141,7 +154,9 @@ def test_embedding_and_tied_decoder(batch, seq, vocab, dim, padding_idx, tied):
 
 
 @HYPOTHESIS
-@given(batch=st.integers(1, 4), seq=st.integers(1, 4), dim=st.integers(2, 5), affine_bias=st.booleans())
+@given(
+    batch=st.integers(1, 4), seq=st.integers(1, 4), dim=st.integers(2, 5), affine_bias=st.booleans()
+)
 def test_layer_norm(batch, seq, dim, affine_bias):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(dim, dim), nn.LayerNorm(dim, bias=affine_bias))
@@ -154,7 +169,11 @@ def test_layer_norm(batch, seq, dim, affine_bias):
 
 
 @HYPOTHESIS
-@given(batch=st.integers(1, 4), groups=st.sampled_from([1, 2, 3]), spatial=st.sampled_from([(), (5,), (3, 4)]))
+@given(
+    batch=st.integers(1, 4),
+    groups=st.sampled_from([1, 2, 3]),
+    spatial=st.sampled_from([(), (5,), (3, 4)]),
+)
 def test_group_norm(batch, groups, spatial):
     torch.manual_seed(0)
     model = nn.GroupNorm(groups, 6)
@@ -235,8 +254,16 @@ def test_frozen_layer_is_left_out():
 def test_paper_cnn_cross_entropy_batch_one_and_many():
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(800, 500), nn.ReLU(inplace=True), nn.Linear(500, 10),
+        nn.Conv2d(1, 20, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(20, 50, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(800, 500),
+        nn.ReLU(inplace=True),
+        nn.Linear(500, 10),
     )
     loss = nn.CrossEntropyLoss(reduction="none")
     for batch in (1, 7):
@@ -295,8 +322,8 @@ def test_loss_must_be_per_example():
 
 
 def test_fallback_refuses_layers_without_batch_first():
-    model = nn.LSTM(3, 4, batch_first=True)
-    x = torch.randn(2, 5, 3)  # its h_n and c_n come out as (layers, B, H)
+    model = nn.GRU(3, 4, batch_first=True)
+    x = torch.randn(2, 5, 3)  # its h_n comes out as (layers, B, H)
     with GradSampleEngine(model) as engine, pytest.raises(ValueError, match="Register a rule"):
         engine.compute(lambda out, y: out[0].sum((1, 2)), x, torch.zeros(2))
 
@@ -311,3 +338,46 @@ def test_hooks_are_removed_on_close():
     engine = GradSampleEngine(model)
     engine.close()
     assert not model._forward_hooks
+
+
+class LSTMModel(nn.Module):
+    def __init__(self, layers: int, bidirectional: bool, batch_first: bool, bias: bool):
+        super().__init__()
+        self.batch_first = batch_first
+        self.lstm = nn.LSTM(
+            3, 4, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
+        )
+        self.head = nn.Linear(4 * (2 if bidirectional else 1), 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        directions = 2 if self.lstm.bidirectional else 1
+        h0 = 0.1 * torch.ones(self.lstm.num_layers * directions, x.shape[0], 4, dtype=x.dtype)
+        if not self.batch_first:
+            x = x.transpose(0, 1)
+        out, (h_n, c_n) = self.lstm(x, (h0, h0.clone()))
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        # uses the sequence output, the last hidden and the last cell state
+        return self.head(out).mean(1) + h_n.sum(0).sum(-1, keepdim=True) * c_n[-1, :, :2]
+
+
+@HYPOTHESIS
+@given(
+    batch=st.integers(1, 4),
+    seq=st.integers(1, 5),
+    layers=st.integers(1, 2),
+    bidirectional=st.booleans(),
+    batch_first=st.booleans(),
+    bias=st.booleans(),
+)
+def test_lstm(batch, seq, layers, bidirectional, batch_first, bias):
+    torch.manual_seed(0)
+    model = LSTMModel(layers, bidirectional, batch_first, bias)
+    x = torch.randn(batch, seq, 3)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+def test_lstm_with_dropout_in_training_is_refused():
+    model = nn.LSTM(3, 4, num_layers=2, dropout=0.5, batch_first=True)
+    with GradSampleEngine(model) as engine, pytest.raises(ValueError, match="fused kernel"):
+        engine.compute(lambda out, y: out[0].sum((1, 2)), torch.randn(2, 5, 3), torch.zeros(2))

@@ -18,7 +18,9 @@ def make(seed=0, width=20):
 
 def data(n=16, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 10, generator=g, dtype=torch.float64), torch.randint(0, 3, (n,), generator=g)
+    return torch.randn(n, 10, generator=g, dtype=torch.float64), torch.randint(
+        0, 3, (n,), generator=g
+    )
 
 
 def params_vector(model):
@@ -30,7 +32,10 @@ def test_clip_only_update_is_the_mean_clipped_gradient():
     reference = make()
     summed, _ = clipped_grad_sum(reference, LOSS, *x_y, 0.5)
     opt = DPOptimizer(
-        torch.optim.SGD(model.parameters(), lr=1.0), model, expected_batch_size=32, max_grad_norm=0.5
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        model,
+        expected_batch_size=32,
+        max_grad_norm=0.5,
     )
     assert opt.mode == "clip-only" and not opt.is_private
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -47,10 +52,17 @@ def test_noise_has_std_z_s_over_batch():
     clip = make(width=2000)
     noisy = make(width=2000)
     z, s, b = 1.3, 0.7, 64
-    opt_clip = DPOptimizer(torch.optim.SGD(clip.parameters(), lr=1.0), clip,
-                           expected_batch_size=b, max_grad_norm=s)
-    opt_noisy = DPOptimizer(torch.optim.SGD(noisy.parameters(), lr=1.0), noisy,
-                            expected_batch_size=b, max_grad_norm=s, noise_multiplier=z, noise_seed=5)
+    opt_clip = DPOptimizer(
+        torch.optim.SGD(clip.parameters(), lr=1.0), clip, expected_batch_size=b, max_grad_norm=s
+    )
+    opt_noisy = DPOptimizer(
+        torch.optim.SGD(noisy.parameters(), lr=1.0),
+        noisy,
+        expected_batch_size=b,
+        max_grad_norm=s,
+        noise_multiplier=z,
+        noise_seed=5,
+    )
     assert opt_noisy.mode == "dp" and opt_noisy.is_private
     opt_clip.step(LOSS, x, y)
     opt_noisy.step(LOSS, x, y)
@@ -62,9 +74,14 @@ def test_same_noise_seed_same_model_and_different_seed_differs():
     x, y = data()
     models = [make() for _ in range(3)]
     for model, seed in zip(models, (1, 1, 2), strict=True):
-        opt = DPOptimizer(torch.optim.Adam(model.parameters(), lr=0.01), model,
-                          expected_batch_size=16, max_grad_norm=1.0, noise_multiplier=1.0,
-                          noise_seed=seed)
+        opt = DPOptimizer(
+            torch.optim.Adam(model.parameters(), lr=0.01),
+            model,
+            expected_batch_size=16,
+            max_grad_norm=1.0,
+            noise_multiplier=1.0,
+            noise_seed=seed,
+        )
         for _ in range(3):
             opt.step(LOSS, x, y)
     assert torch.equal(params_vector(models[0]), params_vector(models[1]))
@@ -74,8 +91,13 @@ def test_same_noise_seed_same_model_and_different_seed_differs():
 def test_noise_only_does_not_clip_and_is_not_private():
     model = make()
     x, y = data()
-    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model,
-                      expected_batch_size=16, max_grad_norm=None, noise_std=0.3)
+    opt = DPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        model,
+        expected_batch_size=16,
+        max_grad_norm=None,
+        noise_std=0.3,
+    )
     assert opt.mode == "noise-only" and not opt.is_private and opt.noise_std == 0.3
     result = opt.step(LOSS, x, y)
     assert torch.all(result.clip_weights == 1)
@@ -84,8 +106,9 @@ def test_noise_only_does_not_clip_and_is_not_private():
 def test_non_private_equals_plain_sgd_on_the_mean_loss():
     x, y = data()
     a, b = make(), make()
-    opt = DPOptimizer(torch.optim.SGD(a.parameters(), lr=0.5), a, expected_batch_size=16,
-                      max_grad_norm=None)
+    opt = DPOptimizer(
+        torch.optim.SGD(a.parameters(), lr=0.5), a, expected_batch_size=16, max_grad_norm=None
+    )
     assert opt.mode == "non-private"
     opt.step(LOSS, x, y)
     plain = torch.optim.SGD(b.parameters(), lr=0.5)
@@ -97,9 +120,16 @@ def test_non_private_equals_plain_sgd_on_the_mean_loss():
 def test_empty_poisson_batch_still_adds_noise():
     model = make()
     before = params_vector(model)
-    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=1.0), model, expected_batch_size=8,
-                      max_grad_norm=1.0, noise_multiplier=1.0)
-    result = opt.step(LOSS, torch.zeros(0, 10, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
+    opt = DPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=1.0),
+        model,
+        expected_batch_size=8,
+        max_grad_norm=1.0,
+        noise_multiplier=1.0,
+    )
+    result = opt.step(
+        LOSS, torch.zeros(0, 10, dtype=torch.float64), torch.zeros(0, dtype=torch.long)
+    )
     assert result.norms.numel() == 0
     assert not torch.equal(before, params_vector(model))
 
@@ -132,4 +162,6 @@ def test_state_dict_restores_noise_stream():
 def test_bad_configurations_are_refused(kwargs, message):
     model = make()
     with pytest.raises(ValueError, match=message):
-        DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model, expected_batch_size=8, **kwargs)
+        DPOptimizer(
+            torch.optim.SGD(model.parameters(), lr=0.1), model, expected_batch_size=8, **kwargs
+        )

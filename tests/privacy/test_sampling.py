@@ -35,7 +35,9 @@ def test_batches_depend_only_on_seed_and_epoch():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"sampling='uniform': expected one of 'poisson', 'shuffle'"):
+    with pytest.raises(
+        ValueError, match=r"sampling='uniform': expected one of 'poisson', 'shuffle'"
+    ):
         epoch_batches("uniform", 10, 2, seed=0, epoch=0)
     with pytest.raises(ValueError, match=r"batch_size=11: expected <= dataset_size=10"):
         epoch_batches("poisson", 10, 11, seed=0, epoch=0)

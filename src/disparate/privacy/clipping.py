@@ -25,4 +25,6 @@ def clipped_grad_sum(
         raise ValueError(f"max_grad_norm={max_grad_norm!r}: expected > 0")
     with GradSampleEngine(model) as engine:
         per_example = engine.compute(loss_fn, inputs, targets)
-    return per_example.weighted_sum(clip_factors(per_example.norms, max_grad_norm)), per_example.norms
+    return per_example.weighted_sum(
+        clip_factors(per_example.norms, max_grad_norm)
+    ), per_example.norms

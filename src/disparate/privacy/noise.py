@@ -17,7 +17,5 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
-    noise = torch.randn(
-        tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype
-    )
+    noise = torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
     return torch.add(tensor, noise, alpha=std)

@@ -20,6 +20,7 @@ from disparate.privacy.clipping import clip_factors
 from disparate.privacy.grad_sample.engine import GradSampleEngine, LossFn
 from disparate.privacy.noise import add_gaussian_noise, make_generator
 
+
 @dataclass(frozen=True)
 class StepResult:
     """Per-example quantities of one step, all (B,)."""
@@ -47,7 +48,9 @@ class DPOptimizer:
         if not expected_batch_size > 0:
             raise ValueError(f"expected_batch_size={expected_batch_size!r}: expected > 0")
         if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm={max_grad_norm!r}: expected > 0, or None for no clipping")
+            raise ValueError(
+                f"max_grad_norm={max_grad_norm!r}: expected > 0, or None for no clipping"
+            )
         if not noise_multiplier >= 0:
             raise ValueError(f"noise_multiplier={noise_multiplier!r}: expected >= 0")
         if max_grad_norm is not None and noise_std is not None:

@@ -18,12 +18,15 @@ from disparate.privacy.accounting import SAMPLINGS, steps_per_epoch
 
 Sampling = Literal["poisson", "shuffle"]
 
+
 def epoch_batches(
     sampling: Sampling, dataset_size: int, batch_size: int, seed: int, epoch: int
 ) -> list[Tensor]:
     """Index tensors of the batches of epoch ``epoch`` (0-based)."""
     if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling={sampling!r}: expected one of {', '.join(map(repr, SAMPLINGS))}")
+        raise ValueError(
+            f"sampling={sampling!r}: expected one of {', '.join(map(repr, SAMPLINGS))}"
+        )
     steps = steps_per_epoch(dataset_size, batch_size)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     if sampling == "shuffle":

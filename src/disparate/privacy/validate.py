@@ -83,7 +83,9 @@ def replace_batchnorm(
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
-                new = _group_norm_for(child, max_groups) if how == "groupnorm" else _frozen_for(child)
+                new = (
+                    _group_norm_for(child, max_groups) if how == "groupnorm" else _frozen_for(child)
+                )
                 tensors = [*child.parameters(), *child.buffers()]
                 setattr(parent, child_name, new.to(tensors[0].device) if tensors else new)
     return model

@@ -125,7 +125,8 @@ def factored_inner(a: Factored, b: Factored) -> Tensor:
     if not (a.indexed or b.indexed) and a.u.shape[1] == 1 and b.u.shape[1] == 1:
         if a is b:  # ||u v^T|| = ||u|| ||v||
             return (
-                torch.linalg.vector_norm(a.u, dim=(1, 2)) * torch.linalg.vector_norm(a.v, dim=(1, 2))
+                torch.linalg.vector_norm(a.u, dim=(1, 2))
+                * torch.linalg.vector_norm(a.v, dim=(1, 2))
             ).square()
         return (a.u * b.u).sum((1, 2)) * (a.v * b.v).sum((1, 2))
     vv = torch.bmm(a.v, b.v.transpose(1, 2))

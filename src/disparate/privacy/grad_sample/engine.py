@@ -150,9 +150,17 @@ class GradSampleEngine:
     def _contributions(
         call: _Call, grad_outputs: list[Tensor], batch: int
     ) -> dict[str, Contribution]:
-        rule = rule_for(call.module)
-        if rule is not None and not call.kwargs and len(grad_outputs) == 1:
-            return rule(call.module, call.args, grad_outputs[0])
+        found = rule_for(call.module)
+        if found is not None and not call.kwargs:
+            rule, multi_output = found
+            if multi_output:
+                return rule(
+                    call.module,
+                    call.args,
+                    dict(zip(call.output_positions, grad_outputs, strict=True)),
+                )
+            if len(grad_outputs) == 1:
+                return rule(call.module, call.args, grad_outputs[0])
         return vmap_contributions(
             call.module_name,
             call.module,
@@ -162,4 +170,3 @@ class GradSampleEngine:
             grad_outputs,
             batch,
         )
-

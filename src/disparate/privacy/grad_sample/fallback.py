@@ -36,9 +36,7 @@ def vmap_contributions(
     ``output_positions`` are the positions, among the tensors of the flattened output,
     that ``grad_outputs`` belong to.
     """
-    params = {
-        n: p.detach() for n, p in module.named_parameters(recurse=False) if p.requires_grad
-    }
+    params = {n: p.detach() for n, p in module.named_parameters(recurse=False) if p.requires_grad}
     if not params:
         return {}
     flat_in, in_spec = tree_flatten((args, kwargs))

@@ -22,11 +22,19 @@ from disparate.privacy.grad_sample.contributions import (
 )
 
 Rule = Callable[[nn.Module, tuple, Tensor], dict[str, Contribution]]
-_RULES: dict[type[nn.Module], Rule] = {}
+# A multi-output rule gets the output gradients by position among the output's tensors.
+MultiOutputRule = Callable[[nn.Module, tuple, dict[int, Tensor]], dict[str, Contribution]]
+_RULES: dict[type[nn.Module], tuple[Rule | MultiOutputRule, bool]] = {}
 
 
-def register_rule(*module_types: type[nn.Module]) -> Callable[[Rule], Rule]:
-    """Register ``rule`` for exactly these module types (subclasses are not matched)."""
+def register_rule(
+    *module_types: type[nn.Module], multi_output: bool = False
+) -> Callable[[Rule], Rule]:
+    """Register ``rule`` for exactly these module types (subclasses are not matched).
+
+    With ``multi_output`` the rule receives ``{position: gradient}`` for the tensors of the
+    module's output (e.g. ``output, (h_n, c_n)`` of an LSTM) instead of one gradient.
+    """
 
     def decorate(rule: Rule) -> Rule:
         for module_type in module_types:
@@ -34,13 +42,14 @@ def register_rule(*module_types: type[nn.Module]) -> Callable[[Rule], Rule]:
                 raise ValueError(
                     f"a per-example gradient rule for {module_type.__name__} is already registered"
                 )
-            _RULES[module_type] = rule
+            _RULES[module_type] = (rule, multi_output)
         return rule
 
     return decorate
 
 
-def rule_for(module: nn.Module) -> Rule | None:
+def rule_for(module: nn.Module) -> tuple[Rule | MultiOutputRule, bool] | None:
+    """The rule registered for the module's type and whether it is multi-output."""
     return _RULES.get(type(module))
 
 
@@ -49,18 +58,24 @@ def _trainable(module: nn.Module, name: str) -> bool:
     return isinstance(p, nn.Parameter) and p.requires_grad
 
 
+def outer_product_sum(u: Tensor, v: Tensor) -> Contribution:
+    """G_i = sum_t u_it v_it^T for u (B, T, m), v (B, T, n); formed or ghost (the cheaper)."""
+    b, steps, m = u.shape
+    if prefer_materialized(b, steps, m, v.shape[-1]):
+        return Materialized(torch.bmm(u.transpose(1, 2), v))
+    return Factored(u=u, v=v, m=m, shape=torch.Size((m, v.shape[-1])))
+
+
 @register_rule(nn.Linear)
 def linear_rule(module: nn.Linear, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
     x = inputs[0]
     b = x.shape[0]
     out: dict[str, Contribution] = {}
     if _trainable(module, "weight"):
-        u = grad_out.reshape(b, -1, module.out_features)  # (B, T, out)
-        v = x.reshape(b, -1, module.in_features)  # (B, T, in)
-        if prefer_materialized(b, u.shape[1], module.out_features, module.in_features):
-            out["weight"] = Materialized(torch.bmm(u.transpose(1, 2), v))
-        else:
-            out["weight"] = Factored(u=u, v=v, m=module.out_features, shape=module.weight.shape)
+        out["weight"] = outer_product_sum(
+            grad_out.reshape(b, -1, module.out_features),  # (B, T, out)
+            x.reshape(b, -1, module.in_features),  # (B, T, in)
+        )
     if _trainable(module, "bias"):
         out["bias"] = Materialized(grad_out.reshape(b, -1, module.out_features).sum(1))
     return out
@@ -111,7 +126,9 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor
 
 
 @register_rule(nn.Conv1d, nn.Conv2d)
-def conv_rule(module: nn.Conv1d | nn.Conv2d, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+def conv_rule(
+    module: nn.Conv1d | nn.Conv2d, inputs: tuple, grad_out: Tensor
+) -> dict[str, Contribution]:
     x = inputs[0]
     b = x.shape[0]
     out: dict[str, Contribution] = {}
@@ -140,7 +157,9 @@ def conv_rule(module: nn.Conv1d | nn.Conv2d, inputs: tuple, grad_out: Tensor) ->
 
 
 @register_rule(nn.Embedding)
-def embedding_rule(module: nn.Embedding, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+def embedding_rule(
+    module: nn.Embedding, inputs: tuple, grad_out: Tensor
+) -> dict[str, Contribution]:
     if not _trainable(module, "weight"):
         return {}
     idx = inputs[0]
@@ -165,7 +184,9 @@ def _affine_norm_contributions(
 
 
 @register_rule(nn.LayerNorm)
-def layer_norm_rule(module: nn.LayerNorm, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+def layer_norm_rule(
+    module: nn.LayerNorm, inputs: tuple, grad_out: Tensor
+) -> dict[str, Contribution]:
     x = inputs[0]
     normalized = F.layer_norm(x, module.normalized_shape, eps=module.eps)
     reduce_dims = list(range(1, x.dim() - len(module.normalized_shape)))
@@ -173,7 +194,9 @@ def layer_norm_rule(module: nn.LayerNorm, inputs: tuple, grad_out: Tensor) -> di
 
 
 @register_rule(nn.GroupNorm)
-def group_norm_rule(module: nn.GroupNorm, inputs: tuple, grad_out: Tensor) -> dict[str, Contribution]:
+def group_norm_rule(
+    module: nn.GroupNorm, inputs: tuple, grad_out: Tensor
+) -> dict[str, Contribution]:
     x = inputs[0]
     normalized = F.group_norm(x, module.num_groups, eps=module.eps)
     return _affine_norm_contributions(module, grad_out, normalized, list(range(2, x.dim())))
