@@ -91,8 +91,8 @@ def test_digits_preset() -> None:
     cfg = load_experiment("digits-underrep")
     assert (cfg.data.dataset, cfg.model.name) == ("digits", "digits-cnn")
     assert cfg.data.reduce == {"8": 10}
-    assert (cfg.training.batch_size, cfg.training.epochs, cfg.training.lr) == (64, 30, 0.1)
-    assert (cfg.privacy.noise_multiplier, cfg.privacy.max_grad_norm) == (1.0, 1.0)
+    assert (cfg.training.batch_size, cfg.training.epochs, cfg.training.lr) == (128, 60, 0.3)
+    assert (cfg.privacy.noise_multiplier, cfg.privacy.max_grad_norm) == (2.65, 1.0)
     assert cfg.evaluation.highlight == ("8", "2")
 
 
@@ -210,7 +210,7 @@ def test_unknown_key_in_yaml_file(tmp_path: Path) -> None:
 def test_unknown_preset_and_missing_file(tmp_path: Path) -> None:
     text = error_text(load_experiment, "mnist-underep")
     assert "unknown preset 'mnist-underep' (did you mean 'mnist-underrep'?)" in text
-    assert "digits-underrep, mnist-underrep" in text
+    assert ", ".join(list_presets()) in text
     missing = str(tmp_path / "nope.yaml")
     assert error_text(load_experiment, missing) == C.MSG_NO_FILE.format(path=missing)
 

@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from disparate.federated.settings import FederatedConfig
 from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
 
 __all__ = [
@@ -676,7 +677,11 @@ SECTIONS: dict[str, type] = {
     "privacy": PrivacyConfig,
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
+    "federated": FederatedConfig,
 }
+
+#: Sections that may be absent (``None``); an absent one is left out of to_dict and the hash.
+OPTIONAL_SECTIONS: tuple[str, ...] = ("federated",)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -691,6 +696,8 @@ class ExperimentConfig:
         privacy: :class:`PrivacyConfig`.
         training: :class:`TrainingConfig`.
         evaluation: :class:`EvaluationConfig` (defaults if omitted).
+        federated: :class:`~disparate.federated.settings.FederatedConfig` for a federated
+            (DP-FedAvg) run, else ``None`` (omitted from to_dict and the hash).
     """
 
     name: str
@@ -700,6 +707,7 @@ class ExperimentConfig:
     privacy: PrivacyConfig
     training: TrainingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    federated: FederatedConfig | None = None
 
     def __post_init__(self) -> None:
         _check_str("name", self.name)
@@ -711,6 +719,8 @@ class ExperimentConfig:
             raise _type_error("description", self.description, "a string")
         for key, cls in SECTIONS.items():
             value = getattr(self, key)
+            if value is None and key in OPTIONAL_SECTIONS:
+                continue
             if not isinstance(value, cls):
                 raise _type_error(key, value, f"a {cls.__name__}")
 
@@ -727,7 +737,9 @@ class ExperimentConfig:
 # dict <-> config
 # --------------------------------------------------------------------------------------------
 
-_TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+#: Top-level keys listed in messages; the OPTIONAL_SECTIONS are accepted as well.
+_TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig)
+                                   if f.name not in OPTIONAL_SECTIONS)
 
 #: Dotted keys left out of :func:`config_hash`: documentation and data location only.
 HASH_EXCLUDED_KEYS: tuple[str, ...] = ("description", "data.data_dir", "data.download")
@@ -760,6 +772,8 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"name": config.name, "description": config.description}
     for key in SECTIONS:
         section = getattr(config, key)
+        if section is None:  # an absent optional section
+            continue
         out[key] = {f.name: _thaw(getattr(section, f.name)) for f in dataclasses.fields(section)}
     return out
 
@@ -769,14 +783,16 @@ def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(data, Mapping):
         raise _type_error("config", data, "a mapping with keys " + ", ".join(_TOP_KEYS))
     for k in data:
-        if k not in _TOP_KEYS:
+        if k not in _TOP_KEYS and k not in OPTIONAL_SECTIONS:
             raise _unknown_key(str(k), _TOP_KEYS)
     for k in _required(ExperimentConfig):
         if k not in data:
             raise ConfigError(MSG_MISSING.format(key=k))
     kwargs: dict[str, Any] = {}
     for k, v in data.items():
-        if k in SECTIONS:
+        if k in OPTIONAL_SECTIONS and v is None:
+            kwargs[k] = None
+        elif k in SECTIONS:
             kwargs[k] = _section_from_dict(k, SECTIONS[k], v if v is not None else {})
         elif k == "description" and v is None:
             kwargs[k] = ""
@@ -867,7 +883,7 @@ def parse_override(override: str) -> tuple[list[str], Any]:
 def _apply_override(data: dict[str, Any], override: str) -> None:
     path, value = parse_override(override)
     top = path[0]
-    if top not in _TOP_KEYS:
+    if top not in _TOP_KEYS and top not in OPTIONAL_SECTIONS:
         raise _unknown_key(top, _TOP_KEYS)
     if top not in SECTIONS:
         if len(path) > 1:

@@ -1,10 +1,14 @@
 """Datasets as (input, label, group) triples, a registry of builders, and imbalance helpers.
 
-Importing this package registers the built-in datasets: ``mnist``, ``fashion-mnist``, ``digits``.
+Importing this package registers the built-in datasets: ``mnist``, ``fashion-mnist``, ``digits``,
+``faces`` (UTKFace / FairFace / Diversity in Faces, see ``docs/faces.md``), ``tweets``
+(TwitterAAE sentiment by dialect, see ``docs/tweets.md``).
 """
 
 from disparate.data import digits as _digits  # noqa: F401  (registers "digits")
+from disparate.data import faces as _faces  # noqa: F401  (registers "faces")
 from disparate.data import mnist as _mnist  # noqa: F401  (registers "mnist", "fashion-mnist")
+from disparate.data import tweets as _tweets  # noqa: F401  (registers "tweets")
 from disparate.data.grouped import (
     DatasetNotFoundError,
     DatasetSplits,
@@ -12,9 +16,11 @@ from disparate.data.grouped import (
     default_data_dir,
 )
 from disparate.data.idx import IdxFormatError, read_idx, write_idx
+from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.imbalance import apply_imbalance, reduce_groups, subsample
 from disparate.data.registry import (
     DatasetBuilder,
+    dataset_options,
     get_dataset_builder,
     list_datasets,
     load_dataset,
@@ -22,12 +28,15 @@ from disparate.data.registry import (
 )
 
 __all__ = [
+    "Augmentation",
     "DatasetBuilder",
     "DatasetNotFoundError",
     "DatasetSplits",
     "GroupedDataset",
     "IdxFormatError",
+    "ImageGroupedDataset",
     "apply_imbalance",
+    "dataset_options",
     "default_data_dir",
     "get_dataset_builder",
     "list_datasets",

@@ -10,7 +10,7 @@ batch directly (``ds.inputs[idx]``) instead of going through a ``DataLoader``.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -73,7 +73,14 @@ class GroupedDataset(Dataset):
         name: short description, e.g. ``"mnist/train"``.
 
     ``ds[i]`` returns ``(x, y, g)``; a tensor of indices returns batched tensors.
+
+    ``train_transform``: ``None`` here (inputs are stored model-ready). A dataset that stores
+    raw inputs and augments them (e.g. :class:`disparate.data.images.ImageGroupedDataset`)
+    sets it to a callable ``(inputs[idx], generator) -> model inputs`` that the training loop
+    applies to every training batch; ``ds[idx]`` then returns evaluation-ready inputs.
     """
+
+    train_transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None
 
     def __init__(
         self,

@@ -1,0 +1,637 @@
+"""The federated training loop: rounds, evaluation, run directories, resume, comparisons.
+
+:func:`train_federated` runs the rounds of a federated experiment through an *executor* that
+trains the sampled participants and streams their updates into the server's aggregator:
+
+- :class:`InProcessExecutor` (default): one process, participants one after another;
+- ``disparate.federated.flower_app.FlowerExecutor``: the same local-update code run by Flower
+  ClientApps (Flower's simulation engine on one machine or a Ray cluster).
+
+Everything else -- participant sampling, clipping, averaging, noise, evaluation, metrics,
+checkpoints and results -- is this module's and identical for both executors, so the two give
+the same model for the same seeds.
+
+A run directory holds (see ``docs/federated.md``): ``config.yaml``, ``metrics.jsonl`` (one line
+per round), ``checkpoint.pt`` (global model, round, metrics; every
+``federated.checkpoint_every`` rounds), ``results.json``, ``participants.csv`` (final
+per-participant accuracy and vocabulary size) and ``predictions.json`` (output diversity).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from disparate import results as res
+from disparate.config import ExperimentConfig, apply_overrides, config_hash, save_config
+from disparate.federated import metrics as fm
+from disparate.federated.dpfedavg import (
+    EVAL_SUBSET,
+    DPFedAvgSettings,
+    StreamingAggregator,
+    calibrate_participant_noise,
+    derive_seed,
+    initial_parameters,
+    local_update,
+    participant_epsilon,
+    participant_epsilons,
+    privacy_statement,
+    sample_participants,
+    server_step,
+)
+from disparate.federated.model import build_word_model, parameter_count, set_parameters
+from disparate.federated.reddit import FederatedTextData, RedditOptions, load_reddit
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "ENGINES",
+    "FederatedRun",
+    "InProcessExecutor",
+    "PARTICIPANTS_FILE",
+    "PREDICTIONS_FILE",
+    "build_global_model",
+    "compare_federated",
+    "load_federated_data",
+    "resolve_settings",
+    "train_federated",
+    "variant_configs",
+]
+
+CHECKPOINT_VERSION = 1
+ENGINES: tuple[str, ...] = ("simulation", "flower")
+PARTICIPANTS_FILE = "participants.csv"
+PREDICTIONS_FILE = "predictions.json"
+FIGURE3_FILE = "figure3.json"
+
+ERR_NOT_FEDERATED = (
+    "{name}: not a federated experiment (no 'federated' section); federated presets: "
+    "reddit-fl, reddit-fl-s8, reddit-fl-small"
+)
+ERR_DATASET = "data.dataset={name!r}: federated runs support 'reddit'"
+ERR_EXISTING_RUN = (
+    "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
+    "it, --overwrite to start it again, or choose another --out"
+)
+ERR_RESUME_MISMATCH = (
+    "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
+    "{current}"
+)
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------- building
+
+
+def load_federated_data(config: ExperimentConfig, log: Log | None = None) -> FederatedTextData:
+    """The participants' data of a federated experiment (preprocessed once, then cached)."""
+    if config.data.dataset != "reddit":
+        raise ValueError(ERR_DATASET.format(name=config.data.dataset))
+    return load_reddit(config.data.data_dir, dict(config.data.options), seed=config.data.seed,
+                       log=log)
+
+
+def seq_len_of(config: ExperimentConfig) -> int:
+    return RedditOptions.from_mapping(dict(config.data.options)).seq_len
+
+
+def build_global_model(config: ExperimentConfig, num_tokens: int) -> nn.Module:
+    """The model G_0, initialised from ``training.seed`` (the global RNG is left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.training.seed)
+        return build_word_model(config.model.name, num_tokens, dict(config.model.options))
+
+
+def resolve_settings(config: ExperimentConfig, num_participants: int
+                     ) -> tuple[DPFedAvgSettings, dict[str, Any] | None]:
+    """Round settings and, with ``privacy.target_epsilon``, how z was calibrated."""
+    if config.federated is None:
+        raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
+    calibration = None
+    resolved = config
+    if config.privacy.mode == "dp" and config.privacy.target_epsilon is not None:
+        z, calibration = calibrate_participant_noise(config, num_participants)
+        resolved = dataclasses.replace(config, privacy=dataclasses.replace(
+            config.privacy, noise_multiplier=z, target_epsilon=None))
+    settings = DPFedAvgSettings.from_config(resolved, num_participants,
+                                            seq_len=seq_len_of(config))
+    return settings, calibration
+
+
+# --------------------------------------------------------------------------------- executors
+
+
+class Executor(Protocol):
+    """Trains a round's participants from G and adds their updates to ``aggregator``."""
+
+    def run_round(self, round_index: int, participants: Sequence[int],
+                  global_params: Mapping[str, Tensor], aggregator: StreamingAggregator
+                  ) -> None: ...
+
+
+class InProcessExecutor:
+    """Participants trained one after another in this process, on one reusable local model."""
+
+    def __init__(self, config: ExperimentConfig, data: FederatedTextData,
+                 settings: DPFedAvgSettings, *, device: str | torch.device = "cpu") -> None:
+        self.data = data
+        self.settings = settings
+        self.model = build_global_model(config, data.num_tokens).to(device)
+
+    def run_round(self, round_index: int, participants: Sequence[int],
+                  global_params: Mapping[str, Tensor], aggregator: StreamingAggregator
+                  ) -> None:
+        for pid in participants:
+            update = local_update(self.model, global_params, self.data.train_tokens(pid),
+                                  self.settings, round_index=round_index, participant=pid)
+            aggregator.add(pid, update)
+
+
+# --------------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class FederatedRun:
+    """What :func:`train_federated` returns."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _append(path: Path, line: Mapping[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(res.dumps(line) + "\n")
+
+
+def _write_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(res.dumps(m) + "\n" for m in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _evaluate(model: nn.Module, global_params: Mapping[str, Tensor], data: FederatedTextData,
+              participants: np.ndarray, config: ExperimentConfig, seq_len: int
+              ) -> fm.ParticipantEvaluation:
+    set_parameters(model, global_params)
+    return fm.evaluate_participants(model, data, participants, seq_len=seq_len,
+                                    batch_windows=config.training.eval_batch_size)
+
+
+def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
+                   calibration: Mapping[str, Any] | None, rounds: int) -> dict[str, Any]:
+    p = config.privacy
+    reports, skipped = (participant_epsilons(settings, delta=p.delta, rounds=rounds)
+                        if p.is_private else ({}, {}))
+    block = res.privacy_block(p, noise_multiplier=settings.noise_multiplier,
+                              reports=reports or None, steps=rounds, calibration=calibration)
+    head = None
+    if reports:
+        head = reports.get(p.accountant) or reports.get("rdp") or next(iter(reports.values()))
+    block.update(
+        level="participant",
+        rounds=rounds,
+        participants=settings.num_participants,
+        participants_per_round=settings.participants_per_round,
+        participant_sampling=settings.sampling,
+        noise_std_average=settings.noise_std,
+        clip_mode=settings.clip_mode,
+        skipped_methods=skipped,
+        description=(config.federated.describe() + "; " + _mechanism(config, settings)),
+        statement=privacy_statement(settings, head, mode=p.mode,
+                                    delta=p.delta if p.is_private else None),
+    )
+    if head is not None:
+        block["accountant"] = head.method
+    return block
+
+
+def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
+    mode = config.privacy.mode
+    if mode == "dp":
+        return (f"updates clipped to S={settings.clip_norm:g}, noise "
+                f"z={settings.noise_multiplier:g} (std {settings.noise_std:g} on the average)")
+    if mode == "clip-only":
+        return f"updates clipped to S={settings.clip_norm:g}, no noise (not private)"
+    if mode == "noise-only":
+        return f"noise std {settings.noise_std:g} on the average, no clipping (not private)"
+    return "plain FedAvg: no clipping, no noise (not private)"
+
+
+def train_federated(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    data: FederatedTextData | None = None,
+    executor: Executor | Callable[..., Executor] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+    log: Log | None = None,
+    engine: str = "simulation",
+) -> FederatedRun:
+    """Run the rounds of a federated experiment into ``out_dir`` (see the module docstring).
+
+    Args:
+        config: A resolved experiment with a ``federated`` section.
+        out_dir: The run directory.
+        data: Pre-loaded participants' data (e.g. shared by the runs of a comparison).
+        executor: An executor, or a factory ``(config, data, settings, device=...)`` of one;
+            default :class:`InProcessExecutor`.
+        resume: Continue from ``checkpoint.pt`` (the result equals an uninterrupted run).
+        overwrite: Start again even if ``out_dir`` already holds a run.
+        device: Torch device of the global model (and the in-process executor).
+        progress: tqdm bar over rounds: True / False, or None for a terminal only.
+        log: Called with a summary line per evaluated round; None for silence.
+        engine: Recorded in ``results.json`` (``"simulation"`` or ``"flower"``).
+    """
+    t_start = time.perf_counter()
+    if config.federated is None:
+        raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
+    fed = config.federated
+    out = Path(out_dir)
+    ckpt_path = out / res.CHECKPOINT_FILE
+    metrics_path = out / res.METRICS_FILE
+    if (not resume and not overwrite
+            and (ckpt_path.exists() or (out / res.RESULTS_FILE).exists())):
+        raise ValueError(ERR_EXISTING_RUN.format(path=out))
+    if config.training.num_threads is not None:
+        torch.set_num_threads(config.training.num_threads)
+    data = data if data is not None else load_federated_data(config, log=log)
+    n = data.num_participants
+    settings, calibration = resolve_settings(config, n)
+    seq_len = settings.seq_len
+    digest = config_hash(config)
+
+    state: dict[str, Any] | None = None
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        if state.get("config_hash") != digest:
+            raise ValueError(ERR_RESUME_MISMATCH.format(path=out, saved=state.get(
+                "config_hash"), current=digest))
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / res.CONFIG_FILE)
+    if state is None:
+        for name in (res.RESULTS_FILE, PARTICIPANTS_FILE, PREDICTIONS_FILE):
+            (out / name).unlink(missing_ok=True)
+
+    model = build_global_model(config, data.num_tokens).to(device)
+    global_params = initial_parameters(model)
+    start_round = 0
+    metrics: list[dict[str, Any]] = []
+    elapsed_before = 0.0
+    bucket_sums: dict[str, list[float]] = {"norm": [], "clipped": [], "count": []}
+    names = fed.bucket_names()
+    if state is not None:
+        global_params = {k: v.to(device) for k, v in state["global"].items()}
+        start_round = int(state["round"])
+        metrics = list(state["metrics"])
+        elapsed_before = float(state["elapsed_s"])
+        bucket_sums = {k: list(v) for k, v in state["bucket_sums"].items()}
+        if log is not None:
+            log(f"resuming {out} after round {start_round}/{fed.rounds}")
+    if not bucket_sums["count"]:
+        bucket_sums = {k: [0.0] * len(names) for k in ("norm", "clipped", "count")}
+    _write_lines(metrics_path, metrics)
+
+    if executor is None:
+        executor = InProcessExecutor(config, data, settings, device=device)
+    elif not hasattr(executor, "run_round"):
+        executor = executor(config, data, settings, device=device)
+    buckets = fm.bucket_index(data.vocab_sizes, fed.vocab_buckets)
+    bucket_of = {i: int(b) for i, b in enumerate(buckets)}
+    everyone = np.arange(n)
+    if fed.eval_participants is not None and fed.eval_participants < n:
+        rng = np.random.default_rng(derive_seed(settings.seed, 0, -1, EVAL_SUBSET))
+        interim = np.sort(rng.choice(n, size=fed.eval_participants, replace=False))
+    else:
+        interim = everyone
+    final_eval: fm.ParticipantEvaluation | None = None
+
+    bar = tqdm(total=fed.rounds, initial=start_round, unit="round",
+               desc=f"{config.name} {config.privacy.mode} s{settings.seed}", leave=False,
+               disable=(None if progress is None else not progress), dynamic_ncols=True)
+    try:
+        for r in range(start_round, fed.rounds):
+            round_index = r + 1
+            t_round = time.perf_counter()
+            participants = sample_participants(settings, round_index)
+            aggregator = StreamingAggregator(global_params, denominator=fed.participants_per_round,
+                                             clip_norm=settings.clip_norm)
+            executor.run_round(round_index, participants, global_params, aggregator)
+            global_params = server_step(global_params, aggregator.average(), settings,
+                                        round_index)
+            stats = aggregator.stats
+            by_bucket = fm.stats_by_bucket(stats, bucket_of, names)
+            for s in stats:
+                b = bucket_of.get(s.participant, -1)
+                if b >= 0:
+                    bucket_sums["norm"][b] += s.norm
+                    bucket_sums["clipped"][b] += 1.0 if s.clipped else 0.0
+                    bucket_sums["count"][b] += 1.0
+            line: dict[str, Any] = {
+                "round": round_index,
+                "participants": len(stats),
+                "train_loss": _mean([s.loss for s in stats]),
+                "local_steps": sum(s.steps for s in stats),
+                "train_tokens": sum(s.tokens for s in stats),
+                "update_norm": _mean([s.norm for s in stats]),
+                "clipped_fraction": _mean([1.0 if s.clipped else 0.0 for s in stats]),
+                "bucket_update_norm": by_bucket["update_norm"],
+                "bucket_clipped_fraction": by_bucket["clipped_fraction"],
+                "round_s": time.perf_counter() - t_round,
+            }
+            last = round_index == fed.rounds
+            if last or round_index % fed.eval_every == 0:
+                evaluation = _evaluate(model, global_params, data, everyone if last else interim,
+                                       config, seq_len)
+                if last:
+                    final_eval = evaluation
+                overall = evaluation.overall()
+                groups = fm.bucket_summary(evaluation, data, fed.vocab_buckets, names)
+                line.update(
+                    evaluated=overall["participants_evaluated"],
+                    test_accuracy=overall["test_accuracy"],
+                    test_loss=overall["test_loss"],
+                    mean_participant_accuracy=overall["mean_participant_accuracy"],
+                    accuracy_excluding_unk=overall["accuracy_excluding_unk"],
+                    group_accuracy={g["group"]: g["accuracy"] for g in groups},
+                    distinct_predicted=int(np.count_nonzero(evaluation.predicted_counts)),
+                )
+                if config.privacy.is_private:
+                    line["epsilon"] = participant_epsilon(
+                        settings, delta=config.privacy.delta, rounds=round_index,
+                        method=config.privacy.accountant)
+                else:
+                    line["epsilon"] = None
+            line["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
+            metrics.append(line)
+            _append(metrics_path, line)
+            if last or round_index % fed.checkpoint_every == 0:
+                _save_checkpoint(ckpt_path, {
+                    "version": CHECKPOINT_VERSION, "config_hash": digest, "round": round_index,
+                    "global": {k: v.detach().cpu() for k, v in global_params.items()},
+                    "metrics": metrics, "elapsed_s": line["elapsed_s"],
+                    "bucket_sums": bucket_sums,
+                })
+            bar.update(1)
+            if "test_accuracy" in line:
+                acc = line["test_accuracy"]
+                bar.set_postfix_str(f"acc {100 * acc:.1f}%" if acc is not None else "")
+                if log is not None:
+                    log(_round_line(config, line))
+    finally:
+        bar.close()
+
+    if final_eval is None:  # resumed after the last round: evaluate the saved model
+        final_eval = _evaluate(model, global_params, data, everyone, config, seq_len)
+    wall = elapsed_before + time.perf_counter() - t_start
+    results = _build_results(config, settings, calibration, data, final_eval, metrics,
+                             bucket_sums, model, wall, engine)
+    _write_participants(out / PARTICIPANTS_FILE, final_eval, data, fed.vocab_buckets, names)
+    res.write_json(out / PREDICTIONS_FILE, fm.output_diversity(final_eval, data.vocab,
+                                                                top=200))
+    res.write_json(out / res.RESULTS_FILE, results)
+    return FederatedRun(run_dir=out, results=results, metrics=metrics)
+
+
+def _round_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
+    acc = m.get("test_accuracy")
+    eps = f"  eps {m['epsilon']:.4g}" if m.get("epsilon") is not None else ""
+    return (f"[{config.name} {config.privacy.mode} seed {config.training.seed}] round "
+            f"{m['round']}/{config.federated.rounds}  train loss {m['train_loss'] or 0:.3f}  "
+            f"test acc {'n/a' if acc is None else f'{100 * acc:.2f}%'}  distinct predicted "
+            f"{m.get('distinct_predicted')}  clipped {m['clipped_fraction'] or 0:.2f}{eps}  "
+            f"({m['elapsed_s']:.1f} s)")
+
+
+def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
+                   calibration: Mapping[str, Any] | None, data: FederatedTextData,
+                   evaluation: fm.ParticipantEvaluation, metrics: Sequence[Mapping[str, Any]],
+                   bucket_sums: Mapping[str, list[float]], model: nn.Module, wall: float,
+                   engine: str) -> dict[str, Any]:
+    fed = config.federated
+    names = fed.bucket_names()
+    overall = evaluation.overall()
+    groups = fm.bucket_summary(evaluation, data, fed.vocab_buckets, names)
+    min_size = config.evaluation.min_group_test_size
+    for b, g in enumerate(groups):
+        count = bucket_sums["count"][b]
+        g["grad_norm"] = bucket_sums["norm"][b] / count if count else None
+        g["clipped_fraction"] = bucket_sums["clipped"][b] / count if count else None
+        g["updates"] = int(count)
+        g["small_test"] = g["participants_evaluated"] < min_size
+        g["highlight"] = g["group"] in config.evaluation.highlight
+    round_times = [m["round_s"] for m in metrics if m.get("round_s") is not None]
+    return {
+        "kind": "federated",
+        "experiment": config.name,
+        "mode": config.privacy.mode,
+        "engine": engine,
+        "seed": config.training.seed,
+        "data_seed": config.data.seed,
+        "config_hash": config_hash(config),
+        "rounds": fed.rounds,
+        "participants": data.num_participants,
+        "participants_per_round": fed.participants_per_round,
+        "model_parameters": parameter_count(model),
+        "vocabulary": data.num_tokens,
+        "overall_accuracy": overall["test_accuracy"],
+        "mean_participant_accuracy": overall["mean_participant_accuracy"],
+        "accuracy_excluding_unk": overall["accuracy_excluding_unk"],
+        "test_loss": overall["test_loss"],
+        "train_loss": metrics[-1].get("train_loss") if metrics else None,
+        "train_size": int(data.train_sizes().sum()),
+        "test_size": overall["test_tokens"],
+        "epochs": fed.rounds,
+        "steps": sum(int(m.get("local_steps") or 0) for m in metrics),
+        "output_diversity": fm.output_diversity(evaluation, data.vocab),
+        "highlight": list(config.evaluation.highlight),
+        "groups": groups,
+        "privacy": _privacy_block(config, settings, calibration, fed.rounds),
+        "data": {k: data.meta.get(k) for k in (
+            "participants", "authors_seen", "posts", "mean_posts_per_participant", "tokens",
+            "train_tokens", "test_tokens", "unk_fraction", "vocab_coverage", "inputs")},
+        "wall_time_s": float(wall),
+        "mean_round_s": sum(round_times) / len(round_times) if round_times else None,
+    }
+
+
+def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
+                        data: FederatedTextData, edges: Sequence[int],
+                        names: Sequence[str]) -> None:
+    parts = evaluation.participants
+    buckets = fm.bucket_index(data.vocab_sizes[parts], edges)
+    acc = evaluation.accuracy
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["participant", "vocab_size", "bucket", "train_tokens", "test_tokens",
+                    "correct", "accuracy"])
+        train_sizes = data.train_sizes()
+        for j, pid in enumerate(parts):
+            b = int(buckets[j])
+            w.writerow([int(pid), int(data.vocab_sizes[pid]), names[b] if b >= 0 else "",
+                        int(train_sizes[pid]), int(evaluation.tokens[j]),
+                        int(evaluation.correct[j]),
+                        "" if np.isnan(acc[j]) else f"{acc[j]:.6f}"])
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------- compare
+
+
+NON_PRIVATE_OVERRIDES: tuple[str, ...] = (
+    "privacy.clipping=false", "privacy.noise=false", "privacy.noise_multiplier=null",
+    "privacy.target_epsilon=null", "privacy.noise_std=null", "privacy.shuffle_accounting=null",
+)
+
+
+def variant_configs(config: ExperimentConfig, overrides: Sequence[str] = ()
+                    ) -> dict[str, ExperimentConfig]:
+    """The runs of a comparison: ``federated.variants`` (or non-private + the config itself).
+
+    Every variant gets ``overrides`` and then its own overrides, and ``federated.variants``
+    cleared; the first non-private variant is the baseline of the comparison.
+    """
+    if config.federated is None:
+        raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
+    variants = dict(config.federated.variants)
+    if not variants:
+        variants = {"non-private": NON_PRIVATE_OVERRIDES, config.privacy.mode: ()}
+    built = {name: apply_overrides(config, [*overrides, *extra, "federated.variants={}"])
+             for name, extra in variants.items()}
+    # the non-private runs first (the baseline), then the others in their (sorted) order
+    out = {name: built[name] for name in sorted(
+        built, key=lambda k: built[k].privacy.mode != "non-private")}
+    if not any(c.privacy.mode == "non-private" for c in out.values()):
+        raise ValueError(f"{config.name}: the variants {list(out)} have no non-private run "
+                         "to compare with")
+    return out
+
+
+def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
+                      seeds: Sequence[int] = (0,), overrides: Sequence[str] = (),
+                      only: Sequence[str] | None = None, resume: bool = True,
+                      device: str | torch.device = "cpu", progress: bool | None = None,
+                      log: Log | None = None,
+                      run: Callable[..., FederatedRun] | None = None) -> dict[str, Any]:
+    """Train every variant for every seed and write the comparison files into ``out_dir``.
+
+    Layout: ``seed-<s>/<variant>/`` run directories, ``comparison-<variant>.json`` for every
+    variant against the non-private baseline (the format of ``comparison.json``, buckets as
+    groups), ``figure3.json`` and the report (:mod:`disparate.federated.report`). Finished runs
+    are kept (``resume``); ``only`` restricts the variants trained.
+    """
+    from disparate.federated.report import write_federated_report
+
+    out = Path(out_dir)
+    variants = variant_configs(config, overrides)
+    data = load_federated_data(config, log=log)
+    run = run or train_federated
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    dirs: dict[str, list[str]] = {name: [] for name in variants}
+    for seed in seeds:
+        for name, base in variants.items():
+            cfg = apply_overrides(base, [f"training.seed={seed}"]) if seed != \
+                base.training.seed else base
+            run_dir = out / f"seed-{seed}" / name
+            dirs[name].append(str(run_dir.relative_to(out)))
+            if (run_dir / res.RESULTS_FILE).is_file() and resume:
+                results[name].append(res.load_results(run_dir))
+                continue
+            if only is not None and name not in only:
+                continue
+            if log is not None:
+                log(f"== {name} (seed {seed}): {cfg.privacy.describe()}")
+            finished = run(cfg, run_dir, data=data, resume=resume, device=device,
+                           progress=progress, log=log)
+            results[name].append(finished.results)
+    complete = {k: v for k, v in results.items() if len(v) == len(seeds)}
+    baseline = next((k for k in variants if variants[k].privacy.mode == "non-private"), None)
+    comparisons: dict[str, Any] = {}
+    if baseline in complete:
+        for name in complete:
+            if name == baseline:
+                continue
+            comp = res.compare_runs(complete[baseline], complete[name], seeds=list(seeds),
+                                    highlight=config.evaluation.highlight,
+                                    experiment=config.name,
+                                    run_dirs=[{"non_private": a, "dp": b} for a, b in
+                                              zip(dirs[baseline], dirs[name], strict=True)])
+            comp["variant"] = name
+            comp["baseline"] = baseline
+            res.write_json(out / f"comparison-{name}.json", comp)
+            comparisons[name] = comp
+    figure = figure3_data(config, variants, complete, seeds, dirs)
+    res.write_json(out / FIGURE3_FILE, figure)
+    write_federated_report(out)
+    return {"figure3": figure, "comparisons": comparisons}
+
+
+def figure3_data(config: ExperimentConfig, variants: Mapping[str, ExperimentConfig],
+                 results: Mapping[str, Sequence[Mapping[str, Any]]], seeds: Sequence[int],
+                 dirs: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``figure3.json``: per variant the bucket accuracies and output diversity over seeds."""
+    out_variants = []
+    bucket_names = config.federated.bucket_names()
+    for name, cfg in variants.items():
+        runs = list(results.get(name, []))
+        entry: dict[str, Any] = {
+            "name": name, "mode": cfg.privacy.mode, "rounds": cfg.federated.rounds,
+            "config_hash": config_hash(cfg), "runs": list(dirs.get(name, [])),
+            "complete": len(runs) == len(seeds),
+            "max_grad_norm": cfg.privacy.max_grad_norm if cfg.privacy.clipping else None,
+            "noise_multiplier": cfg.privacy.noise_multiplier,
+        }
+        if runs:
+            entry.update(
+                overall_accuracy=res.summarize([r["overall_accuracy"] for r in runs]),
+                mean_participant_accuracy=res.summarize(
+                    [r["mean_participant_accuracy"] for r in runs]),
+                distinct_predicted=res.summarize(
+                    [r["output_diversity"]["distinct_predicted"] for r in runs]),
+                rank_counts=runs[0]["output_diversity"]["rank_counts"],
+                top_predicted=runs[0]["output_diversity"]["top_predicted"][:10],
+                privacy_statement=runs[0]["privacy"]["statement"],
+                epsilon=runs[0]["privacy"].get("epsilon"),
+                wall_time_s=sum(float(r.get("wall_time_s") or 0) for r in runs),
+                mean_round_s=res.summarize([r.get("mean_round_s") for r in runs]),
+                groups=[{
+                    "group": g,
+                    "participants": runs[0]["groups"][i]["participants"],
+                    "accuracy": res.summarize([r["groups"][i]["accuracy"] for r in runs]),
+                    "token_accuracy": res.summarize([r["groups"][i]["token_accuracy"]
+                                                     for r in runs]),
+                    "update_norm": res.summarize([r["groups"][i]["grad_norm"] for r in runs]),
+                    "clipped_fraction": res.summarize([r["groups"][i]["clipped_fraction"]
+                                                       for r in runs]),
+                } for i, g in enumerate(bucket_names)],
+            )
+        out_variants.append(entry)
+    return {"experiment": config.name, "description": config.description,
+            "seeds": [int(s) for s in seeds], "buckets": bucket_names,
+            "vocab_buckets": list(config.federated.vocab_buckets), "variants": out_variants}

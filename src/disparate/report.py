@@ -1,0 +1,894 @@
+"""Markdown and HTML reports of a run or a comparison directory.
+
+:func:`write_report` reads the files of ``docs/results-format.md`` -- a comparison directory
+(``comparison.json`` with ``seed-<s>/non-private`` and ``seed-<s>/dp`` run directories) or a
+single run directory (``results.json``, ``metrics.jsonl``, ``config.yaml``) -- and writes,
+into that directory, the PNG figures of :mod:`disparate.plots`, ``report.md`` (referring to
+the PNGs by relative path) and ``report.html`` (self-contained: the PNGs embedded as base64
+data URIs, inline CSS).
+
+A report states the experiment and its description, the mode, the privacy guarantee and how
+its epsilon was computed (accountant, conversion, sampling, delta), the per-group table
+(sizes, accuracies, the DP drop with 95% intervals over seeds when there are several;
+highlighted and small-test groups marked), the overall accuracy, the "poor get poorer"
+correlation and the gap between the best- and worst-served groups. Missing optional values
+render as ``n/a``; a run that is not private says so instead of showing an epsilon.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from disparate import plots
+from disparate.results import COMPARISON_FILE, CONFIG_FILE, METRICS_FILE, RESULTS_FILE
+
+__all__ = [
+    "COMPARISON_FILE",
+    "RESULTS_FILE",
+    "METRICS_FILE",
+    "CONFIG_FILE",
+    "REPORT_MARKDOWN",
+    "REPORT_HTML",
+    "FIGURES",
+    "ReportData",
+    "read_json",
+    "read_metrics",
+    "read_config",
+    "load_report_data",
+    "render_markdown",
+    "render_html",
+    "write_report",
+    "format_accuracy",
+    "format_drop",
+    "format_epsilon",
+]
+
+REPORT_MARKDOWN = "report.md"
+REPORT_HTML = "report.html"
+
+#: Figure key -> (file name, caption).
+FIGURES: dict[str, tuple[str, str]] = {
+    "accuracy_by_group": ("accuracy_by_group.png", "Test accuracy by group"),
+    "accuracy_over_epochs": ("accuracy_over_epochs.png",
+                             "Test accuracy by group over epochs"),
+    "grad_norm_over_epochs": ("grad_norm_over_epochs.png",
+                              "Mean per-example gradient norm (before clipping) by group "
+                              "over epochs"),
+    "group_sizes": ("group_sizes.png", "Training and test examples per group"),
+    "poor_get_poorer": ("poor_get_poorer.png",
+                        "The poor get poorer: DP accuracy drop vs non-private accuracy"),
+    "accuracy_vs_group_size": ("accuracy_vs_group_size.png",
+                               "Accuracy vs training examples per group"),
+}
+#: Draw ``accuracy_vs_group_size`` when there are at least this many groups (e.g. the 72
+#: subgroups of the paper's Figure 1(b)); with a few groups the bar chart says it all.
+MANY_GROUPS = 12
+
+NA = "n/a"
+HIGHLIGHT_MARK = "\u2605"  # black star
+SMALL_TEST_MARK = "\u2020"  # dagger
+ERR_NOT_A_DIRECTORY = "{path}: not a directory; expected a run or comparison directory"
+ERR_NOTHING_TO_REPORT = (
+    "{path}: nothing to report: expected a comparison directory (with {comparison}, written "
+    "by 'disparate compare') or a run directory (with {results}, written by 'disparate run'); "
+    "found neither"
+)
+ERR_BAD_JSON = "{path}: not valid JSON: {error}"
+ERR_NOT_OBJECT = "{path}: expected a JSON object, got {kind}"
+ERR_BAD_METRICS = "{path}: line {line} is not a JSON object: {error}"
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """Parse a JSON object file; ``ValueError`` naming the file if it is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(ERR_BAD_JSON.format(path=path, error=exc)) from exc
+    if not isinstance(data, dict):
+        raise ValueError(ERR_NOT_OBJECT.format(path=path, kind=type(data).__name__))
+    return data
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a ``metrics.jsonl`` (``[]`` if the file does not exist).
+
+    A last line that does not parse is skipped (a run still writing it); a bad line before
+    the last raises ``ValueError`` naming the file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"got {type(record).__name__}")
+        except ValueError as exc:
+            if number == len(lines):
+                break
+            raise ValueError(ERR_BAD_METRICS.format(path=path, line=number, error=exc)) from exc
+        records.append(record)
+    return records
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The saved ``config.yaml`` as plain data, or ``{}`` if it is missing or unreadable.
+
+    Only descriptive fields (description, highlight, min_group_test_size) are taken from it,
+    so a config that does not parse never prevents a report.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The parsed files of one run directory."""
+
+    directory: Path
+    results: dict[str, Any]
+    metrics: list[dict[str, Any]]
+    config: dict[str, Any]
+
+
+def _load_run(directory: Path) -> RunFiles:
+    results_path = directory / RESULTS_FILE
+    results = read_json(results_path) if results_path.is_file() else {}
+    return RunFiles(directory, results, read_metrics(directory / METRICS_FILE),
+                    read_config(directory / CONFIG_FILE))
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows, gathered from a run or a comparison directory."""
+
+    kind: str  # "comparison" or "run"
+    directory: Path
+    experiment: str
+    description: str
+    mode: str
+    highlight: list[str]
+    groups: list[dict[str, Any]]  # comparison.json or results.json group entries, sorted
+    small_test: set[str]
+    min_group_test_size: int | None
+    privacy: dict[str, Any]
+    data: dict[str, Any]  # the parsed comparison.json or results.json
+    seeds: list[Any] = field(default_factory=list)
+    panels: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    runs: dict[str, list[RunFiles]] = field(default_factory=dict)
+
+
+def _seed_dirs(directory: Path, comparison: Mapping[str, Any]) -> list[tuple[Any, Path]]:
+    seeds = comparison.get("seeds")
+    if isinstance(seeds, list) and seeds:
+        return [(s, directory / f"seed-{s}") for s in seeds]
+    found = sorted((p for p in directory.glob("seed-*") if p.is_dir()),
+                   key=lambda p: plots.group_sort_key(p.name[len("seed-"):]))
+    return [(p.name[len("seed-"):], p) for p in found]
+
+
+def _evaluation(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    evaluation = config.get("evaluation")
+    return evaluation if isinstance(evaluation, Mapping) else {}
+
+
+def _min_test_size(config: Mapping[str, Any]) -> int | None:
+    value = _evaluation(config).get("min_group_test_size")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _highlights(given: Any, groups: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Highlighted group names: the listed ones, then groups marked ``"highlight": true``."""
+    names = [str(h) for h in given or []] if isinstance(given, (list, tuple)) else []
+    names += [str(g.get("group")) for g in groups
+              if g.get("highlight") and str(g.get("group")) not in names]
+    return names
+
+
+def _sorted_groups(groups: Any) -> list[dict[str, Any]]:
+    rows = [dict(g) for g in (groups or []) if isinstance(g, Mapping)]
+    return sorted(rows, key=lambda g: plots.group_sort_key(str(g.get("group"))))
+
+
+def _load_comparison(directory: Path) -> ReportData:
+    comparison = read_json(directory / COMPARISON_FILE)
+    seed_dirs = _seed_dirs(directory, comparison)
+    runs: dict[str, list[RunFiles]] = {"non-private": [], "dp": []}
+    for _, seed_dir in seed_dirs:
+        for kind in runs:
+            if (seed_dir / kind).is_dir():
+                runs[kind].append(_load_run(seed_dir / kind))
+    config: dict[str, Any] = {}
+    for run in runs["dp"] + runs["non-private"]:
+        if run.config:
+            config = run.config
+            break
+    small = {str(g.get("group")) for g in comparison.get("groups") or []
+             if isinstance(g, Mapping) and g.get("small_test")}
+    for run in runs["dp"] + runs["non-private"]:
+        small |= {str(g.get("group")) for g in run.results.get("groups") or []
+                  if isinstance(g, Mapping) and g.get("small_test")}
+    privacy = comparison.get("privacy")
+    privacy = dict(privacy) if isinstance(privacy, Mapping) else {}
+    dp_mode = _text(privacy.get("mode")) or "dp"
+    highlight = comparison.get("highlight")
+    if highlight is None:
+        highlight = _evaluation(config).get("highlight")
+    experiment = _text(comparison.get("experiment")) or _text(config.get("name"))
+    return ReportData(
+        kind="comparison",
+        directory=directory,
+        experiment=experiment or directory.name,
+        description=_text(config.get("description")),
+        mode=f"non-private vs {dp_mode}",
+        highlight=_highlights(highlight, _sorted_groups(comparison.get("groups"))),
+        groups=_sorted_groups(comparison.get("groups")),
+        small_test=small,
+        min_group_test_size=_min_test_size(config),
+        privacy=privacy,
+        data=comparison,
+        seeds=[s for s, _ in seed_dirs],
+        panels={"non-private": [r.metrics for r in runs["non-private"] if r.metrics],
+                "DP": [r.metrics for r in runs["dp"] if r.metrics]},
+        runs=runs,
+    )
+
+
+def _load_single_run(directory: Path) -> ReportData:
+    run = _load_run(directory)
+    results = run.results
+    privacy = results.get("privacy")
+    privacy = dict(privacy) if isinstance(privacy, Mapping) else {}
+    mode = _text(results.get("mode")) or _text(privacy.get("mode")) or NA
+    seed = results.get("seed")
+    experiment = _text(results.get("experiment")) or _text(run.config.get("name"))
+    return ReportData(
+        kind="run",
+        directory=directory,
+        experiment=experiment or directory.name,
+        description=_text(run.config.get("description")),
+        mode=mode,
+        highlight=_highlights(results.get("highlight") if results.get("highlight") is not None
+                              else _evaluation(run.config).get("highlight"),
+                              _sorted_groups(results.get("groups"))),
+        groups=_sorted_groups(results.get("groups")),
+        small_test={str(g.get("group")) for g in results.get("groups") or []
+                    if isinstance(g, Mapping) and g.get("small_test")},
+        min_group_test_size=_min_test_size(run.config),
+        privacy=privacy,
+        data=results,
+        seeds=[] if seed is None else [seed],
+        panels={mode: [run.metrics] if run.metrics else []},
+        runs={mode: [run]},
+    )
+
+
+def load_report_data(directory: str | Path) -> ReportData:
+    """Gather a report's content from a comparison or run directory.
+
+    Raises ``ValueError`` naming the path when it is not a directory or holds neither
+    ``comparison.json`` nor ``results.json``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(ERR_NOT_A_DIRECTORY.format(path=directory))
+    if (directory / COMPARISON_FILE).is_file():
+        return _load_comparison(directory)
+    if (directory / RESULTS_FILE).is_file():
+        return _load_single_run(directory)
+    raise ValueError(ERR_NOTHING_TO_REPORT.format(path=directory, comparison=COMPARISON_FILE,
+                                                  results=RESULTS_FILE))
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _stat(value: Any) -> tuple[float | None, tuple[float, float] | None]:
+    if isinstance(value, Mapping):
+        ci = value.get("ci95")
+        interval = None
+        if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
+            lo, hi = _number(ci[0]), _number(ci[1])
+            if lo is not None and hi is not None:
+                interval = (lo, hi)
+        return _number(value.get("mean")), interval
+    return _number(value), None
+
+
+def format_accuracy(value: Any) -> str:
+    """An accuracy (fraction, or ``{"mean", "ci95"}``) as ``"97.0%"`` or
+    ``"97.0% [96.0, 98.0]"`` (95% interval over seeds); ``"n/a"`` when missing."""
+    mean, ci = _stat(value)
+    if mean is None:
+        return NA
+    text = f"{100 * mean:.1f}%"
+    if ci is not None:
+        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+    return text
+
+
+def format_drop(value: Any) -> str:
+    """A drop in accuracy (non-private - DP) in percentage points: ``"+2.0 pp"``, with
+    ``" [1.0, 3.0]"`` when there is an interval; ``"n/a"`` when missing."""
+    mean, ci = _stat(value)
+    if mean is None:
+        return NA
+    text = f"{100 * mean:+.1f} pp"
+    if ci is not None:
+        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
+    return text
+
+
+def format_epsilon(value: Any) -> str:
+    """``"5.91"`` (``"0.0123"`` when small); ``"inf"``/``"n/a"`` when infinite or missing."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
+        return "inf"
+    x = _number(value)
+    if x is None:
+        return NA
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.3g}"
+
+
+def _format_count(value: Any) -> str:
+    x = _number(value)
+    return NA if x is None else f"{int(x)}"
+
+
+def _format_plain(value: Any) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- content
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the per-group table (cells as text) and its marks."""
+
+    group: str
+    cells: list[str]
+    highlighted: bool
+    small_test: bool
+
+
+def _table(data: ReportData) -> tuple[list[str], list[Row]]:
+    rows: list[Row] = []
+    if data.kind == "comparison":
+        header = ["group", "train size", "test size", "non-private accuracy", "DP accuracy",
+                  "drop (non-private - DP)"]
+        for g in data.groups:
+            name = str(g.get("group"))
+            rows.append(Row(name, [name, _format_count(g.get("train_size")),
+                                   _format_count(g.get("test_size")),
+                                   format_accuracy(g.get("non_private_accuracy")),
+                                   format_accuracy(g.get("dp_accuracy")),
+                                   format_drop(g.get("drop"))],
+                            name in data.highlight, name in data.small_test))
+    else:
+        header = ["group", "train size", "test size", f"accuracy ({data.mode})",
+                  "mean gradient norm", "clipped fraction"]
+        for g in data.groups:
+            name = str(g.get("group"))
+            norm = _number(g.get("grad_norm"))
+            clipped = _number(g.get("clipped_fraction"))
+            rows.append(Row(name, [name, _format_count(g.get("train_size")),
+                                   _format_count(g.get("test_size")),
+                                   format_accuracy(g.get("accuracy")),
+                                   NA if norm is None else f"{norm:.3g}",
+                                   NA if clipped is None else f"{100 * clipped:.0f}%"],
+                            name in data.highlight, name in data.small_test))
+    return header, rows
+
+
+def _overall(data: ReportData) -> list[str]:
+    """Lines (plain text) about overall accuracy."""
+    if data.kind == "comparison":
+        overall = data.data.get("overall")
+        overall = overall if isinstance(overall, Mapping) else {}
+        return [f"non-private {format_accuracy(overall.get('non_private_accuracy'))}, "
+                f"DP {format_accuracy(overall.get('dp_accuracy'))}, "
+                f"drop {format_drop(overall.get('drop'))}"]
+    loss = _number(data.data.get("test_loss"))
+    text = f"{format_accuracy(data.data.get('overall_accuracy'))} ({data.mode})"
+    if loss is not None:
+        text += f", test loss {loss:.4g}"
+    return [text]
+
+
+def _gap_text(best: str, best_acc: float, worst: str, worst_acc: float,
+              difference: float) -> str:
+    return (f"best served {best} ({100 * best_acc:.1f}%), worst served {worst} "
+            f"({100 * worst_acc:.1f}%), gap {100 * difference:.1f} pp")
+
+
+def _gap(values: Iterable[tuple[str, float | None]], stored: Any = None) -> str:
+    """The best/worst-served gap: the stored ``comparison.json`` block when it is complete,
+    else computed from the per-group accuracies (groups without accuracy left out)."""
+    if isinstance(stored, Mapping):
+        best, worst = stored.get("best_group"), stored.get("worst_group")
+        best_acc, worst_acc = _number(stored.get("best_accuracy")), _number(
+            stored.get("worst_accuracy"))
+        difference = _number(stored.get("difference"))
+        if None not in (best, worst, best_acc, worst_acc, difference):
+            text = _gap_text(str(best), best_acc, str(worst), worst_acc, difference)
+            mean, ci = _stat(stored.get("per_seed"))
+            if mean is not None and ci is not None:
+                text += (f"; gap per seed {100 * mean:.1f} pp "
+                         f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+            return text
+    known = [(name, v) for name, v in values if v is not None]
+    if len(known) < 2:
+        return NA
+    best_item = max(known, key=lambda item: item[1])
+    worst_item = min(known, key=lambda item: item[1])
+    return _gap_text(best_item[0], best_item[1], worst_item[0], worst_item[1],
+                     best_item[1] - worst_item[1])
+
+
+def _impact(data: ReportData) -> list[tuple[str, str]]:
+    """(label, text) pairs about disparate impact."""
+    items = []
+    if data.kind == "comparison":
+        pgp = data.data.get("poor_get_poorer")
+        pgp = pgp if isinstance(pgp, Mapping) else {}
+        text = f"Spearman \u03c1 = {plots.format_spearman(pgp.get('spearman'))}"
+        extras = []
+        p_value = _number(pgp.get("p_value"))
+        if p_value is not None:
+            extras.append(f"p = {p_value:.3g}")
+        n_groups = pgp.get("n_groups")
+        if isinstance(n_groups, int) and not isinstance(n_groups, bool):
+            extras.append(f"{n_groups} groups")
+        per_seed = pgp.get("per_seed")
+        if isinstance(per_seed, Mapping) and _stat(per_seed)[1] is not None:
+            mean, ci = _stat(per_seed)
+            extras.append(f"per seed {mean:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]")
+        if extras:
+            text += " (" + ", ".join(extras) + ")"
+        description = _text(pgp.get("description"))
+        if description:
+            text += f": {description}"
+        items.append(("Poor get poorer", text))
+        stored = data.data.get("gap")
+        stored = stored if isinstance(stored, Mapping) else {}
+        for label, key, gap_key in [("Gap, non-private", "non_private_accuracy", "non_private"),
+                                    ("Gap, DP", "dp_accuracy", "dp")]:
+            items.append((label, _gap(((str(g.get("group")), _stat(g.get(key))[0])
+                                       for g in data.groups), stored.get(gap_key))))
+    else:
+        items.append((f"Gap, {data.mode}",
+                       _gap((str(g.get("group")), _number(g.get("accuracy")))
+                            for g in data.groups)))
+    return items
+
+
+def _epsilon_methods(privacy: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(method, headline, details) for each accounting method; the reported one first.
+
+    ``headline`` is ``"epsilon = 3.15 at delta = 1e-05"`` (``" (reported)"`` appended for the
+    configured accountant); ``details`` says how it was computed.
+    """
+    epsilons = privacy.get("epsilon")
+    if not isinstance(epsilons, Mapping):
+        return []
+    reported = privacy.get("accountant")
+    methods = sorted(epsilons, key=lambda m: (m != reported, str(m)))
+    out = []
+    for method in methods:
+        entry = epsilons[method]
+        if not isinstance(entry, Mapping):
+            out.append((str(method), f"\u03b5 = {format_epsilon(entry)}", ""))
+            continue
+        head = (f"\u03b5 = {format_epsilon(entry.get('epsilon'))} at "
+                f"\u03b4 = {_format_plain(entry.get('delta'))}")
+        if entry.get("approximate"):
+            head += " (approximate)"
+        if method == reported:
+            head += " (reported)"
+        parts = [f"{label}: {_format_plain(entry.get(key))}" for key, label in [
+            ("accountant", "accountant"), ("conversion", "conversion"),
+            ("sampling", "sampling"), ("neighboring_relation", "neighbouring datasets")]
+            if entry.get(key) is not None]
+        q = _number(entry.get("sampling_probability"))
+        numbers = [f"{label} = {_format_plain(entry.get(key))}" for key, label in [
+            ("dataset_size", "N"), ("batch_size", "b"), ("noise_multiplier", "z"),
+            ("steps", "steps")] if entry.get(key) is not None]
+        if q is not None:
+            numbers.insert(2, f"q = {q:.4g}")
+        if numbers:
+            parts.append(", ".join(numbers))
+        note = _text(entry.get("note"))
+        if note:
+            parts.append(f"note: {note}")
+        out.append((str(entry.get("method") or method), head, "; ".join(parts)))
+    return out
+
+
+def _mechanism(privacy: Mapping[str, Any]) -> list[tuple[str, str]]:
+    keys = [("mode", "mode"), ("max_grad_norm", "clipping norm S"),
+            ("noise_multiplier", "noise multiplier z"), ("noise_std", "noise std"),
+            ("sampling", "batch sampling"), ("delta", "delta")]
+    if _text(privacy.get("description")):
+        items = [("", _text(privacy.get("description")))]
+    else:
+        items = [(label, _format_plain(privacy.get(key))) for key, label in keys
+                 if privacy.get(key) is not None]
+    calibration = privacy.get("calibration")
+    if isinstance(calibration, Mapping) and calibration:
+        items.append(("noise calibration", ", ".join(
+            f"{k} {_format_plain(v)}" for k, v in sorted(calibration.items()))))
+    return items
+
+
+def _is_private(privacy: Mapping[str, Any]) -> bool:
+    return bool(privacy.get("is_private"))
+
+
+def _privacy_lines(data: ReportData) -> tuple[str, str]:
+    """(headline, statement) of the privacy section."""
+    privacy = data.privacy
+    statement = _text(privacy.get("statement"))
+    if not privacy:
+        return "Privacy: n/a", "The result files hold no privacy block."
+    if not _is_private(privacy):
+        return "Not private", statement or "not differentially private"
+    eps = privacy.get("epsilon")
+    headline = "Differentially private"
+    if isinstance(eps, Mapping) and eps:
+        accountant = privacy.get("accountant")
+        first = eps.get(accountant) if accountant in eps else next(iter(eps.values()))
+        if isinstance(first, Mapping):
+            headline += (f": (\u03b5 = {format_epsilon(first.get('epsilon'))}, "
+                         f"\u03b4 = {_format_plain(first.get('delta'))})")
+    return headline, statement or NA
+
+
+def _baseline_note(data: ReportData) -> str | None:
+    if data.kind != "comparison":
+        return None
+    for run in data.runs.get("non-private", []):
+        privacy = run.results.get("privacy")
+        if isinstance(privacy, Mapping):
+            return ("Non-private baseline: "
+                    + (_text(privacy.get("statement")) or "not differentially private"))
+    return "Non-private baseline: not differentially private."
+
+
+def _facts(data: ReportData) -> list[tuple[str, str]]:
+    facts = [("Experiment", data.experiment), ("Mode", data.mode)]
+    if data.kind == "comparison":
+        facts.append(("Kind", "comparison of non-private and DP training on identical data "
+                              "and seeds"))
+        facts.append(("Seeds", ", ".join(str(s) for s in data.seeds) or NA))
+    else:
+        facts.append(("Kind", "single run"))
+        facts.append(("Seed", ", ".join(str(s) for s in data.seeds) or NA))
+        for key, label in [("epochs", "Epochs"), ("steps", "Steps"),
+                           ("config_hash", "Config hash")]:
+            if data.data.get(key) is not None:
+                facts.append((label, _format_plain(data.data.get(key))))
+        wall = _number(data.data.get("wall_time_s"))
+        if wall is not None:
+            facts.append(("Wall time", f"{wall:.1f} s"))
+    facts.append(("Highlighted groups", ", ".join(data.highlight) or "none"))
+    return facts
+
+
+def _legend(data: ReportData) -> list[str]:
+    notes = []
+    if data.highlight:
+        notes.append(f"{HIGHLIGHT_MARK} highlighted group")
+    if data.small_test:
+        limit = (f"fewer than {data.min_group_test_size} test examples"
+                 if data.min_group_test_size is not None else "few test examples")
+        notes.append(f"{SMALL_TEST_MARK} small test set ({limit}): accuracy unreliable")
+    if data.kind == "comparison" and any(_stat(g.get("dp_accuracy"))[1] is not None
+                                         for g in data.groups):
+        notes.append("[lo, hi]: 95% Student-t interval of the mean over seeds")
+    elif data.kind == "comparison":
+        notes.append("one seed: no confidence intervals (n/a)")
+    return notes
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def write_figures(data: ReportData, directory: str | Path | None = None) -> dict[str, Path]:
+    """Write the report's PNGs (into ``directory``, default the data's); key -> path."""
+    out = Path(directory) if directory is not None else data.directory
+    written: dict[str, Path] = {}
+
+    def target(key: str) -> Path:
+        return out / FIGURES[key][0]
+
+    title = data.experiment
+    if data.groups:
+        written["accuracy_by_group"] = plots.plot_accuracy_by_group(
+            data.data, target("accuracy_by_group"), highlight=data.highlight,
+            title=None if not title else f"{title}: test accuracy by group"
+            + (" (non-private vs DP)" if data.kind == "comparison" else ""))
+    if any(data.panels.values()):
+        written["accuracy_over_epochs"] = plots.plot_accuracy_over_epochs(
+            data.panels, target("accuracy_over_epochs"), highlight=data.highlight,
+            title=f"{title}: test accuracy by group over epochs")
+        written["grad_norm_over_epochs"] = plots.plot_grad_norm_over_epochs(
+            data.panels, target("grad_norm_over_epochs"), highlight=data.highlight,
+            title=f"{title}: mean per-example gradient norm (before clipping) by group")
+    if data.groups:
+        written["group_sizes"] = plots.plot_group_sizes(
+            data.groups, target("group_sizes"), highlight=data.highlight,
+            small_test=data.small_test, title=f"{title}: examples per group")
+    if data.kind == "comparison" and data.groups:
+        written["poor_get_poorer"] = plots.plot_poor_get_poorer(
+            data.data, target("poor_get_poorer"), highlight=data.highlight)
+    if len(data.groups) >= MANY_GROUPS:
+        written["accuracy_vs_group_size"] = plots.plot_accuracy_vs_group_size(
+            data.data, target("accuracy_vs_group_size"), highlight=data.highlight,
+            small_test=data.small_test,
+            title=f"{title}: " + ("DP accuracy" if data.kind == "comparison" else "accuracy")
+            + " vs training examples per group")
+    return written
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _md(text: Any) -> str:
+    """Text for a markdown table cell or inline position (pipes and markup escaped)."""
+    return re.sub(r"([\\`*|<])", r"\\\1", str(text)).replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(data: ReportData, figures: Mapping[str, Path]) -> str:
+    """The report as Markdown; figures are referenced by file name (relative path)."""
+    lines = [f"# Report: {_md(data.experiment)}", ""]
+    if data.description:
+        lines += [_md(data.description), ""]
+    lines += [f"- **{label}:** {_md(value)}" for label, value in _facts(data)]
+    lines.append("")
+
+    headline, statement = _privacy_lines(data)
+    lines += ["## Privacy", "", f"**{_md(headline)}.** {_md(statement)}", ""]
+    baseline = _baseline_note(data)
+    if baseline:
+        lines += [_md(baseline), ""]
+    mechanism = _mechanism(data.privacy)
+    if mechanism:
+        lines += ["Mechanism: " + "; ".join(f"{label} = {_md(v)}" if label else _md(v)
+                                  for label, v in mechanism)
+                  + ".", ""]
+    if _is_private(data.privacy):
+        methods = _epsilon_methods(data.privacy)
+        if methods:
+            lines += ["How epsilon was computed:", ""]
+            lines += [f"- **{_md(method)}**: {_md(head)}" + (f"; {_md(details)}" if details
+                                                             else "")
+                      for method, head, details in methods]
+            lines.append("")
+        else:
+            lines += ["Epsilon: n/a (no accounting in the result files).", ""]
+
+    lines += ["## Accuracy by group", ""]
+    lines += [f"Overall accuracy: {_md(text)}." for text in _overall(data)]
+    lines.append("")
+    header, rows = _table(data)
+    cells = []
+    for row in rows:
+        name = _md(row.group)
+        group_cell = f"**{name}** {HIGHLIGHT_MARK}" if row.highlighted else name
+        test_cell = row.cells[2] + (f" {SMALL_TEST_MARK} small" if row.small_test else "")
+        cells.append([group_cell, _md(row.cells[1]), _md(test_cell)]
+                     + [_md(c) for c in row.cells[3:]])
+    if cells:
+        lines += _md_table(header, cells)
+    else:
+        lines.append("No per-group results.")
+    lines.append("")
+    lines += [f"- {_md(note)}" for note in _legend(data)]
+    if _legend(data):
+        lines.append("")
+
+    lines += ["## Disparate impact", ""]
+    lines += [f"- **{_md(label)}:** {_md(text)}" for label, text in _impact(data)]
+    lines.append("")
+
+    lines += ["## Figures", ""]
+    if not figures:
+        lines += ["No figures (no per-group results).", ""]
+    for key, path in figures.items():
+        caption = FIGURES.get(key, (path.name, key))[1]
+        lines += [f"![{_md(caption)}]({Path(path).name})", "", f"*{_md(caption)}*", ""]
+    if "accuracy_over_epochs" not in figures:
+        lines += ["No per-epoch metrics (metrics.jsonl) found: no curves over epochs.", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- html
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #ddd; padding-bottom: .2em; }
+h2 { margin-top: 1.6em; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
+th { background: #f2f2f2; }
+td:first-child, th:first-child { text-align: left; }
+tr.highlight td { background: #fff3c4; font-weight: bold; }
+td.small { color: #b03030; }
+dl.facts { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
+dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; }
+.statement { background: #f6f8fa; border-left: 4px solid #4c72b0; padding: .5em .8em; }
+.statement.not-private { border-left-color: #c44e52; }
+.note { color: #555; font-size: .9em; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .9em; }
+"""
+
+
+def _h(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]],
+                row_classes: Sequence[str] | None = None, cls: str = "") -> list[str]:
+    """A table; ``rows`` cells are already-escaped HTML."""
+    out = [f'<table class="{_h(cls)}">' if cls else "<table>",
+           "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in header) + "</tr></thead>",
+           "<tbody>"]
+    for i, row in enumerate(rows):
+        row_cls = row_classes[i] if row_classes else ""
+        attr = f' class="{_h(row_cls)}"' if row_cls else ""
+        out.append(f"<tr{attr}>" + "".join(row) + "</tr>")
+    out += ["</tbody>", "</table>"]
+    return out
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def render_html(data: ReportData, figures: Mapping[str, Path]) -> str:
+    """The report as one self-contained HTML page (PNGs embedded as base64 data URIs)."""
+    title = f"Report: {data.experiment}"
+    body = [f"<h1>{_h(title)}</h1>"]
+    if data.description:
+        body.append(f'<p class="description">{_h(data.description)}</p>')
+    body.append('<dl class="facts">')
+    body += [f"<dt>{_h(label)}</dt><dd>{_h(value)}</dd>" for label, value in _facts(data)]
+    body.append("</dl>")
+
+    headline, statement = _privacy_lines(data)
+    private = _is_private(data.privacy)
+    body.append("<h2>Privacy</h2>")
+    body.append(f'<p class="statement{"" if private else " not-private"}"><strong>'
+                f"{_h(headline)}.</strong> {_h(statement)}</p>")
+    baseline = _baseline_note(data)
+    if baseline:
+        body.append(f"<p>{_h(baseline)}</p>")
+    mechanism = _mechanism(data.privacy)
+    if mechanism:
+        body.append("<p>Mechanism: " + "; ".join(f"{_h(label)} = {_h(v)}" if label else _h(v)
+                                                  for label, v in mechanism) + ".</p>")
+    if private:
+        methods = _epsilon_methods(data.privacy)
+        if methods:
+            body.append("<p>How epsilon was computed:</p>")
+            body.append('<ul class="epsilon">')
+            body += [f"<li><strong>{_h(method)}</strong>: {_h(head)}"
+                     + (f'<br><span class="note">{_h(details)}</span>' if details else "")
+                     + "</li>" for method, head, details in methods]
+            body.append("</ul>")
+        else:
+            body.append("<p>Epsilon: n/a (no accounting in the result files).</p>")
+
+    body.append("<h2>Accuracy by group</h2>")
+    body += [f"<p>Overall accuracy: {_h(text)}.</p>" for text in _overall(data)]
+    header, rows = _table(data)
+    if rows:
+        cells, classes = [], []
+        for row in rows:
+            group = _h(row.group) + (f" {HIGHLIGHT_MARK}" if row.highlighted else "")
+            test = (f'<td class="small" title="small test set">{_h(row.cells[2])} '
+                    f"{SMALL_TEST_MARK} small</td>" if row.small_test
+                    else f"<td>{_h(row.cells[2])}</td>")
+            cells.append([f"<td>{group}</td>", f"<td>{_h(row.cells[1])}</td>", test]
+                         + [f"<td>{_h(c)}</td>" for c in row.cells[3:]])
+            classes.append("highlight" if row.highlighted else "")
+        body += _html_table(header, cells, classes, cls="groups")
+    else:
+        body.append("<p>No per-group results.</p>")
+    body += [f'<p class="note">{_h(note)}</p>' for note in _legend(data)]
+
+    body.append("<h2>Disparate impact</h2>")
+    body.append("<ul>")
+    body += [f"<li><strong>{_h(label)}:</strong> {_h(text)}</li>" for label, text in
+             _impact(data)]
+    body.append("</ul>")
+
+    body.append("<h2>Figures</h2>")
+    if not figures:
+        body.append("<p>No figures (no per-group results).</p>")
+    for key, path in figures.items():
+        caption = FIGURES.get(key, (Path(path).name, key))[1]
+        body.append(f'<figure><img src="{_data_uri(Path(path))}" alt="{_h(caption)}">'
+                    f"<figcaption>{_h(caption)}</figcaption></figure>")
+    if "accuracy_over_epochs" not in figures:
+        body.append("<p>No per-epoch metrics (metrics.jsonl) found: no curves over "
+                    "epochs.</p>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def write_report(directory: str | Path) -> dict[str, Path]:
+    """Render ``report.md``, ``report.html`` and the PNGs into a run or comparison directory.
+
+    Returns the written files: ``"markdown"``, ``"html"`` and one key per figure
+    (``"accuracy_by_group"``, ``"accuracy_over_epochs"``, ``"grad_norm_over_epochs"``,
+    ``"group_sizes"`` and, for a comparison, ``"poor_get_poorer"``; curves over epochs only
+    when there are per-epoch metrics). Raises ``ValueError`` naming the path if the
+    directory holds neither ``comparison.json`` nor ``results.json``.
+    """
+    data = load_report_data(directory)
+    figures = write_figures(data)
+    markdown_path = data.directory / REPORT_MARKDOWN
+    html_path = data.directory / REPORT_HTML
+    markdown_path.write_text(render_markdown(data, figures), encoding="utf-8")
+    html_path.write_text(render_html(data, figures), encoding="utf-8")
+    return {"markdown": markdown_path, "html": html_path, **figures}

@@ -1,0 +1,514 @@
+"""Per-group results of a run and the comparison of non-private and DP runs.
+
+The file formats are specified in ``docs/results-format.md``. This module holds the pure
+parts -- building the ``results.json`` object of a run, aggregating runs over seeds into
+``comparison.json``, and formatting tables -- so that they can be tested on hand-made numbers.
+The training loop (:mod:`disparate.training`) computes the numbers; :mod:`disparate.report`
+renders plots from the files.
+
+Conventions: accuracies are fractions in [0, 1]; the *drop* is non-private accuracy minus
+DP accuracy (positive: DP is worse); a group without test examples has accuracy ``None``
+and is left out of rank correlations and gaps, never silently counted as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from disparate.config import ExperimentConfig, PrivacyConfig, config_hash
+
+__all__ = [
+    "COMPARISON_FILE",
+    "CONFIG_FILE",
+    "CHECKPOINT_FILE",
+    "METRICS_FILE",
+    "POOR_GET_POORER_DESCRIPTION",
+    "RESULTS_FILE",
+    "build_run_results",
+    "compare_runs",
+    "format_comparison_table",
+    "gap",
+    "load_comparison",
+    "load_results",
+    "privacy_block",
+    "read_metrics",
+    "spearman",
+    "summarize",
+    "write_json",
+]
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+COMPARISON_FILE = "comparison.json"
+
+POOR_GET_POORER_DESCRIPTION = (
+    "Spearman rank correlation across groups between non-private accuracy and the DP drop "
+    "(negative: the poor get poorer)"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+# --------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: non-finite floats become ``None``, tuples lists, mappings dicts."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):  # numpy / torch scalars
+        return _jsonable(value.item())
+    raise TypeError(f"value {value!r} of type {type(value).__name__} is not JSON-serialisable")
+
+
+def dumps(obj: Any, *, indent: int | None = None) -> str:
+    """JSON text with sorted keys; non-finite floats are written as ``null``."""
+    return json.dumps(_jsonable(obj), sort_keys=True, indent=indent, allow_nan=False,
+                      ensure_ascii=False)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as UTF-8 JSON with sorted keys, atomically (temp file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def load_results(run_dir: str | Path) -> dict[str, Any]:
+    """The ``results.json`` of a run directory."""
+    path = Path(run_dir) / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results (has the run finished?)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-epoch lines of a run's ``metrics.jsonl`` (empty if the file is missing)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+
+
+def load_comparison(out_dir: str | Path) -> dict[str, Any]:
+    """The ``comparison.json`` of a comparison directory."""
+    return json.loads((Path(out_dir) / COMPARISON_FILE).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+
+
+def privacy_block(
+    privacy: PrivacyConfig,
+    *,
+    noise_multiplier: float | None,
+    reports: Mapping[str, Any] | None,
+    steps: int,
+    calibration: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``privacy`` object of ``results.json``.
+
+    Args:
+        privacy: The run's privacy config.
+        noise_multiplier: The z actually used (calibrated if ``target_epsilon`` was set);
+            ``None`` when the run is not in mode ``dp``.
+        reports: ``{method: EpsilonReport}`` of the finished run (private runs only); the
+            headline method is ``privacy.accountant``.
+        steps: Number of steps taken.
+        calibration: How z was calibrated from ``target_epsilon`` (or ``None``).
+    """
+    mode = privacy.mode
+    block: dict[str, Any] = {
+        "is_private": privacy.is_private,
+        "mode": mode,
+        "max_grad_norm": privacy.max_grad_norm if privacy.clipping else None,
+        "noise_multiplier": noise_multiplier if mode == "dp" else None,
+        "sampling": privacy.sampling,
+        "description": privacy.describe(),
+        "steps": steps,
+    }
+    if mode == "dp":
+        block["noise_std"] = noise_multiplier * privacy.max_grad_norm if noise_multiplier else None
+    elif mode == "noise-only":
+        block["noise_std"] = privacy.noise_std
+    else:
+        block["noise_std"] = 0.0
+    if not privacy.is_private:
+        block.update(
+            delta=None, accountant=None, epsilon=None, shuffle_accounting=None,
+            statement=f"not differentially private: {privacy.describe()}",
+        )
+        return block
+    if not reports:
+        raise ValueError("reports: a private run needs at least one EpsilonReport")
+    dicts = {m: (r.to_dict() if hasattr(r, "to_dict") else dict(r)) for m, r in reports.items()}
+    head_method = privacy.accountant if privacy.accountant in dicts else next(iter(dicts))
+    head = dicts[head_method]
+    eps = head["epsilon"]
+    eps_text = f"{eps:.2f}" if eps is not None and math.isfinite(eps) else "inf"
+    approx = "approximately " if head.get("approximate") else ""
+    statement = (
+        f"{approx}({eps_text}, {privacy.delta:g})-DP for {steps} steps of DP-SGD "
+        f"(z={noise_multiplier:g}, S={privacy.max_grad_norm:g}) with {head['sampling']}; "
+        f"accountant: {head['accountant']}; conversion: {head['conversion']}; "
+        f"neighbouring datasets: {head['neighboring_relation']}"
+    )
+    if head.get("note"):
+        statement += f". Note: {head['note']}"
+    block.update(
+        delta=privacy.delta,
+        accountant=head_method,
+        shuffle_accounting=privacy.shuffle_accounting,
+        epsilon=dicts,
+        statement=statement,
+    )
+    if calibration is not None:
+        block["calibration"] = dict(calibration)
+    return block
+
+
+def build_run_results(
+    config: ExperimentConfig,
+    *,
+    group_names: Sequence[str],
+    train_sizes: Mapping[str, int],
+    test_sizes: Mapping[str, int],
+    final_metrics: Mapping[str, Any],
+    privacy: Mapping[str, Any],
+    wall_time_s: float,
+) -> dict[str, Any]:
+    """The ``results.json`` object from the last epoch's metrics line and the group sizes."""
+    min_test = config.evaluation.min_group_test_size
+    acc = final_metrics.get("group_accuracy", {})
+    norms = final_metrics.get("group_grad_norm", {})
+    clipped = final_metrics.get("group_clipped_fraction", {})
+    groups = []
+    for name in group_names:
+        groups.append({
+            "group": name,
+            "train_size": int(train_sizes[name]),
+            "test_size": int(test_sizes[name]),
+            "accuracy": acc.get(name),
+            "grad_norm": norms.get(name),
+            "clipped_fraction": clipped.get(name),
+            "small_test": int(test_sizes[name]) < min_test,
+            "highlight": name in config.evaluation.highlight,
+        })
+    return {
+        "experiment": config.name,
+        "mode": config.privacy.mode,
+        "seed": config.training.seed,
+        "data_seed": config.data.seed,
+        "config_hash": config_hash(config),
+        "overall_accuracy": final_metrics.get("test_accuracy"),
+        "test_loss": final_metrics.get("test_loss"),
+        "train_loss": final_metrics.get("train_loss"),
+        "epochs": final_metrics.get("epoch"),
+        "steps": final_metrics.get("steps"),
+        "train_size": int(sum(train_sizes.values())),
+        "test_size": int(sum(test_sizes.values())),
+        "highlight": list(config.evaluation.highlight),
+        "groups": groups,
+        "privacy": dict(privacy),
+        "wall_time_s": float(wall_time_s),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+# --------------------------------------------------------------------------------------------
+
+
+def summarize(values: Sequence[float | None]) -> dict[str, Any]:
+    """Mean and 95% Student-t interval of the mean over seeds.
+
+    ``None`` entries (e.g. a group without test examples in one seed) are kept in ``values``
+    but left out of the statistics. ``ci95`` is ``None`` with fewer than two values.
+    """
+    from scipy import stats
+
+    vals = [None if v is None else float(v) for v in values]
+    present = [v for v in vals if v is not None]
+    n = len(present)
+    out: dict[str, Any] = {"values": vals, "n": n, "mean": None, "ci95": None}
+    if n == 0:
+        return out
+    mean = math.fsum(present) / n
+    out["mean"] = mean
+    if n >= 2:
+        var = math.fsum((v - mean) ** 2 for v in present) / (n - 1)
+        half = float(stats.t.ppf(0.975, n - 1)) * math.sqrt(var / n)
+        out["ci95"] = [mean - half, mean + half]
+    return out
+
+
+def spearman(x: Sequence[float | None], y: Sequence[float | None]) -> dict[str, Any]:
+    """Spearman rank correlation of the pairs where both values are present.
+
+    Returns ``{"spearman": rho or None, "p_value": p or None, "n_groups": n}``; ``rho`` is
+    ``None`` with fewer than three pairs or when either side is constant.
+    """
+    from scipy import stats
+
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None]
+    out: dict[str, Any] = {"spearman": None, "p_value": None, "n_groups": len(pairs)}
+    if len(pairs) < 3:
+        return out
+    xs, ys = zip(*pairs, strict=True)
+    if len(set(xs)) < 2 or len(set(ys)) < 2:
+        return out
+    res = stats.spearmanr(xs, ys)
+    rho, p = float(res.statistic), float(res.pvalue)
+    out["spearman"] = rho if math.isfinite(rho) else None
+    out["p_value"] = p if math.isfinite(p) else None
+    return out
+
+
+def gap(accuracy: Mapping[str, float | None]) -> dict[str, Any]:
+    """Best- and worst-served group and the difference of their accuracies."""
+    present = {g: a for g, a in accuracy.items() if a is not None}
+    if not present:
+        return {"best_group": None, "best_accuracy": None, "worst_group": None,
+                "worst_accuracy": None, "difference": None}
+    best = max(present, key=lambda g: present[g])
+    worst = min(present, key=lambda g: present[g])
+    return {"best_group": best, "best_accuracy": present[best], "worst_group": worst,
+            "worst_accuracy": present[worst], "difference": present[best] - present[worst]}
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison of non-private and DP runs
+# --------------------------------------------------------------------------------------------
+
+
+def _groups_by_name(result: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {g["group"]: g for g in result["groups"]}
+
+
+def _drop(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def compare_runs(
+    non_private: Sequence[Mapping[str, Any]],
+    dp: Sequence[Mapping[str, Any]],
+    *,
+    seeds: Sequence[int],
+    highlight: Sequence[str] = (),
+    experiment: str | None = None,
+    run_dirs: Sequence[Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """The ``comparison.json`` object of paired runs (one non-private and one DP per seed).
+
+    ``non_private[i]`` and ``dp[i]`` are the ``results.json`` objects of seed ``seeds[i]``;
+    they must have the same groups and group sizes (identical data). Group statistics are
+    over seeds; the rank correlation and the gaps are computed on the seed means (and,
+    per seed, summarised in ``per_seed``).
+    """
+    if not (len(non_private) == len(dp) == len(seeds)) or not seeds:
+        raise ValueError(
+            f"compare_runs: got {len(non_private)} non-private and {len(dp)} DP results for "
+            f"{len(seeds)} seeds; expected one of each per seed (at least one seed)"
+        )
+    names = [g["group"] for g in non_private[0]["groups"]]
+    for i, (a, b) in enumerate(zip(non_private, dp, strict=True)):
+        ga, gb = _groups_by_name(a), _groups_by_name(b)
+        if list(ga) != names or list(gb) != names:
+            raise ValueError(
+                f"seed {seeds[i]}: the runs have groups {list(ga)} and {list(gb)}; expected "
+                f"{names} in both"
+            )
+        for name in names:
+            sizes_a = (ga[name]["train_size"], ga[name]["test_size"])
+            sizes_b = (gb[name]["train_size"], gb[name]["test_size"])
+            if sizes_a != sizes_b:
+                raise ValueError(
+                    f"seed {seeds[i]}, group {name!r}: non-private (train, test) sizes {sizes_a} "
+                    f"differ from DP sizes {sizes_b}; the runs must use identical data"
+                )
+
+    groups = []
+    mean_np: dict[str, float | None] = {}
+    mean_dp: dict[str, float | None] = {}
+    mean_drop: dict[str, float | None] = {}
+    for name in names:
+        np_vals = [_groups_by_name(r)[name]["accuracy"] for r in non_private]
+        dp_vals = [_groups_by_name(r)[name]["accuracy"] for r in dp]
+        drops = [_drop(a, b) for a, b in zip(np_vals, dp_vals, strict=True)]
+        first = _groups_by_name(non_private[0])[name]
+        entry = {
+            "group": name,
+            "train_size": first["train_size"],
+            "test_size": first["test_size"],
+            "train_sizes": [_groups_by_name(r)[name]["train_size"] for r in non_private],
+            "test_sizes": [_groups_by_name(r)[name]["test_size"] for r in non_private],
+            "small_test": bool(first.get("small_test", False)),
+            "highlight": name in highlight,
+            "non_private_accuracy": summarize(np_vals),
+            "dp_accuracy": summarize(dp_vals),
+            "drop": summarize(drops),
+            "non_private_grad_norm": summarize(
+                [_groups_by_name(r)[name].get("grad_norm") for r in non_private]),
+            "dp_grad_norm": summarize([_groups_by_name(r)[name].get("grad_norm") for r in dp]),
+        }
+        groups.append(entry)
+        mean_np[name] = entry["non_private_accuracy"]["mean"]
+        mean_dp[name] = entry["dp_accuracy"]["mean"]
+        mean_drop[name] = entry["drop"]["mean"]
+
+    overall_np = [r["overall_accuracy"] for r in non_private]
+    overall_dp = [r["overall_accuracy"] for r in dp]
+
+    per_seed_rho = []
+    per_seed_gap_np = []
+    per_seed_gap_dp = []
+    for a, b in zip(non_private, dp, strict=True):
+        acc_a = {g["group"]: g["accuracy"] for g in a["groups"]}
+        acc_b = {g["group"]: g["accuracy"] for g in b["groups"]}
+        per_seed_rho.append(spearman(
+            [acc_a[n] for n in names], [_drop(acc_a[n], acc_b[n]) for n in names])["spearman"])
+        per_seed_gap_np.append(gap(acc_a)["difference"])
+        per_seed_gap_dp.append(gap(acc_b)["difference"])
+
+    rank = spearman([mean_np[n] for n in names], [mean_drop[n] for n in names])
+    gap_np = gap(mean_np)
+    gap_np["per_seed"] = summarize(per_seed_gap_np)
+    gap_dp = gap(mean_dp)
+    gap_dp["per_seed"] = summarize(per_seed_gap_dp)
+
+    out: dict[str, Any] = {
+        "experiment": experiment if experiment is not None else dp[0].get("experiment"),
+        "seeds": [int(s) for s in seeds],
+        "highlight": [h for h in highlight],
+        "groups": groups,
+        "overall": {
+            "non_private_accuracy": summarize(overall_np),
+            "dp_accuracy": summarize(overall_dp),
+            "drop": summarize([_drop(a, b) for a, b in zip(overall_np, overall_dp, strict=True)]),
+        },
+        "poor_get_poorer": {
+            "spearman": rank["spearman"],
+            "p_value": rank["p_value"],
+            "n_groups": rank["n_groups"],
+            "per_seed": summarize(per_seed_rho),
+            "description": POOR_GET_POORER_DESCRIPTION,
+        },
+        "gap": {"non_private": gap_np, "dp": gap_dp},
+        "privacy": dp[0]["privacy"],
+        "config_hash": {"non_private": non_private[0].get("config_hash"),
+                        "dp": dp[0].get("config_hash")},
+        "wall_time_s": math.fsum(float(r.get("wall_time_s") or 0.0)
+                                 for r in [*non_private, *dp]),
+    }
+    if run_dirs is not None:
+        out["runs"] = [dict(r) for r in run_dirs]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def _pct(summary: Mapping[str, Any], *, signed: bool = False) -> str:
+    mean = summary.get("mean")
+    if mean is None:
+        return "n/a"
+    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
+    ci = summary.get("ci95")
+    if ci is not None:
+        text += f" ±{100 * (ci[1] - ci[0]) / 2:.1f}"
+    return text
+
+
+def _rho(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = False) -> str:
+    """Per-group table of a comparison: sizes, non-private and DP accuracy (%), drop (points).
+
+    Highlighted groups are marked with ``*`` (set in bold in markdown); groups with fewer
+    test examples than ``evaluation.min_group_test_size`` with ``!``. With several seeds each
+    cell is ``mean ±half-width of the 95% interval``.
+    """
+    seeds = comparison["seeds"]
+    header = ["group", "train", "test", "non-DP acc %", "DP acc %", "drop (points)"]
+    rows: list[list[str]] = []
+    for g in comparison["groups"]:
+        small = "!" if g.get("small_test") else ""
+        if markdown:  # bold marks a highlighted group (a bare * would be emphasis)
+            name = f"**{g['group']}**{small}" if g.get("highlight") else f"{g['group']}{small}"
+        else:
+            name = f"{g['group']}{'*' if g.get('highlight') else ''}{small}"
+        rows.append([name, str(g["train_size"]), str(g["test_size"]),
+                     _pct(g["non_private_accuracy"]), _pct(g["dp_accuracy"]),
+                     _pct(g["drop"], signed=True)])
+    ov = comparison["overall"]
+    train_total = sum(g["train_size"] for g in comparison["groups"])
+    test_total = sum(g["test_size"] for g in comparison["groups"])
+    rows.append(["all", str(train_total), str(test_total), _pct(ov["non_private_accuracy"]),
+                 _pct(ov["dp_accuracy"]), _pct(ov["drop"], signed=True)])
+
+    lines: list[str] = []
+    if markdown:
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+    else:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = [f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]]
+        lines.append("  ".join(f.format(h) for f, h in zip(fmt, header, strict=True)))
+        lines.append("  ".join("-" * w for w in widths))
+        for r in rows:
+            if r[0] == "all":
+                lines.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join(f.format(c) for f, c in zip(fmt, r, strict=True)))
+
+    ppp = comparison["poor_get_poorer"]
+    gaps = comparison["gap"]
+    notes = []
+    seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
+    if len(seeds) > 1:
+        notes.append(f"mean over {seeds_text}, ± half-width of the 95% Student-t interval")
+    else:
+        notes.append(f"one seed ({seeds[0]}); no interval")
+    if any(g.get("highlight") for g in comparison["groups"]):
+        notes.append(("**bold**" if markdown else "*") + ": highlighted group "
+                     "(evaluation.highlight)")
+    if any(g.get("small_test") for g in comparison["groups"]):
+        notes.append("! fewer test examples than evaluation.min_group_test_size: noisy")
+    notes.append(f"poor get poorer: Spearman rho = {_rho(ppp['spearman'])} between non-DP "
+                 f"accuracy and DP drop across groups (negative: the poor get poorer)")
+    for label, key in (("non-DP", "non_private"), ("DP", "dp")):
+        gp = gaps[key]
+        if gp.get("difference") is not None:
+            notes.append(
+                f"gap {label}: {100 * gp['difference']:.1f} points (best {gp['best_group']} "
+                f"{100 * gp['best_accuracy']:.1f}%, worst {gp['worst_group']} "
+                f"{100 * gp['worst_accuracy']:.1f}%)")
+    statement = comparison.get("privacy", {}).get("statement")
+    if statement:
+        notes.append(f"DP: {statement}")
+    sep = "\n\n" if markdown else "\n"
+    bullet = "- " if markdown else ""
+    return "\n".join(lines) + sep + "\n".join(bullet + n for n in notes)

@@ -1,0 +1,536 @@
+"""The sweep runner: many runs (grid points), each an ordinary run directory keyed by its config.
+
+A *point* is one resolved :class:`~disparate.config.ExperimentConfig`; its run directory is
+``RUNS_DIR/<config_hash>/`` and holds what :func:`disparate.training.train` writes
+(``config.yaml``, ``metrics.jsonl``, ``results.json``, ``checkpoint.pt``, see
+``docs/results-format.md``) plus ``train.log`` and, for a point that failed, ``error.json``.
+Running a sweep again:
+
+- skips a *finished* point (``results.json`` of the same config hash): nothing finished is
+  ever recomputed or overwritten;
+- resumes an *interrupted* point (``checkpoint.pt`` without ``results.json``) from its last
+  epoch with ``train(..., resume=True)``, which repeats the uninterrupted run exactly;
+- retries a *failed* point (``error.json``; its checkpoint, if any, is resumed) unless
+  ``retry_failed=False``; a failure is recorded and never stops the other points;
+- leaves alone a point another process is running right now (``busy``): each running point
+  holds an OS lock on ``RUN_DIR/.lock``, released by the OS even when the process is killed.
+
+Backends (:func:`run_sweep`'s ``backend``):
+
+- ``"local"`` (default): ``jobs`` worker processes of a
+  :class:`concurrent.futures.ProcessPoolExecutor` (spawn context); ``jobs=1`` runs the points
+  in this process. Each point gets ``max(1, cores // jobs)`` torch threads, so that
+  ``jobs x threads <= cores``.
+- ``"ray"``: one Ray task per point (``pip install 'disparate[ray]'``). Without ``address``
+  a local Ray instance with ``jobs`` CPUs is started (and shut down afterwards); with
+  ``address`` (e.g. ``"auto"`` or ``"ray://head:10001"``) an existing cluster is used, and
+  the run directories must then lie on a file system every node mounts at the same path.
+  An already initialised Ray (``ray.init`` in a notebook) is used as it is.
+
+Both backends call the same per-point function, :func:`run_point`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from disparate import results as res
+from disparate.config import ExperimentConfig, config_hash, from_dict, to_dict
+
+__all__ = [
+    "BACKENDS",
+    "ERROR_FILE",
+    "LOCK_FILE",
+    "LOG_FILE",
+    "PointOutcome",
+    "SweepPoint",
+    "SweepReport",
+    "available_cores",
+    "make_point",
+    "point_status",
+    "run_point",
+    "run_sweep",
+    "threads_per_point",
+]
+
+BACKENDS: tuple[str, ...] = ("local", "ray")
+ERROR_FILE = "error.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "train.log"
+
+#: Statuses of a point on disk (:func:`point_status`).
+PENDING, PARTIAL, FINISHED, FAILED = "pending", "partial", "finished", "failed"
+#: Outcomes of a point in one sweep (:class:`PointOutcome`).
+SKIPPED, DONE, RESUMED, BUSY = "skipped", "done", "resumed", "busy"
+
+ERR_BACKEND = "backend={value!r}: expected one of 'local', 'ray'"
+ERR_JOBS = "jobs={value!r}: expected an integer >= 1"
+ERR_NO_RAY = (
+    "backend 'ray' needs the ray package, which is not installed; install it with "
+    "pip install 'disparate[ray]' (or pip install 'ray>=2.9'), or use --backend local"
+)
+ERR_DUPLICATE = (
+    "two points of the sweep have the same resolved config (config_hash {key}): {a} and {b}; "
+    "every point must differ in something that is trained"
+)
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Points
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One grid point: a resolved config, its run directory and the labels that name it.
+
+    ``labels`` say where the point lies in the study (e.g. ``{"variant": "DP",
+    "training.batch_size": 512, "seed": 0}``); they are saved, never trained on.
+    """
+
+    key: str
+    config: ExperimentConfig
+    run_dir: Path
+    labels: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """Short text naming the point, e.g. ``variant=DP training.batch_size=512 seed=0``."""
+        text = " ".join(f"{k}={_short(v)}" for k, v in self.labels.items())
+        return text or self.key
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def make_point(config: ExperimentConfig, runs_dir: str | Path,
+               labels: Mapping[str, Any] | None = None) -> SweepPoint:
+    """The point of ``config``: its run directory is ``runs_dir/<config_hash(config)>``."""
+    key = config_hash(config)
+    return SweepPoint(key=key, config=config, run_dir=Path(runs_dir) / key,
+                      labels=dict(labels or {}))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def point_status(point: SweepPoint) -> str:
+    """``"finished"``, ``"failed"``, ``"partial"`` (a checkpoint to resume) or ``"pending"``.
+
+    A point is finished only if its ``results.json`` is of the same config hash (the file is
+    written atomically, after the last checkpoint).
+    """
+    run_dir = point.run_dir
+    results = _read_json(run_dir / res.RESULTS_FILE)
+    if results is not None and results.get("config_hash") == point.key:
+        return FINISHED
+    if (run_dir / ERROR_FILE).exists():
+        return FAILED
+    if (run_dir / res.CHECKPOINT_FILE).exists():
+        return PARTIAL
+    return PENDING
+
+
+def read_error(point: SweepPoint) -> dict[str, Any] | None:
+    """The recorded failure of a point (``error.json``), or ``None``."""
+    return _read_json(point.run_dir / ERROR_FILE)
+
+
+# --------------------------------------------------------------------------------------------
+# The per-point function (both backends)
+# --------------------------------------------------------------------------------------------
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        with contextlib.suppress(OSError):
+            return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def threads_per_point(jobs: int, cores: int | None = None) -> int:
+    """Torch threads for each of ``jobs`` concurrent points: ``max(1, cores // jobs)``."""
+    cores = available_cores() if cores is None else cores
+    return max(1, cores // max(1, jobs))
+
+
+@contextlib.contextmanager
+def _point_lock(run_dir: Path) -> Iterator[bool]:
+    """Hold an exclusive OS lock on ``run_dir/.lock``; yields False if another process has it.
+
+    The OS drops the lock when the holder exits, however it exits (SIGKILL included). Where
+    ``fcntl`` does not exist (Windows), no lock is taken and True is yielded.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield True
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str, Any]:
+    error = {
+        "error": f"{type(exc).__name__}: {exc}",
+        "type": type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": time.perf_counter() - started,
+    }
+    res.write_json(run_dir / ERROR_FILE, error)
+    return error
+
+
+def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
+              threads: int | None = None) -> dict[str, Any]:
+    """Train one point into ``run_dir``, resuming its checkpoint if there is one.
+
+    Runs in a worker (process pool or Ray task) or in-process; takes and returns plain data.
+    A finished point is not touched. An exception is caught, written to ``error.json`` and
+    returned as ``{"outcome": "failed", "error": ...}``; it never propagates. Returns
+    ``{"key", "outcome", "error", "wall_time_s", "host"}``.
+    """
+    import torch
+
+    from disparate import training
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = from_dict(config_data)
+    key = config_hash(config)
+    point = SweepPoint(key=key, config=config, run_dir=run_dir)
+    out: dict[str, Any] = {"key": key, "outcome": SKIPPED, "error": None, "wall_time_s": 0.0,
+                           "host": socket.gethostname()}
+    if point_status(point) == FINISHED:
+        return out
+    with _point_lock(run_dir) as locked:
+        if not locked:
+            out["outcome"] = BUSY
+            return out
+        status = point_status(point)  # re-check under the lock
+        if status == FINISHED:
+            return out
+        previous_threads = torch.get_num_threads()  # restored: jobs=1 runs in-process
+        if threads is not None and config.training.num_threads is None:
+            torch.set_num_threads(threads)
+        resumed = (run_dir / res.CHECKPOINT_FILE).exists()
+        log_file = (run_dir / LOG_FILE).open("a", encoding="utf-8")
+
+        def log(line: str) -> None:
+            log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+            log_file.flush()
+
+        try:
+            log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
+                f"({'resume' if resumed else 'new'}, {torch.get_num_threads()} threads)")
+            training.train(config, run_dir, resume=True, progress=False, log=log)
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            out["outcome"] = RESUMED if resumed else DONE
+            log(f"finished point {key} in {time.perf_counter() - started:.1f} s")
+        except Exception as exc:  # recorded, never propagated: the other points go on
+            error = _write_error(run_dir, exc, started)
+            log(f"FAILED point {key}: {error['error']}")
+            out.update(outcome=FAILED, error=error["error"])
+        finally:
+            log_file.close()
+            torch.set_num_threads(previous_threads)
+    out["wall_time_s"] = time.perf_counter() - started
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PointOutcome:
+    """What one sweep did with one point."""
+
+    point: SweepPoint
+    outcome: str  # skipped | done | resumed | failed | busy
+    error: str | None = None
+    wall_time_s: float = 0.0
+
+
+@dataclass
+class SweepReport:
+    """The outcome of every point of one :func:`run_sweep` call, in the order given."""
+
+    outcomes: list[PointOutcome]
+    backend: str
+    jobs: int
+    wall_time_s: float
+
+    def count(self, outcome: str) -> int:
+        """How many points had ``outcome``."""
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
+
+    @property
+    def failed(self) -> list[PointOutcome]:
+        """The points that failed in this sweep."""
+        return [o for o in self.outcomes if o.outcome == FAILED]
+
+    @property
+    def ok(self) -> bool:
+        """True when every point is finished (none failed or busy)."""
+        return all(o.outcome in (SKIPPED, DONE, RESUMED) for o in self.outcomes)
+
+    def summary(self) -> str:
+        """One line, e.g. ``12 points: 4 skipped (finished before), 7 done, 1 failed``."""
+        parts = []
+        for outcome, text in ((SKIPPED, "skipped (finished before)"), (DONE, "done"),
+                              (RESUMED, "resumed and done"), (FAILED, "failed"),
+                              (BUSY, "busy (running elsewhere)")):
+            n = self.count(outcome)
+            if n:
+                parts.append(f"{n} {text}")
+        return (f"{len(self.outcomes)} points: " + (", ".join(parts) or "none")
+                + f" ({self.backend} backend, {self.jobs} jobs, {self.wall_time_s:.1f} s)")
+
+
+Task = tuple[int, dict[str, Any], str, int]
+
+
+def _check_points(points: Sequence[SweepPoint]) -> None:
+    seen: dict[str, SweepPoint] = {}
+    for p in points:
+        if p.key in seen:
+            raise ValueError(ERR_DUPLICATE.format(key=p.key, a=seen[p.key].describe(),
+                                                  b=p.describe()))
+        seen[p.key] = p
+
+
+def run_sweep(
+    points: Sequence[SweepPoint],
+    *,
+    backend: str = "local",
+    jobs: int = 1,
+    threads: int | None = None,
+    address: str | None = None,
+    retry_failed: bool = True,
+    log: Log | None = None,
+) -> SweepReport:
+    """Run every point that is not finished; return what happened to each.
+
+    Args:
+        points: The points (distinct config hashes).
+        backend: ``"local"`` (process pool; in-process with ``jobs=1``) or ``"ray"``.
+        jobs: Points run at the same time (local pool size; CPUs of a local Ray instance).
+        threads: Torch threads per point; ``None``: ``max(1, cores // jobs)``.
+        address: Ray cluster address (``backend="ray"`` only); ``None`` starts a local Ray.
+        retry_failed: Run points that failed before again (default); else leave them failed.
+        log: Called with one line per point as it ends (and a few notes).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(ERR_BACKEND.format(value=backend))
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(ERR_JOBS.format(value=jobs))
+    _check_points(points)
+    started = time.perf_counter()
+    say = log or (lambda _line: None)
+    threads = threads_per_point(jobs) if threads is None else threads
+
+    outcomes: dict[int, PointOutcome] = {}
+    tasks: list[Task] = []
+    for i, p in enumerate(points):
+        status = point_status(p)
+        if status == FINISHED:
+            outcomes[i] = PointOutcome(p, SKIPPED)
+        elif status == FAILED and not retry_failed:
+            err = read_error(p) or {}
+            outcomes[i] = PointOutcome(p, FAILED, error=err.get("error", "failed before"))
+        else:
+            tasks.append((i, _portable(p.config), str(p.run_dir.resolve()), threads))
+    if outcomes:
+        say(f"{len(outcomes)} of {len(points)} points need no run "
+            f"({sum(o.outcome == SKIPPED for o in outcomes.values())} finished before)")
+
+    done_count = [0]
+
+    def record(i: int, result: Mapping[str, Any]) -> None:
+        p = points[i]
+        outcome = PointOutcome(p, result["outcome"], error=result.get("error"),
+                               wall_time_s=float(result.get("wall_time_s") or 0.0))
+        outcomes[i] = outcome
+        done_count[0] += 1
+        text = f"[{done_count[0]}/{len(tasks)}] {outcome.outcome:8s} {p.describe()}"
+        if outcome.outcome in (DONE, RESUMED):
+            text += f" ({outcome.wall_time_s:.0f} s){_result_text(p)}"
+        if outcome.error:
+            text += f": {outcome.error}"
+        say(text)
+
+    if tasks:
+        if backend == "ray":
+            _run_ray(tasks, record, jobs=jobs, threads=threads, address=address, log=say)
+        elif jobs == 1:
+            for task in tasks:
+                record(task[0], run_point(task[1], task[2], task[3]))
+        else:
+            _run_pool(tasks, record, jobs=jobs, log=say)
+    ordered = [outcomes[i] for i in range(len(points))]
+    return SweepReport(ordered, backend=backend, jobs=jobs,
+                       wall_time_s=time.perf_counter() - started)
+
+
+def _portable(config: ExperimentConfig) -> dict[str, Any]:
+    """The config as plain data for a worker, with a relative ``data.data_dir`` made absolute
+    (workers may run elsewhere; the data location is not part of the config hash)."""
+    data = to_dict(config)
+    data_dir = data["data"].get("data_dir")
+    if data_dir and not Path(data_dir).expanduser().is_absolute():
+        data["data"]["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    return data
+
+
+def _result_text(point: SweepPoint) -> str:
+    data = _read_json(point.run_dir / res.RESULTS_FILE)
+    if not data:
+        return ""
+    acc = data.get("overall_accuracy")
+    parts = [] if acc is None else [f"acc {100 * acc:.1f}%"]
+    for g in data.get("groups", []):
+        if g.get("highlight") and g.get("accuracy") is not None:
+            parts.append(f"{g['group']}: {100 * g['accuracy']:.1f}%")
+    privacy = data.get("privacy") or {}
+    eps = ((privacy.get("epsilon") or {}).get(privacy.get("accountant") or "") or {}).get(
+        "epsilon")
+    if eps is not None:
+        parts.append(f"eps {eps:.2f} ({privacy.get('accountant')})")
+    return (" -- " + ", ".join(parts)) if parts else ""
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    return {"outcome": FAILED, "error": f"{type(exc).__name__}: {exc}", "wall_time_s": 0.0}
+
+
+def _run_pool(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
+              jobs: int, log: Log) -> None:
+    """A spawn-context process pool; points whose worker died are retried, each alone."""
+    ctx = get_context("spawn")
+    broken: list[Task] = []
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx)
+    try:
+        futures: dict[Future[dict[str, Any]], Task] = {
+            pool.submit(run_point, t[1], t[2], t[3]): t for t in tasks}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                task = futures[fut]
+                try:
+                    record(task[0], fut.result())
+                except BrokenProcessPool:
+                    broken.append(task)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    if broken:
+        log(f"a worker process died; running the {len(broken)} points it took down again, "
+            "each in its own process")
+    for task in broken:
+        # One process per point: a point that kills its worker again fails alone.
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+            try:
+                record(task[0], solo.submit(run_point, task[1], task[2], task[3]).result())
+            except BrokenProcessPool as exc:
+                result = _failure(exc)
+                result["error"] = ("the worker process died (killed, out of memory or a crash "
+                                   f"in native code): {exc}")
+                _record_crash(task, result["error"])
+                record(task[0], result)
+
+
+def _record_crash(task: Task, message: str) -> None:
+    run_dir = Path(task[2])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    res.write_json(run_dir / ERROR_FILE, {"error": message, "type": "BrokenProcessPool",
+                                          "traceback": "", "host": socket.gethostname(),
+                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ValueError(ERR_NO_RAY) from exc
+    return ray
+
+
+def _run_ray(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
+             jobs: int, threads: int, address: str | None, log: Log) -> None:
+    """One Ray task per point, each reserving ``threads`` CPUs; the same :func:`run_point`."""
+    ray = _import_ray()
+    started_here = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+            log(f"connected to the Ray cluster at {address}")
+        else:
+            ray.init(num_cpus=max(jobs * threads, 1), include_dashboard=False,
+                     log_to_driver=False)
+            log(f"started a local Ray instance with {jobs * threads} CPUs")
+        started_here = True
+    refs: dict[Any, Task] = {}
+    try:
+        remote = ray.remote(num_cpus=threads, max_retries=1)(run_point)
+        refs = {remote.remote(t[1], t[2], t[3]): t for t in tasks}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                task = refs[ref]
+                try:
+                    result = ray.get(ref)
+                except Exception as exc:  # worker died, node lost, ...: recorded
+                    result = _failure(exc)
+                    _record_crash(task, result["error"])
+                record(task[0], result)
+    except BaseException:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -1,0 +1,495 @@
+"""The one training loop: data, model, DP optimizer, per-group metrics, checkpoints, resume.
+
+Every run -- private or not -- trains through :class:`~disparate.privacy.DPOptimizer`, so the
+per-example gradient norms (before clipping) are measured in every mode, and the baselines
+train with exactly the batches the DP run uses. What the mechanism does comes from
+``config.privacy.mode``::
+
+    mode          DPOptimizer
+    dp            max_grad_norm=S, noise_multiplier=z (calibrated first if target_epsilon)
+    clip-only     max_grad_norm=S, no noise
+    noise-only    no clipping, noise_std
+    non-private   no clipping, no noise
+
+Determinism: the data (split, imbalance, subsample) depends on ``data.seed``; model
+initialisation, the batches of each epoch (``epoch_batches(sampling, N, b, seed, epoch)``) and
+the noise generator on ``training.seed``. A run stopped after any epoch and resumed from its
+checkpoint repeats the uninterrupted run exactly. (The noise seed is fixed for
+reproducibility; a deployment that needs secret noise must not publish it.)
+
+Files written to the run directory are described in ``docs/results-format.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from disparate import results as res
+from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
+from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
+from disparate.data.images import augmentation_generator
+from disparate.models import build_model
+from disparate.privacy import DPOptimizer
+from disparate.privacy.accounting import (
+    EpsilonReport,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    compute_epsilons,
+    supported_methods,
+)
+from disparate.privacy.sampling import epoch_batches, steps_per_epoch
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "NoiseSetting",
+    "RunResult",
+    "build_model_for",
+    "evaluate",
+    "prepare_data",
+    "resolve_noise",
+    "train",
+]
+
+CHECKPOINT_VERSION = 1
+
+ERR_EXISTING_RUN = (
+    "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
+    "it, --overwrite to start it again, or choose another --out"
+)
+ERR_RESUME_MISMATCH = (
+    "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
+    "{current}; resume with the same experiment and --set overrides (see {config})"
+)
+ERR_FEDERATED = (
+    "experiment {name!r} is federated (it has a 'federated' section); this loop trains one "
+    "model centrally -- use 'disparate federated run {name}'"
+)
+ERR_EMPTY_TRAIN = "the training set is empty after data.reduce / data.subsample: expected >= 1"
+
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+
+
+def prepare_data(config: ExperimentConfig) -> DatasetSplits:
+    """The dataset, then ``data.reduce`` on the training split, then ``data.subsample``.
+
+    Every step is seeded by ``data.seed``; the test split keeps all its examples.
+    """
+    dc = config.data
+    splits = load_dataset(dc.dataset, data_dir=dc.data_dir, download=dc.download, seed=dc.seed,
+                          **dict(dc.options))
+    train_set = splits.train
+    if dc.reduce:
+        train_set = reduce_groups(train_set, dict(dc.reduce), seed=dc.seed)
+    if dc.subsample is not None:
+        train_set = subsample(train_set, dc.subsample, seed=dc.seed)
+    return DatasetSplits(train_set, splits.test)
+
+
+def build_model_for(config: ExperimentConfig, dataset: GroupedDataset) -> nn.Module:
+    """The configured model, initialised from ``training.seed`` (global RNG left untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.training.seed)
+        return build_model(
+            config.model.name,
+            num_classes=dataset.num_classes,
+            input_shape=dataset.input_shape,
+            **dict(config.model.options),
+        )
+
+
+def _base_optimizer(config: ExperimentConfig, model: nn.Module) -> torch.optim.Optimizer:
+    tc = config.training
+    params = [p for p in model.parameters() if p.requires_grad]
+    if tc.optimizer == "adam":
+        return torch.optim.Adam(params, lr=tc.lr)
+    return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum)
+
+
+@dataclass(frozen=True)
+class NoiseSetting:
+    """The DPOptimizer arguments of a run and, if any, how z was calibrated."""
+
+    max_grad_norm: float | None
+    noise_multiplier: float
+    noise_std: float | None
+    calibration: dict[str, Any] | None = None
+
+    @property
+    def z(self) -> float | None:
+        """The noise multiplier of a ``dp`` run, else ``None``."""
+        return self.noise_multiplier if self.noise_multiplier > 0 else None
+
+
+def _accounting_args(privacy: PrivacyConfig, dataset_size: int, batch_size: int
+                     ) -> dict[str, Any]:
+    return {
+        "dataset_size": dataset_size,
+        "batch_size": batch_size,
+        "delta": privacy.delta,
+        "sampling": privacy.sampling,
+        "shuffle_accounting": privacy.shuffle_accounting or "poisson",
+    }
+
+
+def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
+    """What the optimizer gets; with ``privacy.target_epsilon``, z is calibrated here first.
+
+    Calibration uses the configured accountant (``privacy.accountant``) for the run's total
+    number of steps, ``epochs * ceil(N / b)`` with N the training-set size after imbalance.
+    """
+    p = config.privacy
+    mode = p.mode
+    if mode == "dp":
+        args = _accounting_args(p, dataset_size, config.training.batch_size)
+        if p.accountant not in supported_methods(args["sampling"], args["shuffle_accounting"]):
+            compute_epsilon(noise_multiplier=1.0, steps=1, method=p.accountant, **args)  # raises
+        calibration = None
+        z = p.noise_multiplier
+        if z is None:
+            steps = config.training.epochs * steps_per_epoch(dataset_size,
+                                                             config.training.batch_size)
+            z = calibrate_noise_multiplier(target_epsilon=p.target_epsilon, steps=steps,
+                                           method=p.accountant, **args)
+            calibration = {"target_epsilon": p.target_epsilon, "method": p.accountant,
+                           "steps": steps, "noise_multiplier": z}
+        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=z, noise_std=None,
+                            calibration=calibration)
+    if mode == "clip-only":
+        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=0.0, noise_std=None)
+    if mode == "noise-only":
+        return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=p.noise_std)
+    return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_epsilon(**kwargs: Any) -> float:
+    # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
+    return compute_epsilon(**kwargs).epsilon
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_reports(**kwargs: Any) -> dict[str, EpsilonReport]:
+    return compute_epsilons(**kwargs)
+
+
+def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
+             ) -> float | None:
+    """Epsilon spent after ``steps`` steps by the configured accountant (None if not private)."""
+    if not config.privacy.is_private or noise.z is None or steps < 1:
+        return None
+    return _cached_epsilon(noise_multiplier=noise.z, steps=steps,
+                           method=config.privacy.accountant,
+                           **_accounting_args(config.privacy, dataset_size,
+                                              config.training.batch_size))
+
+
+def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
+                   ) -> dict[str, EpsilonReport] | None:
+    """Epsilon by every method that supports the run's sampling (rdp, rdp_classic, pld)."""
+    if not config.privacy.is_private or noise.z is None:
+        return None
+    return dict(_cached_reports(noise_multiplier=noise.z, steps=steps,
+                                **_accounting_args(config.privacy, dataset_size,
+                                                   config.training.batch_size)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 1024
+             ) -> dict[str, Any]:
+    """Loss and accuracy overall and per group (``None`` for a group without examples)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    n_groups = dataset.num_groups
+    correct = torch.zeros(n_groups, dtype=torch.long)
+    total = torch.zeros(n_groups, dtype=torch.long)
+    loss_sum = 0.0
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    for start in range(0, len(dataset), batch_size):
+        x, y, g = dataset[slice(start, start + batch_size)]
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss_sum += float(loss_fn(out, y))
+        hit = (out.argmax(dim=1) == y).cpu().long()
+        g = g.cpu()
+        correct += torch.bincount(g, weights=hit.double(), minlength=n_groups).long()
+        total += torch.bincount(g, minlength=n_groups)
+    model.train(was_training)
+    n = int(total.sum())
+    return {
+        "test_loss": loss_sum / n if n else None,
+        "test_accuracy": int(correct.sum()) / n if n else None,
+        "group_accuracy": {name: (int(c) / int(t) if int(t) else None)
+                           for name, c, t in zip(dataset.group_names, correct, total,
+                                                 strict=True)},
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(res.dumps(m) + "\n" for m in metrics), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _append_metrics(path: Path, line: Mapping[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(res.dumps(line) + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`train` returns: the run directory, ``results.json`` and the metrics lines."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    metrics: list[dict[str, Any]]
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
+    groups = ", ".join(f"{h}: {_fmt_pct(m['group_accuracy'].get(h))}"
+                       for h in config.evaluation.highlight if h in m["group_accuracy"])
+    eps = f"  eps {m['epsilon']:.2f}" if m.get("epsilon") is not None else ""
+    return (f"[{config.name} {config.privacy.mode} seed {config.training.seed}] "
+            f"epoch {m['epoch']}/{config.training.epochs}  train loss {_fmt(m['train_loss'])}  "
+            f"test loss {_fmt(m['test_loss'])}  test acc {_fmt_pct(m['test_accuracy'])}"
+            + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
+
+
+def train(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    splits: DatasetSplits | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool | None = None,
+    log: Log | None = None,
+) -> RunResult:
+    """Train ``config`` into ``out_dir``; write config.yaml, metrics.jsonl, results.json and
+    checkpoint.pt (after every epoch).
+
+    Args:
+        config: The resolved experiment.
+        out_dir: The run directory (created if needed).
+        resume: Continue from ``out_dir/checkpoint.pt`` (model, optimizer with its noise
+            generator, epoch, metrics); the final result equals that of an uninterrupted run.
+            Without a checkpoint the run starts from the beginning. A finished run is not
+            retrained; its results are rewritten from the checkpoint's metrics.
+        overwrite: Start again even if ``out_dir`` already holds a run (otherwise an error).
+        splits: Pre-built (train, test) data, e.g. to share one load between the runs of a
+            comparison; must equal :func:`prepare_data` of ``config`` for the saved config to
+            describe it. ``None``: built from ``config``.
+        device: Torch device to train on.
+        progress: tqdm progress bar: True / False, or None to show it only on a terminal.
+        log: Called with one summary line per epoch (and notes); None for silence.
+    """
+    t_start = time.perf_counter()
+    if getattr(config, "federated", None) is not None:
+        raise ValueError(ERR_FEDERATED.format(name=config.name))
+    out = Path(out_dir)
+    ckpt_path = out / res.CHECKPOINT_FILE
+    metrics_path = out / res.METRICS_FILE
+    if (not resume and not overwrite
+            and (ckpt_path.exists() or (out / res.RESULTS_FILE).exists())):
+        raise ValueError(ERR_EXISTING_RUN.format(path=out))
+    tc = config.training
+    if tc.num_threads is not None:
+        torch.set_num_threads(tc.num_threads)
+
+    if splits is None:
+        splits = prepare_data(config)
+    train_set, test_set = splits
+    n_train = len(train_set)
+    if n_train == 0:
+        raise ValueError(ERR_EMPTY_TRAIN)
+    batch_size = tc.batch_size
+    if batch_size > n_train:
+        raise ValueError(
+            f"training.batch_size={batch_size}: expected <= the training-set size {n_train} "
+            f"(after data.reduce / data.subsample)")
+    spe = steps_per_epoch(n_train, batch_size)
+    noise = resolve_noise(config, n_train)
+    digest = config_hash(config)
+
+    state: dict[str, Any] | None = None
+    if resume and ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path)
+        if state.get("config_hash") != digest:
+            raise ValueError(ERR_RESUME_MISMATCH.format(
+                path=out, saved=state.get("config_hash"), current=digest,
+                config=out / res.CONFIG_FILE))
+    elif resume and log is not None:
+        log(f"no checkpoint in {out}; starting from the beginning")
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / res.CONFIG_FILE)
+    if not resume or state is None:  # a fresh start: no stale files of an earlier run
+        (out / res.RESULTS_FILE).unlink(missing_ok=True)
+        ckpt_path.unlink(missing_ok=True)
+
+    model = build_model_for(config, train_set).to(device)
+    model.train()
+    optimizer = DPOptimizer(
+        _base_optimizer(config, model),
+        model,
+        expected_batch_size=batch_size,
+        max_grad_norm=noise.max_grad_norm,
+        noise_multiplier=noise.noise_multiplier,
+        noise_std=noise.noise_std,
+        noise_seed=tc.seed,
+    )
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    group_names = list(train_set.group_names)
+    n_groups = len(group_names)
+
+    start_epoch = 0
+    metrics: list[dict[str, Any]] = []
+    elapsed_before = 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        metrics = list(state["metrics"])
+        elapsed_before = float(state["elapsed_s"])
+        if log is not None:
+            log(f"resuming {out} after epoch {start_epoch}/{tc.epochs}")
+    _write_metrics(metrics_path, metrics)
+
+    # Training data on the device once; batches are index tensors into it.
+    x_all = train_set.inputs.to(device)
+    y_all = train_set.labels.to(device)
+    g_all = train_set.groups.to(device)
+    augment = train_set.train_transform  # per-batch augmentation (image datasets) or None
+
+    bar = tqdm(total=tc.epochs * spe, initial=start_epoch * spe, unit="step",
+               desc=f"{config.name} {config.privacy.mode} s{tc.seed}", leave=False,
+               disable=(None if progress is None else not progress), dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.long, device=device)
+            seen = torch.zeros(n_groups, dtype=torch.long, device=device)
+            norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
+            clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
+            batches = epoch_batches(config.privacy.sampling, n_train, batch_size, tc.seed, epoch)
+            aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
+            for idx in batches:
+                idx = idx.to(device)
+                x, y, g = x_all[idx], y_all[idx], g_all[idx]
+                if augment is not None:
+                    x = augment(x, aug_rng)
+                step = optimizer.step(loss_fn, x, y)
+                if idx.numel():
+                    loss_sum += step.losses.double().sum()
+                    correct += (step.outputs.argmax(dim=1) == y).sum()
+                    seen += torch.bincount(g, minlength=n_groups)
+                    norm_sum += torch.bincount(g, weights=step.norms.double(), minlength=n_groups)
+                    clipped += torch.bincount(g, weights=(step.clip_weights < 1).double(),
+                                              minlength=n_groups).long()
+                bar.update(1)
+            evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
+            steps_done = (epoch + 1) * spe
+            n_seen = int(seen.sum())
+            seen_l, norm_l, clip_l = seen.tolist(), norm_sum.tolist(), clipped.tolist()
+            line = {
+                "epoch": epoch + 1,
+                "steps": steps_done,
+                "examples": n_seen,
+                "train_loss": float(loss_sum) / n_seen if n_seen else None,
+                "train_accuracy": int(correct) / n_seen if n_seen else None,
+                "test_loss": evaluation["test_loss"],
+                "test_accuracy": evaluation["test_accuracy"],
+                "group_accuracy": evaluation["group_accuracy"],
+                "group_grad_norm": {name: (norm_l[i] / seen_l[i] if seen_l[i] else None)
+                                    for i, name in enumerate(group_names)},
+                "group_clipped_fraction": {name: (clip_l[i] / seen_l[i] if seen_l[i] else None)
+                                           for i, name in enumerate(group_names)},
+                "epsilon": _epsilon(config, noise, n_train, steps_done),
+                "elapsed_s": elapsed_before + time.perf_counter() - t_start,
+            }
+            metrics.append(line)
+            _append_metrics(metrics_path, line)
+            elapsed = line["elapsed_s"]
+            _save_checkpoint(ckpt_path, {
+                "version": CHECKPOINT_VERSION,
+                "config_hash": digest,
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "metrics": metrics,
+                "elapsed_s": elapsed,
+            })
+            acc = line["test_accuracy"]
+            bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
+            if log is not None:
+                log(_epoch_line(config, line))
+    finally:
+        bar.close()
+        optimizer.close()
+
+    total_steps = tc.epochs * spe
+    privacy = res.privacy_block(
+        config.privacy,
+        noise_multiplier=noise.z,
+        reports=_final_reports(config, noise, n_train, total_steps),
+        steps=total_steps,
+        calibration=noise.calibration,
+    )
+    wall = elapsed_before + time.perf_counter() - t_start
+    if state is not None and start_epoch >= tc.epochs:
+        wall = float(state["elapsed_s"])
+    results = res.build_run_results(
+        config,
+        group_names=group_names,
+        train_sizes=train_set.group_sizes(),
+        test_sizes=test_set.group_sizes(),
+        final_metrics=metrics[-1],
+        privacy=privacy,
+        wall_time_s=wall,
+    )
+    res.write_json(out / res.RESULTS_FILE, results)
+    return RunResult(run_dir=out, results=results, metrics=metrics)

@@ -1,0 +1,53 @@
+"""Smoke test of benchmarks/dpsgd_speed.py: tiny settings, in-process, JSON output."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dpsgd_speed.py"
+
+
+def _load_benchmark():
+    spec = importlib.util.spec_from_file_location("dpsgd_speed_benchmark", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop(spec.name, None)
+    return module
+
+
+def test_benchmark_runs_every_contender_and_reports_positive_times(capsys):
+    bench = _load_benchmark()
+    threads = torch.get_num_threads()
+    argv = (
+        "--models mlp --batch-size 8 --rounds 2 --warmup 1 --loop-rounds 1 --threads 1 "
+        "--check --json"
+    ).split()
+    assert bench.main(argv) == 0
+    assert torch.get_num_threads() == threads  # restored
+
+    report = json.loads(capsys.readouterr().out)
+    expected = list(bench.CONTENDERS)
+    if importlib.util.find_spec("opacus") is None:
+        expected = [c for c in expected if c not in bench.OPACUS_CONTENDERS]
+    assert report["settings"]["rounds"] == 2
+    assert report["settings"]["threads"] == 1
+    model = report["models"]["mlp"]
+    assert model["batch_size"] == 8
+    assert list(model["contenders"]) == expected, model["skipped"]
+    for name, row in model["contenders"].items():
+        assert row["median_ms"] > 0 and row["steps_per_s"] > 0, name
+        assert row["ratio_to_non_private"] > 0, name
+        assert row["rounds"] == (1 if name == bench.LOOP else 2), name
+    assert model["contenders"]["non-private"]["ratio_to_non_private"] == 1.0
+    diffs = report["check"]["mlp"]["max_abs_diff"]
+    assert set(diffs) == set(expected) - {bench.NON_PRIVATE, bench.LOOP}
+    assert all(d < 1e-4 for d in diffs.values()), diffs
