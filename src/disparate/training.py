@@ -108,6 +108,7 @@ def build_model_for(config: ExperimentConfig, dataset: GroupedDataset) -> nn.Mod
             config.model.name,
             num_classes=dataset.num_classes,
             input_shape=dataset.input_shape,
+            dataset_inputs=dataset.model_inputs(),
             **dict(config.model.options),
         )
 

@@ -14,11 +14,8 @@ from disparate.data import glove as glove_module
 from disparate.data.glove import (
     EmbeddingInit,
     GloveFormatError,
-    clear_embedding_init,
-    current_embedding_init,
     embedding_matrix,
     glove_embedding_matrix,
-    publish_embedding_init,
     read_glove,
 )
 
@@ -168,17 +165,10 @@ def test_glove_embedding_matrix_is_cached(tmp_path, monkeypatch):
                                cache_dir=tmp_path / "c")
 
 
-def test_embedding_init_hand_off():
-    clear_embedding_init()
-    assert current_embedding_init() is None
+def test_embedding_init():
     init = EmbeddingInit(vocabulary=("<pad>", "a"), vectors=np.zeros((2, 3), np.float32),
                          padding_idx=0, source="test")
-    publish_embedding_init(init)
-    assert current_embedding_init() is init and init.dim == 3
+    assert init.dim == 3
     assert len(init.fingerprint) == 12
     with pytest.raises(ValueError, match="one row per vocabulary entry"):
         EmbeddingInit(vocabulary=("a",), vectors=np.zeros((2, 3)), padding_idx=0, source="x")
-    with pytest.raises(TypeError):
-        publish_embedding_init("nope")  # type: ignore[arg-type]
-    clear_embedding_init()
-    assert current_embedding_init() is None

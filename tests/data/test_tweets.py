@@ -14,7 +14,6 @@ import torch
 
 from disparate.data import DatasetNotFoundError, dataset_options, load_dataset, reduce_groups
 from disparate.data import tweets as tweets_module
-from disparate.data.glove import clear_embedding_init, current_embedding_init
 from disparate.data.tweets import (
     CLASS_NAMES,
     CUE_TOKENS,
@@ -124,7 +123,6 @@ def test_vocabulary_and_encoding():
 
 
 def test_sample_sizes_balance_and_types(corpus):
-    clear_embedding_init()
     train, test = tweets(corpus)
     assert isinstance(train, TextGroupedDataset) and isinstance(test, TextGroupedDataset)
     assert train.group_names == list(DIALECTS) and train.class_names == list(CLASS_NAMES)
@@ -143,8 +141,9 @@ def test_sample_sizes_balance_and_types(corpus):
     assert train.vocabulary[:2] == ("<pad>", "<unk>")
     assert set(CUE_TOKENS.values()) <= set(train.vocabulary[2:6])
     assert test.vocabulary == train.vocabulary
-    init = current_embedding_init()  # published for the model
-    assert init is not None and init.vocabulary == train.vocabulary and init.vectors is None
+    init = train.model_inputs()["embedding_init"]  # handed to the model
+    assert init.vocabulary == train.vocabulary and init.vectors is None
+    assert test.embedding_init is init
 
 
 def test_label_symbols_are_gone_and_train_test_disjoint(corpus):
@@ -257,18 +256,17 @@ def test_cache_is_written_and_reused(tmp_path, corpus, monkeypatch):
         tweets(corpus, cache=True, cache_dir=str(tmp_path / "c"), seed=9)
 
 
-def test_glove_vectors_are_published(tmp_path, corpus):
+def test_glove_vectors_are_handed_to_the_model(tmp_path, corpus):
     glove = tmp_path / "glove" / "glove.tiny.6d.txt"
     glove.parent.mkdir()
     rng = np.random.default_rng(0)
     words = ["finna", "love", "coffee", "<user>", "Hate", "the"]
     glove.write_text("".join(w + " " + " ".join(f"{v:.4f}" for v in rng.normal(size=6)) + "\n"
                              for w in words), encoding="utf-8")
-    clear_embedding_init()
     train, _ = tweets(corpus, glove=str(glove), glove_dim=6, cache=True,
                       cache_dir=str(tmp_path / "c"))
-    init = current_embedding_init()
-    assert init is not None and init.vectors is not None and init.vectors.shape == (
+    init = train.model_inputs()["embedding_init"]
+    assert init.vectors is not None and init.vectors.shape == (
         len(train.vocabulary), 6)
     vocab = list(train.vocabulary)
     np.testing.assert_array_equal(init.vectors[0], 0.0)  # <pad>
@@ -281,7 +279,7 @@ def test_glove_vectors_are_published(tmp_path, corpus):
         zf.writestr("glove.zipped.6d.txt", glove.read_text())
     zipped, _ = tweets(corpus, glove=str(tmp_path / "glove" / "glove.zipped.6d.txt"),
                        glove_dim=6)
-    np.testing.assert_array_equal(current_embedding_init().vectors, init.vectors)
+    np.testing.assert_array_equal(zipped.embedding_init.vectors, init.vectors)
     assert zipped.info["glove"]["file"].endswith(".zip")
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from disparate.data.glove import EmbeddingInit, clear_embedding_init, publish_embedding_init
+from disparate.data.glove import EmbeddingInit
 from disparate.models import build_model, count_parameters, model_options
 from disparate.models.text import TextLSTMClassifier
 from disparate.privacy import DPOptimizer
@@ -91,25 +91,28 @@ def test_padding_row_is_zero_and_frozen_embedding():
 
 def test_embeddings_from_the_dataset_hand_off_and_from_a_file(tmp_path):
     vectors = np.arange(5 * 4, dtype=np.float32).reshape(5, 4) + 1
-    publish_embedding_init(EmbeddingInit(vocabulary=("<pad>", "<unk>", "a", "b", "c"),
-                                         vectors=vectors, padding_idx=0, source="test"))
-    try:
-        model = build_model("text-lstm", num_classes=2, input_shape=(7,), hidden_size=3)
-        assert model.embedding.weight.shape == (5, 4)
-        expected = torch.from_numpy(vectors).clone()
-        expected[0] = 0
-        torch.testing.assert_close(model.embedding.weight.detach(), expected)
-        with pytest.raises(ValueError, match="vocab_size=7 but the dataset's vocabulary"):
-            build_model("text-lstm", num_classes=2, input_shape=(7,), vocab_size=7)
-        with pytest.raises(ValueError, match="embedding_dim=8 but the initial vectors"):
-            build_model("text-lstm", num_classes=2, input_shape=(7,), embedding_dim=8)
-        publish_embedding_init(EmbeddingInit(vocabulary=("<pad>", "x"), vectors=None,
-                                             padding_idx=0, source="random"))
-        plain = build_model("text-lstm", num_classes=2, input_shape=(7,), hidden_size=3)
-        assert plain.embedding.weight.shape == (2, 300)
-    finally:
-        clear_embedding_init()
-    with pytest.raises(ValueError, match="none was built"):
+    handed = {"embedding_init": EmbeddingInit(vocabulary=("<pad>", "<unk>", "a", "b", "c"),
+                                              vectors=vectors, padding_idx=0, source="test")}
+    model = build_model("text-lstm", num_classes=2, input_shape=(7,), hidden_size=3,
+                        dataset_inputs=handed)
+    assert model.embedding.weight.shape == (5, 4)
+    expected = torch.from_numpy(vectors).clone()
+    expected[0] = 0
+    torch.testing.assert_close(model.embedding.weight.detach(), expected)
+    with pytest.raises(ValueError, match="vocab_size=7 but the dataset's vocabulary"):
+        build_model("text-lstm", num_classes=2, input_shape=(7,), vocab_size=7,
+                    dataset_inputs=handed)
+    with pytest.raises(ValueError, match="embedding_dim=8 but the initial vectors"):
+        build_model("text-lstm", num_classes=2, input_shape=(7,), embedding_dim=8,
+                    dataset_inputs=handed)
+    plain = build_model("text-lstm", num_classes=2, input_shape=(7,), hidden_size=3,
+                        dataset_inputs={"embedding_init": EmbeddingInit(
+                            vocabulary=("<pad>", "x"), vectors=None, padding_idx=0,
+                            source="random")})
+    assert plain.embedding.weight.shape == (2, 300)
+    # other models ignore what a dataset hands over
+    build_model("mlp", num_classes=2, input_shape=(7,), dataset_inputs=handed)
+    with pytest.raises(ValueError, match="none was handed over"):
         build_model("text-lstm", num_classes=2, input_shape=(7,))
     np.save(tmp_path / "emb.npy", vectors)
     torch.save(torch.from_numpy(vectors), tmp_path / "emb.pt")

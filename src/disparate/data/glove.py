@@ -18,10 +18,9 @@ first entry whose lowercase equals it (GloVe files are sorted by frequency, so t
 frequent casing); an exact entry always wins.
 
 The text datasets (``disparate.data.tweets``) build their vocabulary and, when asked, its
-GloVe matrix; they *publish* it as an :class:`EmbeddingInit` for the model built next in the
-same process (``model.options.embeddings: dataset`` of ``text-lstm``, see
-``disparate.models.text``). The model builder receives only model options, so this hand-off
-is how the vocabulary a dataset built reaches the embedding layer.
+GloVe matrix, and carry it as an :class:`EmbeddingInit`; they hand it to the model built on
+them through ``GroupedDataset.model_inputs()`` (``model.options.embeddings: dataset`` of
+``text-lstm``, see ``disparate.models.text``).
 """
 
 from __future__ import annotations
@@ -47,12 +46,9 @@ __all__ = [
     "GloveFormatError",
     "GloveInit",
     "GloveVectors",
-    "clear_embedding_init",
-    "current_embedding_init",
     "embedding_matrix",
     "glove_embedding_matrix",
     "iter_lines",
-    "publish_embedding_init",
     "read_glove",
 ]
 
@@ -335,7 +331,7 @@ def glove_embedding_matrix(
 
 
 # --------------------------------------------------------------------------------------------
-# Hand-off from a text dataset to the model built after it
+# What a text dataset hands to the model built on it
 # --------------------------------------------------------------------------------------------
 
 
@@ -365,23 +361,3 @@ class EmbeddingInit:
     @property
     def dim(self) -> int | None:
         return None if self.vectors is None else int(self.vectors.shape[1])
-
-
-_CURRENT: list[EmbeddingInit] = []
-
-
-def publish_embedding_init(init: EmbeddingInit) -> None:
-    """Make ``init`` the one the next ``embeddings: dataset`` model uses (replaces any)."""
-    if not isinstance(init, EmbeddingInit):
-        raise TypeError(f"expected an EmbeddingInit, got {type(init).__name__}")
-    _CURRENT[:] = [init]
-
-
-def current_embedding_init() -> EmbeddingInit | None:
-    """The embedding initialisation most recently published in this process, or ``None``."""
-    return _CURRENT[0] if _CURRENT else None
-
-
-def clear_embedding_init() -> None:
-    """Forget the published embedding initialisation (tests)."""
-    _CURRENT.clear()

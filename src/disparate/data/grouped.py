@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -201,6 +201,10 @@ class GroupedDataset(Dataset):
             f"unknown group {group!r} in dataset {self.name or '<unnamed>'}: "
             f"valid choices are {self.group_names} (or an index 0..{len(self.group_names) - 1})"
         )
+
+    def model_inputs(self) -> dict[str, Any]:
+        """What the model builder needs from this data (none here; see models.registry)."""
+        return {}
 
     def group_sizes(self) -> dict[str, int]:
         """Number of examples per group, in ``group_names`` order (zeros included)."""

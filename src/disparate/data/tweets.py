@@ -80,7 +80,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from disparate.data.glove import EmbeddingInit, glove_embedding_matrix, publish_embedding_init
+from disparate.data.glove import EmbeddingInit, glove_embedding_matrix
 from disparate.data.grouped import (
     DatasetNotFoundError,
     DatasetSplits,
@@ -524,6 +524,14 @@ class TextGroupedDataset(GroupedDataset):
             raise ValueError(f"token ids reach {int(self.inputs.max())}: expected < "
                              f"{len(self.vocabulary)} (the vocabulary size)")
         self.info: dict[str, Any] = dict(info or {})
+        # The vocabulary's initial vectors, set by the builder; kept through subset/to.
+        self.embedding_init: EmbeddingInit | None = None
+
+    def model_inputs(self) -> dict[str, Any]:
+        """The vocabulary (and GloVe vectors) for ``text-lstm``'s ``embeddings: dataset``."""
+        if self.embedding_init is None:
+            return {}
+        return {"embedding_init": self.embedding_init}
 
     def __repr__(self) -> str:
         return (f"TextGroupedDataset(name={self.name!r}, n={len(self)}, "
@@ -536,10 +544,12 @@ class TextGroupedDataset(GroupedDataset):
 
     def _like(self, inputs: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
               name: str) -> TextGroupedDataset:
-        return TextGroupedDataset(inputs, labels, groups, vocabulary=self.vocabulary,
+        like = TextGroupedDataset(inputs, labels, groups, vocabulary=self.vocabulary,
                                   info=self.info, group_names=self.group_names,
                                   num_classes=self.num_classes,
                                   class_names=self.class_names, name=name)
+        like.embedding_init = self.embedding_init
+        return like
 
     def subset(self, indices: IndexLike, *, name: str | None = None) -> TextGroupedDataset:
         idx = _as_index_tensor(indices, len(self))
@@ -747,8 +757,10 @@ def build_tweets(
                   f"found, others N(0, {init.std:.3g}^2)")
         for ds in splits:
             ds.info["glove"] = {"file": str(gpath), **init.stats}
-    publish_embedding_init(EmbeddingInit(vocabulary=tuple(vocabulary), vectors=vectors,
-                                         padding_idx=0, source=source))
+    embedding_init = EmbeddingInit(vocabulary=tuple(vocabulary), vectors=vectors,
+                                   padding_idx=0, source=source)
+    for ds in splits:
+        ds.embedding_init = embedding_init
     return DatasetSplits(*splits)
 
 

@@ -4,12 +4,16 @@ A builder has the signature ``build(*, num_classes: int, input_shape: tuple[int,
 **options) -> nn.Module`` and returns a module on CPU that maps a batch (B, *input_shape) to
 logits (B, num_classes). Parameters are initialised from torch's global RNG, so the caller
 seeds (``torch.manual_seed``) before :func:`build_model`.
+
+A dataset can hand the model what only the data knows (a text dataset's vocabulary and
+pre-trained vectors): ``GroupedDataset.model_inputs()`` -> ``build_model(...,
+dataset_inputs=...)``; a builder receives those of its keyword arguments it declares.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -27,6 +31,8 @@ ModelBuilder = Callable[..., nn.Module]
 
 _REGISTRY: dict[str, ModelBuilder] = {}
 _RESERVED = ("num_classes", "input_shape")
+#: Builder arguments that datasets provide (``GroupedDataset.model_inputs``), not users.
+DATASET_INPUTS = ("embedding_init",)
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
@@ -65,7 +71,8 @@ def model_options(name: str) -> dict[str, Any]:
     return {
         p.name: p.default
         for p in inspect.signature(builder).parameters.values()
-        if p.name not in _RESERVED and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        if p.name not in _RESERVED + DATASET_INPUTS
+        and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     }
 
 
@@ -93,11 +100,17 @@ def _check_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def build_model(
-    name: str, *, num_classes: int, input_shape: Sequence[int], **kwargs: Any
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: Sequence[int],
+    dataset_inputs: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """Build model ``name`` for inputs of shape ``input_shape`` (no batch dim), on CPU.
 
     Unknown names and unknown keyword options raise a ValueError naming the valid choices.
+    ``dataset_inputs`` are passed on where the builder declares them (see the module doc).
     """
     builder = _get(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -110,7 +123,9 @@ def build_model(
             f"model {name!r}: unknown option(s) {unknown}; valid options are "
             f"{sorted(valid) or 'none'}"
         )
-    return builder(num_classes=num_classes, input_shape=shape, **kwargs)
+    accepted = inspect.signature(builder).parameters
+    provided = {k: v for k, v in (dataset_inputs or {}).items() if k in accepted}
+    return builder(num_classes=num_classes, input_shape=shape, **provided, **kwargs)
 
 
 def count_parameters(model: nn.Module, *, trainable_only: bool = True) -> int:

@@ -27,11 +27,11 @@ A unidirectional LSTM's pooled output does not depend on the padding at all.
 
 Embedding initialisation (``embeddings``):
 
-- ``"dataset"`` (default): the vocabulary of the text dataset built last in this process
-  (``disparate.data.tweets`` publishes it, see ``disparate.data.glove.EmbeddingInit``) sets
-  the number of rows, and its GloVe vectors, if it was built with ``data.options.glove``,
-  the initial values (else ``nn.Embedding``'s N(0, 1) init). ``disparate.training.train``
-  builds the data before the model, so a config needs nothing more.
+- ``"dataset"`` (default): the vocabulary of the text dataset the model is built on (it
+  hands over a ``disparate.data.glove.EmbeddingInit`` through
+  ``GroupedDataset.model_inputs()``) sets the number of rows, and its GloVe vectors, if it
+  was built with ``data.options.glove``, the initial values (else ``nn.Embedding``'s
+  N(0, 1) init). ``disparate.training.train`` passes it on, so a config needs nothing more.
 - ``"random"``: ``nn.Embedding``'s init; ``vocab_size`` is required.
 - a path to a ``.npy`` or ``.pt`` (V, d) matrix.
 """
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from disparate.data.glove import current_embedding_init
+from disparate.data.glove import EmbeddingInit
 from disparate.models.registry import register_model
 
 __all__ = ["POOLINGS", "TextLSTMClassifier", "build_text_lstm", "resolve_embeddings"]
@@ -55,9 +55,9 @@ POOLINGS: tuple[str, ...] = ("max", "mean", "last")
 
 ERR_NO_DATASET = (
     "model text-lstm: embeddings='dataset' takes the vocabulary (and GloVe vectors) of the "
-    "text dataset built last in this process, but none was built; build the data first "
-    "(disparate.training.train does), or set embeddings='random' with vocab_size, or a path "
-    "to a (V, d) .npy/.pt matrix"
+    "text dataset it is built on, but none was handed over; build it with "
+    "build_model(..., dataset_inputs=train_set.model_inputs()) (disparate.training.train "
+    "does), or set embeddings='random' with vocab_size, or a path to a (V, d) .npy/.pt matrix"
 )
 
 
@@ -133,9 +133,11 @@ class TextLSTMClassifier(nn.Module):
         return self.fc(self.feature_dropout(pooled))
 
 
-def resolve_embeddings(embeddings: str, vocab_size: int | None
+def resolve_embeddings(embeddings: str, vocab_size: int | None,
+                       embedding_init: EmbeddingInit | None = None
                        ) -> tuple[int, np.ndarray | None, str]:
-    """(vocab_size, initial vectors or None, description) for the ``embeddings`` option."""
+    """(vocab_size, initial vectors or None, description) for the ``embeddings`` option;
+    ``embedding_init`` is what the dataset handed over (``GroupedDataset.model_inputs``)."""
     if not isinstance(embeddings, str) or not embeddings:
         raise ValueError(f"embeddings={embeddings!r}: expected 'dataset', 'random' or a path "
                          "to a (V, d) .npy/.pt matrix")
@@ -144,7 +146,7 @@ def resolve_embeddings(embeddings: str, vocab_size: int | None
             raise ValueError("model text-lstm: embeddings='random' needs vocab_size")
         return vocab_size, None, "random"
     if embeddings == "dataset":
-        init = current_embedding_init()
+        init = embedding_init
         if init is None:
             raise ValueError(ERR_NO_DATASET)
         if vocab_size is not None and vocab_size != len(init.vocabulary):
@@ -182,6 +184,7 @@ def build_text_lstm(
     pooling: str = "max",
     embeddings: str = "dataset",
     freeze_embedding: bool = False,
+    embedding_init: EmbeddingInit | None = None,
 ) -> nn.Module:
     """The paper's tweet model by default (see the module docstring).
 
@@ -190,7 +193,7 @@ def build_text_lstm(
     """
     if len(tuple(input_shape)) != 1:
         raise ValueError(f"input_shape={tuple(input_shape)}: expected (max_length,) token ids")
-    v, vectors, _ = resolve_embeddings(embeddings, vocab_size)
+    v, vectors, _ = resolve_embeddings(embeddings, vocab_size, embedding_init)
     if vectors is not None:
         dim = int(vectors.shape[1])
         if embedding_dim is not None and embedding_dim != dim:
