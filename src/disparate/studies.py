@@ -22,8 +22,9 @@ A study is a YAML file (shipped ones in ``src/disparate/studies/*.yaml``: ``fig4
       paper: {}
     paper: {notes: [...], accuracy: {...}}   # the paper's numbers, quoted in the report
 
-The overrides of a point are applied in this order: the scale's ``set``, the study's ``set``,
-the caller's ``--set``, the variant's ``set``, the grid values, ``training.seed``. A scale
+The overrides of a point are applied in this order (a later one wins): the study's ``set``,
+the scale's ``set``, the caller's ``--set``, the variant's ``set``, the grid values,
+``training.seed``. A scale
 may also replace the ``base``, the ``seeds`` and entries of ``figure``; its ``grid`` (and
 the caller's ``--grid``) replaces the values of a grid key wherever the key appears (a new
 key joins the study's grid).
@@ -302,8 +303,8 @@ def load_study(
     Args:
         name_or_path: ``fig4``, ``fig5a`` .. ``fig5d`` or a ``.yaml`` path.
         scale: A scale of the study (``quick``, ``paper``, ``smoke`` for the shipped ones).
-        overrides: ``KEY=VALUE`` overrides for every point (after the study's own ``set``,
-            before the variants and the grid).
+        overrides: ``KEY=VALUE`` overrides for every point (after the study's and the
+            scale's ``set``, before the variants and the grid).
         grid: Replacement values of grid keys (a new key joins the study's grid).
         seeds: A count or list of seeds, replacing the study's and the scale's.
     """
@@ -377,8 +378,8 @@ def load_study(
                                                           sc.get("description")) if d),
         base=base,
         scale=scale,
-        set=(_overrides(f"{source}: scales.{scale}.set", sc.get("set"))
-             + _overrides(f"{source}: set", data.get("set"))
+        set=(_overrides(f"{source}: set", data.get("set"))
+             + _overrides(f"{source}: scales.{scale}.set", sc.get("set"))
              + _overrides("--set", list(overrides))),
         seeds=_seeds("seeds", seed_value),
         variants=tuple(variants),

@@ -22,7 +22,7 @@ from disparate.federated.dpfedavg import (
     server_step,
     update_norm,
 )
-from disparate.federated.model import WordLSTM
+from disparate.federated.model import WordLSTM, set_parameters
 from disparate.privacy.accounting import compute_epsilon
 
 
@@ -48,9 +48,10 @@ def tokens(seed: int, n: int = 90) -> torch.Tensor:
 
 
 def test_tied_model_is_clipped_at_s_not_sqrt2_s() -> None:
-    """An update that only moves the tied matrix: the naive state_dict vector counts it twice
-    (norm sqrt(2) x), so clipping that vector to S would let the true update through at
-    sqrt(2) S... or shrink it to S / sqrt(2); the de-duplicated update is clipped at exactly S."""
+    """A raw state_dict lists the tied matrix twice. Clipping the flattened state_dict update
+    to S and adding it entry by entry to the (shared) tensors -- what state_dict-based DP
+    wrappers do -- moves a tied-only update d by 2|d| with sqrt(2)|d| <= S: by sqrt(2) S.
+    Here the update is over distinct parameters and the model moves by exactly S."""
     model = tiny_model()
     g = initial_parameters(model)
     assert "decoder.weight" not in g  # one entry for the tied matrix
@@ -58,17 +59,34 @@ def test_tied_model_is_clipped_at_s_not_sqrt2_s() -> None:
     delta["encoder.weight"] = torch.full_like(g["encoder.weight"], 0.5)
     true_norm = 0.5 * math.sqrt(g["encoder.weight"].numel())
     assert update_norm(delta) == pytest.approx(true_norm)
-    state_delta = {n: torch.zeros_like(t) for n, t in model.state_dict().items()}
+    bound = true_norm / 3
+
+    # the naive way: flatten the state_dict, clip, add every entry in place
+    naive = tiny_model()
+    state_delta = {n: torch.zeros_like(t) for n, t in naive.state_dict().items()}
     state_delta["encoder.weight"] = delta["encoder.weight"]
     state_delta["decoder.weight"] = delta["encoder.weight"]
     assert update_norm(state_delta) == pytest.approx(math.sqrt(2) * true_norm)
+    factor = min(1.0, bound / update_norm(state_delta))
+    before = naive.encoder.weight.detach().clone()
+    with torch.no_grad():
+        for name, tensor in naive.state_dict().items():
+            tensor.add_(state_delta[name] * factor)
+    moved = float((naive.encoder.weight.detach() - before).norm())
+    assert moved == pytest.approx(math.sqrt(2) * bound, rel=1e-5)
 
-    bound = true_norm / 3
+    # this package: distinct parameters, clipped by the server at S, applied once
     agg = StreamingAggregator(g, denominator=1, clip_norm=bound)
     stat = agg.add(0, delta)
     assert stat.norm == pytest.approx(true_norm) and stat.clipped
     assert stat.clip_factor == pytest.approx(1 / 3)
-    assert update_norm(agg.average()) == pytest.approx(bound, rel=1e-6)
+    new = server_step(g, agg.average(), settings(noise_std=0.0), round_index=1)
+    model_moved = tiny_model()
+    set_parameters(model_moved, new)
+    assert model_moved.decoder.weight is model_moved.encoder.weight
+    change = math.sqrt(sum(float((p.detach() - g[n]).double().pow(2).sum())
+                           for n, p in model_moved.named_parameters()))
+    assert change == pytest.approx(bound, rel=1e-5)
     with pytest.raises(KeyError):
         agg.add(1, state_delta)  # a raw state_dict update is refused
 
@@ -78,7 +96,8 @@ def test_local_update_is_over_distinct_parameters() -> None:
     g = initial_parameters(model)
     upd = local_update(model, g, tokens(1), settings(), round_index=1, participant=3)
     assert set(upd.delta) == set(g)
-    assert upd.steps == 2 * 2 and upd.tokens > 0 and upd.loss is not None
+    # 90 tokens in 4 columns of 22 rows: 21 targets per column in windows of 8 -> 3 steps
+    assert (upd.steps, upd.tokens) == (2 * 3, 2 * 21 * 4) and upd.loss is not None
     assert update_norm(upd.delta) > 0
 
 

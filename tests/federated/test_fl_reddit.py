@@ -10,8 +10,8 @@ import pytest
 
 from disparate.federated import reddit
 from disparate.federated.reddit import (
-    RedditOptions,
     ReadStats,
+    RedditOptions,
     is_bot,
     iter_comments,
     load_reddit,
@@ -33,7 +33,7 @@ def known_rows() -> list[dict]:
     """alice: 6 posts, bob: 4, carol: 2 (too few), dave: 9 (too many), plus noise."""
     rows = []
     # alice's posts in the file out of chronological order: times 60, 10, 50, 20, 40, 30
-    for k, t in enumerate([60, 10, 50, 20, 40, 30]):
+    for t in [60, 10, 50, 20, 40, 30]:
         word = INDEX_WORDS[t // 10 - 1]
         extra = " banana" if (t // 10) % 2 else ""
         rows.append(comment("alice", f"Apple{extra} {word}! \U0001F602 !!!", 1000 + t))

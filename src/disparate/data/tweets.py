@@ -49,8 +49,8 @@ Vocabulary (``vocab_size`` ids, 10,000 by default, including the specials ``<pad
 (ties in token order). Inputs are int64 ids (N, ``max_length``): a tweet longer than
 ``max_length`` keeps its first tokens (the first ``max_length - 1`` when a cue is appended,
 so the cue is never cut), then ``<pad>`` fills the rest. With ``glove`` set, the vocabulary's
-GloVe vectors (``disparate.data.glove``) are computed and published for the ``text-lstm``
-model, which is built after the data in ``disparate.training.train``.
+GloVe vectors (``disparate.data.glove``) are computed and handed to the ``text-lstm`` model
+through ``TextGroupedDataset.model_inputs()``.
 
 Scanning reads the corpus line by line (lines whose raw text cannot hold a label symbol are
 not even decoded) and remembers only (file, offset, hash, quadrant) of eligible tweets; the
