@@ -95,6 +95,21 @@ def test_seeds_and_grid_overrides(tmp_path):
     assert {p.config.training.lr for p in points} == {0.1}
 
 
+def test_override_order_study_then_scale_then_caller_then_variant(tmp_path):
+    spec = tmp_path / "order.yaml"
+    spec.write_text(
+        "name: order\nbase: digits-underrep\nset: [training.epochs=20, training.lr=0.3]\n"
+        "variants: [{name: a}, {name: b, set: [training.lr=0.01]}]\n"
+        "figure: {kind: clip-noise}\n"
+        "scales: {quick: {set: [training.epochs=5, training.batch_size=16]}, paper: {}}\n")
+    quick = expand(load_study(str(spec), scale="quick", overrides=["training.batch_size=8"]),
+                   tmp_path)
+    assert [(p.config.training.epochs, p.config.training.batch_size, p.config.training.lr)
+            for p in quick] == [(5, 8, 0.3), (5, 8, 0.01)]
+    paper = expand(load_study(str(spec), scale="paper"), tmp_path)
+    assert [p.config.training.epochs for p in paper] == [20, 20]
+
+
 def test_study_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown study 'fig5e' \(did you mean"):
         load_study("fig5e")

@@ -66,15 +66,16 @@ def group_sort_key(name: str) -> tuple[int, float, str]:
         return (1, 0.0, str(name))
 
 
-def _new_figure(width: float, height: float, ncols: int = 1, sharey: bool = False
-                ) -> tuple[Figure, list[Any]]:
+def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **subplot_kw: Any
+               ) -> tuple[Figure, Any]:
+    """An Agg figure (no pyplot state) and its axes as a (nrows, ncols) array."""
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols, sharey=sharey, squeeze=False)[0]
-    return fig, list(axes)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG (creating folders) and release its memory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -190,7 +191,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
     else:
         mode = str(data.get("mode") or "run")
         series = [(mode, DP_COLOR if mode == "dp" else NON_PRIVATE_COLOR, "accuracy")]
-    fig, (ax,) = _new_figure(_width(len(names), 0.55 * len(series)), 4.2)
+    fig, ((ax,),) = new_figure(_width(len(names), 0.55 * len(series)), 4.2)
     _shade_highlighted(ax, names, highlight_names)
     bar_width = 0.8 / len(series)
     annotate = len(names) <= 24
@@ -236,7 +237,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
         if any(_stat(g.get("dp_accuracy"))[1] is not None for g in groups):
             default += " (95% CI over seeds)"
     _title(ax, title or default)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------- over epochs
@@ -283,7 +284,7 @@ def _plot_over_epochs(panels: Mapping[str, Any], path: str | Path, *, key: str,
     if not items:
         items = [("", [])]
     series = [(label, runs, _group_series(runs, key)) for label, runs in items]
-    fig, axes = _new_figure(max(5.0, 4.6 * len(series)), 4.0, ncols=len(series), sharey=True)
+    fig, (axes,) = new_figure(max(5.0, 4.6 * len(series)), 4.0, 1, len(series), sharey=True)
     positive = [v for _, _, s in series for g in s.values() for v in g[1] if v > 0]
     log_scale = (not percent and bool(positive) and
                  max(positive) / max(min(positive), 1e-12) > 30)
@@ -337,7 +338,7 @@ def _plot_over_epochs(panels: Mapping[str, Any], path: str | Path, *, key: str,
             ax.legend(fontsize=7, ncol=ncol, framealpha=0.9)
     axes[0].set_ylabel(ylabel + (" (log scale)" if log_scale else ""))
     _title(fig, title, suptitle=True)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_over_epochs(panels: Mapping[str, Any], path: str | Path, *,
@@ -386,7 +387,7 @@ def plot_group_sizes(groups: Sequence[Mapping[str, Any]], path: str | Path, *,
     names = [str(g.get("group")) for g in rows]
     small = set(_highlight_set(small_test)) if small_test is not None else {
         str(g.get("group")) for g in rows if g.get("small_test")}
-    fig, (ax,) = _new_figure(_width(len(names), 0.6), 4.0)
+    fig, ((ax,),) = new_figure(_width(len(names), 0.6), 4.0)
     _shade_highlighted(ax, names, highlight_names)
     annotate = len(names) <= 24
     for k, (label, color, key) in enumerate([("train", TRAIN_COLOR, "train_size"),
@@ -422,7 +423,7 @@ def plot_group_sizes(groups: Sequence[Mapping[str, Any]], path: str | Path, *,
     ax.legend(handles, labels, loc="upper right", ncol=len(handles), fontsize=8,
               framealpha=0.9)
     _title(ax, title or "Examples per group")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- poor get poorer
@@ -446,7 +447,7 @@ def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
     highlight_names = _highlight_set(highlight if highlight is not None
                                      else comparison.get("highlight"))
     groups = _sorted_groups(comparison.get("groups") or [])
-    fig, (ax,) = _new_figure(6.0, 4.6)
+    fig, ((ax,),) = new_figure(6.0, 4.6)
     ax.axhline(0.0, color="black", lw=0.7, zorder=1)
     label_points = len(groups) <= 40
     for group in groups:
@@ -482,7 +483,7 @@ def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
     default = (f"The poor get poorer: Spearman \u03c1 = {format_spearman(spearman)}\n"
                "(\u03c1 < 0: lower non-private accuracy, larger DP drop)")
     _title(ax, title or default)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------ accuracy vs group size
@@ -513,7 +514,7 @@ def plot_accuracy_vs_group_size(data: Mapping[str, Any], path: str | Path, *,
     positive = [x for x in sizes if not math.isnan(x) and x > 0]
     log_x = bool(positive) and max(positive) / min(positive) > 20
     floor = min(positive) / 2 if positive else 0.5
-    fig, (ax,) = _new_figure(7.0, 4.6)
+    fig, ((ax,),) = new_figure(7.0, 4.6)
     missing = 0
     seen_labels: set[str] = set()
     for key, label, color, alpha in series:
@@ -555,4 +556,4 @@ def plot_accuracy_vs_group_size(data: Mapping[str, Any], path: str | Path, *,
                 transform=ax.transAxes, fontsize=8, color="grey", va="bottom")
     what = "DP accuracy" if comparison else "accuracy"
     _title(ax, title or f"{what} vs training examples per group")
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -63,6 +63,7 @@ import yaml
 
 from disparate import results as res
 from disparate.config import ConfigError, load_experiment, parse_override
+from disparate.plots import new_figure, save_figure
 from disparate.sweep import (
     FAILED,
     FINISHED,
@@ -104,7 +105,6 @@ RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 
-DPI = 110
 HIGHLIGHT_COLORS = ("#c44e52", "#4c72b0", "#55a868", "#8172b3")
 OVERALL_COLOR = "#222222"
 OTHER_COLOR = "#b0b0b0"
@@ -807,26 +807,6 @@ def _sort_x(x: Any) -> tuple[int, float, str]:
 # --------------------------------------------------------------------------------------------
 
 
-def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw: Any
-            ) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, format="png", dpi=DPI)
-    finally:
-        fig.clear()
-    return path
-
-
 def _err(stat: Mapping[str, Any]) -> tuple[float, float, float]:
     mean = stat.get("mean")
     ci = stat.get("ci95")
@@ -881,7 +861,7 @@ def plot_clip_noise(study: Study, runs: Sequence[RunData], out_dir: Path) -> dic
     if not variants:
         return files
     n = len(variants)
-    fig, axes = _figure(3.3 * n + 0.6, 6.4, 2, n, sharey="row")
+    fig, axes = new_figure(3.3 * n + 0.6, 6.4, 2, n, sharey="row")
     for col, variant in enumerate(variants):
         vruns = [r for r in runs if r.point.labels.get("variant") == variant.name]
         for row, (key, ylabel) in enumerate((("group_grad_norm",
@@ -917,12 +897,12 @@ def plot_clip_noise(study: Study, runs: Sequence[RunData], out_dir: Path) -> dic
     fig.suptitle(f"{study.title} ({study.scale} scale"
                  + (f", mean of {seeds} seeds, band: 95% interval" if seeds > 1 else "")
                  + ")", fontsize=11)
-    files[study.name] = _save(fig, out_dir / f"{study.name}.png")
+    files[study.name] = save_figure(fig, out_dir / f"{study.name}.png")
 
     # Final accuracy of every class, one bar per variant.
     groups = _group_order(g["group"] for r in runs for g in r.results.get("groups", []))
     groups.append("all")
-    fig, axes = _figure(min(max(7.0, 0.24 * len(groups) * n + 2.0), 16.0), 4.2)
+    fig, axes = new_figure(min(max(7.0, 0.24 * len(groups) * n + 2.0), 16.0), 4.2)
     ax = axes[0][0]
     width = 0.8 / n
     for i, variant in enumerate(variants):
@@ -947,7 +927,7 @@ def plot_clip_noise(study: Study, runs: Sequence[RunData], out_dir: Path) -> dic
     fig.legend(fontsize=7, ncol=min(n, 4), loc="outside lower center")
     ax.set_title(f"{study.title}: accuracy per class ({study.scale} scale)" + (
         " (error bars: 95% interval over seeds)" if seeds > 1 else ""), fontsize=10)
-    files[f"{study.name}_accuracy"] = _save(fig, out_dir / f"{study.name}_accuracy.png")
+    files[f"{study.name}_accuracy"] = save_figure(fig, out_dir / f"{study.name}_accuracy.png")
     return files
 
 
@@ -970,7 +950,7 @@ def plot_sweep(study: Study, runs: Sequence[RunData], out_dir: Path) -> dict[str
         return files
     fig_spec = study.figure
     x_key = fig_spec.get("x")
-    fig, axes = _figure(7.2, 5.2)
+    fig, axes = new_figure(7.2, 5.2)
     ax = axes[0][0]
     xs_all = [sp.x for pts in series.values() for sp in pts if sp.x is not None]
     numeric = all(isinstance(x, int | float) and not isinstance(x, bool) for x in xs_all)
@@ -1052,7 +1032,7 @@ def plot_sweep(study: Study, runs: Sequence[RunData], out_dir: Path) -> dict[str
         extra.append(f"mean of {seeds} seeds, error bars: 95% interval")
     ax.set_title(f"{title} ({study.scale} scale" + ("; " + "; ".join(extra) if extra else "")
                  + ")", fontsize=10)
-    files[study.name] = _save(fig, out_dir / f"{study.name}.png")
+    files[study.name] = save_figure(fig, out_dir / f"{study.name}.png")
 
     best_of = list(fig_spec.get("best_of") or ())
     if best_of and x_key != EPOCH:
@@ -1068,7 +1048,7 @@ def _plot_all_runs(study: Study, runs: Sequence[RunData], highlight: Sequence[st
 
     x_key = study.figure.get("x")
     groups = [*highlight, "all"]
-    fig, axes = _figure(3.6 * len(groups), 3.6, 1, len(groups), sharey=True)
+    fig, axes = new_figure(3.6 * len(groups), 3.6, 1, len(groups), sharey=True)
     cells = [c for c in _cells(study, runs) if c.x is not None]
     combos = sorted({c.others for c in cells}, key=str)
     for gi, g in enumerate(groups):
@@ -1097,7 +1077,7 @@ def _plot_all_runs(study: Study, runs: Sequence[RunData], highlight: Sequence[st
             ax.set_ylabel("test accuracy")
             ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{study.title}: every run ({study.scale} scale)", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _accountant_of(runs: Sequence[RunData]) -> str:
