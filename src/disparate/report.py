@@ -30,7 +30,13 @@ from typing import Any
 import yaml
 
 from disparate import plots
-from disparate.results import COMPARISON_FILE, CONFIG_FILE, METRICS_FILE, RESULTS_FILE
+from disparate.results import (
+    COMPARISON_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    RESULTS_FILE,
+    size_dependence_note,
+)
 
 __all__ = [
     "COMPARISON_FILE",
@@ -495,6 +501,9 @@ def _impact(data: ReportData) -> list[tuple[str, str]]:
         if description:
             text += f": {description}"
         items.append(("Poor get poorer", text))
+        size_note = size_dependence_note(data.data.get("size_dependence"))
+        if size_note:
+            items.append(("Group size", size_note))
         stored = data.data.get("gap")
         stored = stored if isinstance(stored, Mapping) else {}
         for label, key, gap_key in [("Gap, non-private", "non_private_accuracy", "non_private"),

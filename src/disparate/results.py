@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "METRICS_FILE",
     "POOR_GET_POORER_DESCRIPTION",
     "RESULTS_FILE",
+    "SIZE_DEPENDENCE_DESCRIPTION",
     "build_run_results",
     "compare_runs",
     "format_comparison_table",
@@ -37,6 +39,8 @@ __all__ = [
     "load_results",
     "privacy_block",
     "read_metrics",
+    "size_dependence",
+    "size_dependence_note",
     "spearman",
     "summarize",
     "write_json",
@@ -51,6 +55,14 @@ COMPARISON_FILE = "comparison.json"
 POOR_GET_POORER_DESCRIPTION = (
     "Spearman rank correlation across groups between non-private accuracy and the DP drop "
     "(negative: the poor get poorer)"
+)
+SIZE_DEPENDENCE_DESCRIPTION = (
+    "Does the DP drop depend on group size alone? Spearman rank correlation across groups "
+    "between training size and the DP drop (negative: smaller groups lose more); monotone: no "
+    "larger group has a larger drop than a smaller one; small yet well served: groups with "
+    "fewer training examples than a balanced split (total / number of groups) whose drop is "
+    "below the median drop and below that of some larger group (paper Section 4.3: Reptilia); "
+    "size_alone is false when there is such a group"
 )
 
 
@@ -295,6 +307,55 @@ def gap(accuracy: Mapping[str, float | None]) -> dict[str, Any]:
             "worst_accuracy": present[worst], "difference": present[best] - present[worst]}
 
 
+def size_dependence(groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Whether the DP drop is explained by group size alone (the paper's Section 4.3 check).
+
+    ``groups`` are the ``groups`` of a comparison (``train_size`` and the seed-mean
+    ``drop``). Returns ``spearman`` / ``p_value`` / ``n_groups`` (training size vs drop),
+    ``pairs`` (pairs of groups with a drop and different sizes) and ``discordant_pairs``
+    (the larger group has the larger drop), ``monotone`` (no discordant pair; ``None``
+    without pairs), ``balanced_size`` (training examples of all groups / number of groups),
+    ``median_drop``, ``small_yet_well_served`` (groups below ``balanced_size`` whose drop is
+    below ``median_drop`` and below the drop of some larger group: served better than their
+    size predicts; smallest first) and ``size_alone`` (``False`` when there is such a group:
+    the drop does not depend on size alone; ``True`` otherwise; ``None`` without pairs).
+    """
+    sizes = {str(g["group"]): float(g.get("train_size") or 0) for g in groups}
+    drops: dict[str, float] = {}
+    for g in groups:
+        drop = g.get("drop")
+        value = drop.get("mean") if isinstance(drop, Mapping) else drop
+        if value is not None:
+            drops[str(g["group"])] = float(value)
+    names = list(drops)
+    rank = spearman([sizes[n] for n in names], [drops[n] for n in names])
+    pairs = discordant = 0
+    beats_larger: set[str] = set()
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if sizes[a] == sizes[b]:
+                continue
+            small, large = (a, b) if sizes[a] < sizes[b] else (b, a)
+            pairs += 1
+            if drops[large] > drops[small]:
+                discordant += 1
+                beats_larger.add(small)
+    balanced = math.fsum(sizes.values()) / len(sizes) if sizes else None
+    median = float(statistics.median(drops.values())) if drops else None
+    served = sorted((n for n in beats_larger if balanced is not None and sizes[n] < balanced
+                     and median is not None and drops[n] < median),
+                    key=lambda n: (sizes[n], n))
+    monotone = None if pairs == 0 else discordant == 0
+    size_alone = None if monotone is None else not served
+    return {
+        "spearman": rank["spearman"], "p_value": rank["p_value"],
+        "n_groups": rank["n_groups"], "pairs": pairs, "discordant_pairs": discordant,
+        "monotone": monotone, "balanced_size": balanced, "median_drop": median,
+        "small_yet_well_served": served, "size_alone": size_alone,
+        "description": SIZE_DEPENDENCE_DESCRIPTION,
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Comparison of non-private and DP runs
 # --------------------------------------------------------------------------------------------
@@ -413,6 +474,7 @@ def compare_runs(
             "description": POOR_GET_POORER_DESCRIPTION,
         },
         "gap": {"non_private": gap_np, "dp": gap_dp},
+        "size_dependence": size_dependence(groups),
         "privacy": dp[0]["privacy"],
         "config_hash": {"non_private": non_private[0].get("config_hash"),
                         "dp": dp[0].get("config_hash")},
@@ -442,6 +504,20 @@ def _pct(summary: Mapping[str, Any], *, signed: bool = False) -> str:
 
 def _rho(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
+
+
+def size_dependence_note(sd: Any) -> str | None:
+    """One line on :func:`size_dependence` for the table's notes (None without pairs)."""
+    if not isinstance(sd, Mapping) or sd.get("monotone") is None:
+        return None
+    text = (f"size alone: DP drop {'is' if sd['monotone'] else 'is not'} monotone in training "
+            f"size (Spearman rho = {_rho(sd.get('spearman'))} between size and drop; "
+            f"{sd['discordant_pairs']} of {sd['pairs']} pairs discordant)")
+    served = sd.get("small_yet_well_served") or []
+    if served:
+        text += ("; small yet well served (drop below the median and below a larger group's): "
+                 + ", ".join(served))
+    return text
 
 
 def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = False) -> str:
@@ -499,6 +575,9 @@ def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = F
         notes.append("! fewer test examples than evaluation.min_group_test_size: noisy")
     notes.append(f"poor get poorer: Spearman rho = {_rho(ppp['spearman'])} between non-DP "
                  f"accuracy and DP drop across groups (negative: the poor get poorer)")
+    size_note = size_dependence_note(comparison.get("size_dependence"))
+    if size_note:
+        notes.append(size_note)
     for label, key in (("non-DP", "non_private"), ("DP", "dp")):
         gp = gaps[key]
         if gp.get("difference") is not None:
