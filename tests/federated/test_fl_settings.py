@@ -63,6 +63,10 @@ def test_paper_variants() -> None:
     assert all(not v.federated.variants for v in variants.values())
     # identical local training and data in every variant
     assert len({(v.data, v.model, v.training) for v in variants.values()}) == 1
+    # command-line overrides win over a variant's own
+    short = variant_configs(load_experiment("reddit-fl"), ["federated.rounds=6"])
+    assert {v.federated.rounds for v in short.values()} == {6}
+    assert short["dp-S8"].privacy.max_grad_norm == 8.0
 
 
 def test_round_trip_and_hash() -> None:

@@ -111,13 +111,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args: argparse.Namespace) -> ExperimentConfig:
+def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if getattr(args, "data_dir", None):
         overrides.append(f"data.data_dir={args.data_dir}")
     if getattr(args, "threads", None):
         overrides.append(f"training.num_threads={args.threads}")
-    config = load_experiment(args.experiment, overrides)
+    return overrides
+
+
+def _load(args: argparse.Namespace) -> ExperimentConfig:
+    config = load_experiment(args.experiment, _overrides(args))
     if config.federated is None:
         raise ConfigError(f"{args.experiment}: not a federated experiment (no 'federated' "
                           "section); federated presets: reddit-fl, reddit-fl-s8, "
@@ -157,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     if args.variant is not None:
-        variants = variant_configs(config)
+        variants = variant_configs(config, _overrides(args))  # --set wins over the variant
         if args.variant not in variants:
             raise ValueError(f"--variant={args.variant!r}: expected one of {list(variants)}")
         config = variants[args.variant]
@@ -190,8 +194,8 @@ def _compare(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds={args.seeds}: expected an integer >= 1")
     config = _load(args)
     outcome = compare_federated(config, args.out, seeds=list(range(args.seeds)),
-                                only=args.only, device=args.device, progress=args.progress,
-                                log=_log(args))
+                                overrides=_overrides(args), only=args.only, device=args.device,
+                                progress=args.progress, log=_log(args))
     for v in outcome["figure3"]["variants"]:
         if v.get("groups"):
             print(f"{v['name']:>12}: test acc {100 * v['overall_accuracy']['mean']:.2f}%  "

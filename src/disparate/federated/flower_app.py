@@ -72,6 +72,7 @@ __all__ = [
     "handle_train",
     "make_server_app",
     "run_flower",
+    "run_in_process",
     "server_app",
 ]
 
@@ -324,13 +325,14 @@ class InProcessGrid(Grid):
 
 def run_in_process(config: ExperimentConfig, out_dir: str | Path, *, num_nodes: int = 2,
                    data: FederatedTextData | None = None, max_in_flight: int | None = None,
-                   **kwargs: Any) -> FederatedRun:
+                   grid: InProcessGrid | None = None, **kwargs: Any) -> FederatedRun:
     """Run the ServerApp/ClientApp pair through an :class:`InProcessGrid` (no Ray)."""
     data = data if data is not None else load_federated_data(config)
     result: list[FederatedRun] = []
     app = make_server_app(config, out_dir, data=data, result=result,
                           max_in_flight=max_in_flight, **kwargs)
-    grid = InProcessGrid(client_app, num_nodes, data=data, config=config)
+    if grid is None:
+        grid = InProcessGrid(client_app, num_nodes, data=data, config=config)
     with _server_identity():
         app(grid, Context(0, 0, {}, RecordDict(), {}))
     return result[0]

@@ -514,15 +514,15 @@ def variant_configs(config: ExperimentConfig, overrides: Sequence[str] = ()
                     ) -> dict[str, ExperimentConfig]:
     """The runs of a comparison: ``federated.variants`` (or non-private + the config itself).
 
-    Every variant gets ``overrides`` and then its own overrides, and ``federated.variants``
-    cleared; the first non-private variant is the baseline of the comparison.
+    Every variant gets its own overrides, then ``overrides`` (so that command-line ``--set``
+    values win), and ``federated.variants`` cleared; the non-private variant is the baseline.
     """
     if config.federated is None:
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
     variants = dict(config.federated.variants)
     if not variants:
         variants = {"non-private": NON_PRIVATE_OVERRIDES, config.privacy.mode: ()}
-    built = {name: apply_overrides(config, [*overrides, *extra, "federated.variants={}"])
+    built = {name: apply_overrides(config, [*extra, *overrides, "federated.variants={}"])
              for name, extra in variants.items()}
     # the non-private runs first (the baseline), then the others in their (sorted) order
     out = {name: built[name] for name in sorted(
