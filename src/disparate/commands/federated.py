@@ -171,7 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         run_flower(config, args.out, supernodes=args.supernodes, ray_address=args.ray_address,
                    num_cpus_per_client=args.cpus_per_client,
                    num_gpus_per_client=args.gpus_per_client, resume=args.resume,
-                   overwrite=args.overwrite, progress=args.progress, log=_log(args))
+                   overwrite=args.overwrite, progress=args.progress, device=args.device,
+                   log=_log(args))
         results = json.loads((Path(args.out) / "results.json").read_text(encoding="utf-8"))
     else:
         results = train_federated(config, args.out, resume=args.resume,

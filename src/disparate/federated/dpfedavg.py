@@ -245,6 +245,7 @@ def local_update(model: nn.Module, global_params: Mapping[str, Tensor], tokens: 
     seeded by (seed, round, participant). ``model`` is overwritten.
     """
     device = next(model.parameters()).device
+    global_params = {n: t.to(device) for n, t in global_params.items()}
     set_parameters(model, global_params)
     model.train()
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

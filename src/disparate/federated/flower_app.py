@@ -74,6 +74,7 @@ __all__ = [
     "run_flower",
     "run_in_process",
     "server_app",
+    "server_identity",
 ]
 
 MESSAGE_TYPE = "train"
@@ -95,11 +96,11 @@ class _Worker:
     """What a ClientApp process keeps between messages: data, settings and a local model."""
 
     def __init__(self, config: ExperimentConfig, settings: DPFedAvgSettings,
-                 data: FederatedTextData | None = None) -> None:
+                 data: FederatedTextData | None = None, device: str = "cpu") -> None:
         self.config = config
         self.settings = settings
         self.data = data if data is not None else load_federated_data(config)
-        self.model = build_global_model(config, self.data.num_tokens)
+        self.model = build_global_model(config, self.data.num_tokens).to(device)
 
 
 _WORKERS: dict[str, _Worker] = {}
@@ -107,15 +108,15 @@ _WORKERS: dict[str, _Worker] = {}
 _SHARED_DATA: dict[str, FederatedTextData] = {}
 
 
-def _worker(config_json: str, settings_json: str) -> _Worker:
-    key = hashlib.sha256((config_json + settings_json).encode()).hexdigest()
+def _worker(config_json: str, settings_json: str, device: str) -> _Worker:
+    key = hashlib.sha256((config_json + settings_json + device).encode()).hexdigest()
     worker = _WORKERS.get(key)
     if worker is None:
         config = from_dict(json.loads(config_json))
         settings = DPFedAvgSettings.from_json(settings_json)
         from disparate.config import config_hash
 
-        worker = _Worker(config, settings, _SHARED_DATA.get(config_hash(config)))
+        worker = _Worker(config, settings, _SHARED_DATA.get(config_hash(config)), device)
         _WORKERS.clear()  # one experiment at a time per process
         _WORKERS[key] = worker
     return worker
@@ -124,7 +125,7 @@ def _worker(config_json: str, settings_json: str) -> _Worker:
 def handle_train(msg: Message, context: Context) -> Message:
     """One participant's local update for one round (the ClientApp's ``train`` function)."""
     task = msg.content["task"]
-    worker = _worker(str(task["config"]), str(task["settings"]))
+    worker = _worker(str(task["config"]), str(task["settings"]), str(task["device"]))
     pid = int(task["participant"])
     round_index = int(task["round"])
     global_params = from_record(msg.content["global"])
@@ -151,8 +152,9 @@ class FlowerExecutor:
 
     def __init__(self, grid: Grid, config: ExperimentConfig, settings: DPFedAvgSettings, *,
                  max_in_flight: int | None = None, timeout_s: float | None = None,
-                 pull_interval_s: float = 0.05) -> None:
+                 pull_interval_s: float = 0.05, client_device: str = "cpu") -> None:
         self.grid = grid
+        self.client_device = client_device
         self.config_json = json.dumps(to_dict(config), sort_keys=True)
         self.settings_json = settings.to_json()
         self.max_in_flight = max_in_flight
@@ -162,7 +164,8 @@ class FlowerExecutor:
     def _message(self, node: int, round_index: int, pid: int, global_rec: ArrayRecord
                  ) -> Message:
         task = ConfigRecord({"config": self.config_json, "settings": self.settings_json,
-                             "round": round_index, "participant": pid})
+                             "round": round_index, "participant": pid,
+                             "device": self.client_device})
         return Message(RecordDict({"global": global_rec, "task": task}), node, MESSAGE_TYPE,
                        group_id=str(round_index))
 
@@ -207,20 +210,22 @@ def make_server_app(config: ExperimentConfig, out_dir: str | Path, *,
                     data: FederatedTextData | None = None, resume: bool = False,
                     overwrite: bool = False, progress: bool | None = None,
                     log: Callable[[str], None] | None = None,
-                    max_in_flight: int | None = None,
+                    max_in_flight: int | None = None, device: str = "cpu",
                     result: list[FederatedRun] | None = None) -> ServerApp:
     """A ServerApp that trains ``config`` into ``out_dir`` (the result is appended to
-    ``result`` when given)."""
+    ``result`` when given). ``device`` is that of the server's global model (evaluation) and of
+    the ClientApps' local training; a GPU gives (slightly) different numbers than the CPU."""
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
         def factory(cfg: ExperimentConfig, _data: FederatedTextData,
                     settings: DPFedAvgSettings, device: Any = "cpu") -> FlowerExecutor:
-            return FlowerExecutor(grid, cfg, settings, max_in_flight=max_in_flight)
+            return FlowerExecutor(grid, cfg, settings, max_in_flight=max_in_flight,
+                                  client_device=device)
 
         run = train_federated(config, out_dir, data=data, executor=factory, resume=resume,
-                              overwrite=overwrite, progress=progress, log=log,
+                              overwrite=overwrite, device=device, progress=progress, log=log,
                               engine="flower")
         if result is not None:
             result.append(run)
@@ -234,18 +239,19 @@ server_app = ServerApp()
 @server_app.main()
 def _main_from_run_config(grid: Grid, context: Context) -> None:
     """``flwr run`` entry: run config keys ``experiment``, ``overrides`` (``;``-separated
-    KEY=VALUE), ``out-dir`` and optionally ``resume`` (bool)."""
+    KEY=VALUE), ``out-dir`` and optionally ``resume`` (bool) and ``device``."""
     rc = context.run_config
     overrides = [o for o in str(rc.get("overrides", "")).split(";") if o.strip()]
     config = load_experiment(str(rc["experiment"]), overrides)
-    app = make_server_app(config, str(rc["out-dir"]), resume=bool(rc.get("resume", True)))
+    app = make_server_app(config, str(rc["out-dir"]), resume=bool(rc.get("resume", True)),
+                          device=str(rc.get("device", "cpu")))
     app(grid, context)
 
 
 def run_flower(config: ExperimentConfig, out_dir: str | Path, *, supernodes: int = 2,
                ray_address: str | None = None, num_cpus_per_client: float = 1.0,
                num_gpus_per_client: float = 0.0, resume: bool = False,
-               overwrite: bool = False, progress: bool | None = None,
+               overwrite: bool = False, progress: bool | None = None, device: str = "cpu",
                log: Callable[[str], None] | None = None) -> None:
     """Run ``config`` with Flower's simulation runtime (Ray): ``supernodes`` virtual workers,
     on this machine or, with ``ray_address`` (e.g. ``"auto"``), on an existing Ray cluster."""
@@ -256,7 +262,7 @@ def run_flower(config: ExperimentConfig, out_dir: str | Path, *, supernodes: int
     if ray_address:
         backend["init_args"] = {"address": ray_address}
     app = make_server_app(config, out_dir, resume=resume, overwrite=overwrite,
-                          progress=progress, log=log)
+                          progress=progress, log=log, device=device)
     run_simulation(server_app=app, client_app=client_app, num_supernodes=supernodes,
                    backend_config=backend)
 
@@ -333,13 +339,13 @@ def run_in_process(config: ExperimentConfig, out_dir: str | Path, *, num_nodes: 
                           max_in_flight=max_in_flight, **kwargs)
     if grid is None:
         grid = InProcessGrid(client_app, num_nodes, data=data, config=config)
-    with _server_identity():
+    with server_identity():
         app(grid, Context(0, 0, {}, RecordDict(), {}))
     return result[0]
 
 
 @contextmanager
-def _server_identity() -> Iterator[None]:
+def server_identity() -> Iterator[None]:
     """Set the process's Flower task identity as the server runtime does (newer flwr sets
     message metadata from it); restored afterwards. A no-op for flwr without it."""
     try:

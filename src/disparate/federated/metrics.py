@@ -35,8 +35,8 @@ __all__ = [
     "output_diversity",
 ]
 
-#: Logit rows decoded at once: about 2**25 floats (128 MiB) whatever the vocabulary size.
-LOGIT_BUDGET = 2**25
+#: Logit rows decoded at once: about 2**24 floats (64 MiB) whatever the vocabulary size.
+LOGIT_BUDGET = 2**24
 
 
 @dataclass
@@ -148,7 +148,8 @@ def evaluate_participants(model: nn.Module, data: FederatedTextData,
         correct_nu[:] += cnu_t.cpu().numpy()
         pred_counts.add_(torch.bincount(preds.cpu(), minlength=v))
         tgt_counts.add_(torch.bincount(tgt.cpu(), minlength=v))
-        buf_in.clear(), buf_tg.clear(), buf_mk.clear(), buf_owner.clear()
+        for buffer in (buf_in, buf_tg, buf_mk, buf_owner):
+            buffer.clear()
         buffered = 0
 
     for j, pid in enumerate(parts):

@@ -566,7 +566,7 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
             if only is not None and name not in only:
                 continue
             if log is not None:
-                log(f"== {name} (seed {seed}): {cfg.privacy.describe()}")
+                log(f"== {name} (seed {seed}): {describe_variant(cfg)}")
             finished = run(cfg, run_dir, data=data, resume=resume, device=device,
                            progress=progress, log=log)
             results[name].append(finished.results)
@@ -590,6 +590,22 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
     res.write_json(out / FIGURE3_FILE, figure)
     write_federated_report(out)
     return {"figure3": figure, "comparisons": comparisons}
+
+
+def describe_variant(config: ExperimentConfig) -> str:
+    """One line: rounds, C and the DP-FedAvg mechanism of a federated config."""
+    p, fed = config.privacy, config.federated
+    if p.mode == "dp":
+        noise = (f"z={p.noise_multiplier:g}" if p.noise_multiplier is not None
+                 else f"z for epsilon={p.target_epsilon:g}")
+        mech = f"DP-FedAvg, S={p.max_grad_norm:g}, {noise}"
+    elif p.mode == "clip-only":
+        mech = f"updates clipped to S={p.max_grad_norm:g}, no noise"
+    elif p.mode == "noise-only":
+        mech = f"noise std {p.noise_std:g} on the sum, no clipping"
+    else:
+        mech = "plain FedAvg (non-private)"
+    return f"{mech}, {fed.rounds} rounds of C={fed.participants_per_round}"
 
 
 def figure3_data(config: ExperimentConfig, variants: Mapping[str, ExperimentConfig],
