@@ -189,8 +189,9 @@ def test_shuffle_without_replacement_uses_replace_one() -> None:
     accountant = rdp_privacy_accountant.RdpAccountant(
         neighboring_relation=dp_accounting.NeighboringRelation.REPLACE_ONE
     )
+    # replace-one: the sum of clipped gradients moves by up to 2S, so z/2 against it
     step = dp_accounting.SampledWithoutReplacementDpEvent(
-        1000, 50, dp_accounting.GaussianDpEvent(1.0)
+        1000, 50, dp_accounting.GaussianDpEvent(SMALL["noise_multiplier"] / 2)
     )
     accountant.compose(dp_accounting.SelfComposedDpEvent(step, 200))
     assert report.epsilon == pytest.approx(accountant.get_epsilon(1e-5), rel=1e-12)

@@ -262,10 +262,14 @@ def _build_event(
             approximate=not full_batch,
             note=note,
         )
-    step = dp_accounting.SampledWithoutReplacementDpEvent(dataset_size, batch_size, gaussian)
+    # Replacing one example moves the sum of clipped gradients by up to 2S, so the Gaussian
+    # has noise multiplier sigma / (2S) = z / 2 with respect to that sensitivity.
+    replace_one = dp_accounting.GaussianDpEvent(noise_multiplier / 2)
+    step = dp_accounting.SampledWithoutReplacementDpEvent(dataset_size, batch_size, replace_one)
     note = (
         "Replace-one neighbouring relation (the only one dp_accounting supports for "
-        "sampling without replacement): not comparable with add/remove-one epsilons."
+        "sampling without replacement), under which the sum of clipped gradients has "
+        "sensitivity 2S (noise multiplier z/2): not comparable with add/remove-one epsilons."
     )
     if not full_batch:
         note = (
