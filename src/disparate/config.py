@@ -737,9 +737,7 @@ class ExperimentConfig:
 # dict <-> config
 # --------------------------------------------------------------------------------------------
 
-#: Top-level keys listed in messages; the OPTIONAL_SECTIONS are accepted as well.
-_TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig)
-                                   if f.name not in OPTIONAL_SECTIONS)
+_TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 
 #: Dotted keys left out of :func:`config_hash`: documentation and data location only.
 HASH_EXCLUDED_KEYS: tuple[str, ...] = ("description", "data.data_dir", "data.download")
@@ -783,7 +781,7 @@ def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     if not isinstance(data, Mapping):
         raise _type_error("config", data, "a mapping with keys " + ", ".join(_TOP_KEYS))
     for k in data:
-        if k not in _TOP_KEYS and k not in OPTIONAL_SECTIONS:
+        if k not in _TOP_KEYS:
             raise _unknown_key(str(k), _TOP_KEYS)
     for k in _required(ExperimentConfig):
         if k not in data:
@@ -883,7 +881,7 @@ def parse_override(override: str) -> tuple[list[str], Any]:
 def _apply_override(data: dict[str, Any], override: str) -> None:
     path, value = parse_override(override)
     top = path[0]
-    if top not in _TOP_KEYS and top not in OPTIONAL_SECTIONS:
+    if top not in _TOP_KEYS:
         raise _unknown_key(top, _TOP_KEYS)
     if top not in SECTIONS:
         if len(path) > 1:

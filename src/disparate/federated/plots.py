@@ -19,11 +19,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from disparate.plots import DP_COLOR, NON_PRIVATE_COLOR
+from disparate.plots import DP_COLOR, NON_PRIVATE_COLOR, new_figure, save_figure
 
 __all__ = [
     "plot_accuracy_by_vocab",
@@ -33,7 +31,6 @@ __all__ = [
     "variant_color",
 ]
 
-DPI = 110
 _EXTRA_COLORS = ("#c44e52", "#55a868", "#8172b3", "#937860", "#da8bc3")
 
 
@@ -53,22 +50,6 @@ def _colors(variants: Sequence[Mapping[str, Any]]) -> list[str]:
             out.append(variant_color(k, str(v.get("mode"))))
             k += 1
     return out
-
-
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, format="png", dpi=DPI)
-    finally:
-        fig.clear()
-    return path
 
 
 def _mean(stat: Any) -> float:
@@ -97,7 +78,7 @@ def plot_output_diversity(figure3: Mapping[str, Any], path: str | Path) -> Path:
     """Figure 3a: distinct predicted words per model and rank-frequency of predictions."""
     variants = _present(figure3)
     colors = _colors(variants)
-    fig, (ax_bar, ax_curve) = _figure(10, 4, 2)
+    fig, ((ax_bar, ax_curve),) = new_figure(10, 4, 1, 2)
     names = [str(v["name"]) for v in variants]
     values = [_mean(v.get("distinct_predicted")) for v in variants]
     bars = ax_bar.bar(range(len(names)), [0 if math.isnan(x) else x for x in values],
@@ -121,7 +102,7 @@ def plot_output_diversity(figure3: Mapping[str, Any], path: str | Path) -> Path:
     if variants:
         ax_curve.legend(fontsize=8)
     ax_curve.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path:
@@ -129,7 +110,7 @@ def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path
     variants = _present(figure3)
     colors = _colors(variants)
     buckets = list(figure3.get("buckets") or [])
-    fig, (ax,) = _figure(max(6.0, 1.5 + 0.45 * len(buckets) * max(1, len(variants))), 4.2)
+    fig, ((ax,),) = new_figure(max(6.0, 1.5 + 0.45 * len(buckets) * max(1, len(variants))), 4.2)
     width = 0.8 / max(1, len(variants))
     top = 0.0
     for k, (v, color) in enumerate(zip(variants, colors, strict=True)):
@@ -164,13 +145,13 @@ def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path
     if variants:
         ax.legend(fontsize=8, ncol=len(variants))
     ax.set_title("Accuracy by participant vocabulary size", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy_over_rounds(runs: Mapping[str, Sequence[Mapping[str, Any]]],
                               modes: Mapping[str, str], path: str | Path) -> Path:
     """Test accuracy over rounds, one line per model (``runs``: name -> metrics lines)."""
-    fig, (ax,) = _figure(7, 4)
+    fig, ((ax,),) = new_figure(7, 4)
     variants = [{"name": n, "mode": modes.get(n, "")} for n in runs]
     for v, color in zip(variants, _colors(variants), strict=True):
         pts = [(m["round"], m["test_accuracy"]) for m in runs[v["name"]]
@@ -185,7 +166,7 @@ def plot_accuracy_over_rounds(runs: Mapping[str, Sequence[Mapping[str, Any]]],
     if runs:
         ax.legend(fontsize=8)
     ax.set_title("Test accuracy over rounds", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_update_norms(figure3: Mapping[str, Any], path: str | Path) -> Path:
@@ -193,7 +174,7 @@ def plot_update_norms(figure3: Mapping[str, Any], path: str | Path) -> Path:
     variants = _present(figure3)
     colors = _colors(variants)
     buckets = list(figure3.get("buckets") or [])
-    fig, (ax_norm, ax_clip) = _figure(11, 4, 2)
+    fig, ((ax_norm, ax_clip),) = new_figure(11, 4, 1, 2)
     width = 0.8 / max(1, len(variants))
     for k, (v, color) in enumerate(zip(variants, colors, strict=True)):
         groups = {g["group"]: g for g in v["groups"]}
@@ -219,4 +200,4 @@ def plot_update_norms(figure3: Mapping[str, Any], path: str | Path) -> Path:
     ax_clip.set_title("Clipped updates", fontsize=11)
     if variants:
         ax_norm.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -210,7 +210,7 @@ def open_dump(path: str | Path) -> IO[str]:
             import zstandard
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(f"{path}: reading .zst dumps needs the 'zstandard' package "
-                              "(pip install zstandard)") from exc
+                              "(pip install 'disparate[reddit]')") from exc
         raw = path.open("rb")
         reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
             raw, closefd=True)
