@@ -64,10 +64,13 @@ def test_preset_epsilon_is_near_the_papers() -> None:
     assert compute_epsilon(method="rdp", **common).epsilon == pytest.approx(3.95, abs=0.01)
 
 
-def test_inaturalist_end_to_end_with_a_small_model(tmp_path: Path) -> None:
-    write_synthetic_inaturalist(tmp_path / "data" / "inaturalist", "2018", counts=MINI,
+@pytest.mark.parametrize(("name", "release"), [("inaturalist", "2018"),
+                                             ("inaturalist-2017", "2017")])
+def test_inaturalist_end_to_end_with_a_small_model(tmp_path: Path, name: str,
+                                                   release: str) -> None:
+    write_synthetic_inaturalist(tmp_path / "data" / "inaturalist", release, counts=MINI,
                                 size=(40, 30))
-    cfg = load_experiment("inaturalist", [
+    cfg = load_experiment(name, [
         f"data.data_dir={tmp_path / 'data'}", "data.options.image_size=36",
         "data.options.crop_size=32", "data.options.subset_size=24", "data.options.cache=false",
         "data.options.workers=1", "model.name=resnet18", "model.options.pretrained=false",
