@@ -54,6 +54,7 @@ __all__ = [
     "NoiseSetting",
     "RunResult",
     "build_model_for",
+    "check_run_dir",
     "evaluate",
     "prepare_data",
     "resolve_noise",
@@ -246,6 +247,15 @@ def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 102
 # --------------------------------------------------------------------------------------------
 
 
+def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting."""
+    out = Path(out_dir)
+    held = (out / res.CHECKPOINT_FILE).exists() or (out / res.RESULTS_FILE).exists()
+    if held and not resume and not overwrite:
+        raise ValueError(ERR_EXISTING_RUN.format(path=out))
+    return out
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
@@ -331,12 +341,9 @@ def train(
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
-    out = Path(out_dir)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
-    if (not resume and not overwrite
-            and (ckpt_path.exists() or (out / res.RESULTS_FILE).exists())):
-        raise ValueError(ERR_EXISTING_RUN.format(path=out))
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)

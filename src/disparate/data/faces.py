@@ -50,7 +50,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -195,6 +195,8 @@ class ScanReport:
     notes: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     max_examples: int = 5
+    #: What one record is, in the summary.
+    unit: ClassVar[str] = "faces"
 
     def skip(self, reason: str, example: str) -> None:
         self.skipped[reason] += 1
@@ -206,8 +208,11 @@ class ScanReport:
     def total_skipped(self) -> int:
         return int(sum(self.skipped.values()))
 
+    def _origin(self) -> str:
+        return f"{self.format}, {self.root}"
+
     def summary(self) -> str:
-        text = (f"{self.source} ({self.format}, {self.root}): {self.records} faces read, "
+        text = (f"{self.source} ({self._origin()}): {self.records} {self.unit} read, "
                 f"{self.total_skipped} entries skipped")
         if self.skipped:
             text += ": " + "; ".join(

@@ -189,17 +189,10 @@ class INatRecord:
 class INatScanReport(ScanReport):
     """What reading one annotation file found (records kept, entries skipped by reason)."""
 
-    def summary(self) -> str:
-        text = (f"{self.source} ({self.root}): {self.records} images read, "
-                f"{self.total_skipped} entries skipped")
-        if self.skipped:
-            text += ": " + "; ".join(
-                f"{n} {reason} (e.g. {', '.join(repr(e) for e in self.examples[reason])})"
-                for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        if self.notes:
-            text += ". Notes: " + "; ".join(f"{n} {what}" for what, n in sorted(
-                self.notes.items()))
-        return text
+    unit = "images"
+
+    def _origin(self) -> str:
+        return self.root
 
 
 # --------------------------------------------------------------------------------------------

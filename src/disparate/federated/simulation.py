@@ -52,6 +52,7 @@ from disparate.federated.dpfedavg import (
 )
 from disparate.federated.model import build_word_model, parameter_count, set_parameters
 from disparate.federated.reddit import FederatedTextData, RedditOptions, load_reddit
+from disparate.training import check_run_dir
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -79,10 +80,6 @@ ERR_NOT_FEDERATED = (
     "reddit-fl, reddit-fl-s8, reddit-fl-small"
 )
 ERR_DATASET = "data.dataset={name!r}: federated runs support 'reddit'"
-ERR_EXISTING_RUN = (
-    "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
-    "it, --overwrite to start it again, or choose another --out"
-)
 ERR_RESUME_MISMATCH = (
     "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
     "{current}"
@@ -272,12 +269,9 @@ def train_federated(
     if config.federated is None:
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
     fed = config.federated
-    out = Path(out_dir)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
-    if (not resume and not overwrite
-            and (ckpt_path.exists() or (out / res.RESULTS_FILE).exists())):
-        raise ValueError(ERR_EXISTING_RUN.format(path=out))
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
     data = data if data is not None else load_federated_data(config, log=log)
