@@ -277,12 +277,23 @@ def test_killed_study_resumes_and_skips_finished_points(tmp_path):
     assert {r["point"] for r in check} == {p.key for p in points}
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
-                    reason="ray is not installed (pip install 'disparate[ray]')")
-def test_fig4_through_ray_then_local_skips(tmp_path):
-    study = load_study("fig4", scale="smoke")
-    outcome = run_study(study, tmp_path / "fig4", backend="ray", jobs=2)
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance for all the studies run through the Ray backend."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (pip install 'disparate[ray]')")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_through_ray_then_local_skips(name, tmp_path, local_ray):
+    study = load_study(name, scale="smoke")
+    outcome = run_study(study, tmp_path / name, backend="ray", jobs=2)
     assert outcome["ok"] and outcome["sweep"].backend == "ray"
-    check_outputs("fig4", tmp_path / "fig4", outcome["points"])
-    again = run_study(study, tmp_path / "fig4", backend="local", jobs=1, threads=1)
-    assert again["sweep"].count("skipped") == 4
+    check_outputs(name, tmp_path / name, outcome["points"])
+    again = run_study(study, tmp_path / name, backend="local", jobs=1, threads=1)
+    assert again["sweep"].count("skipped") == len(outcome["points"])
