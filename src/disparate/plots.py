@@ -141,6 +141,8 @@ def _shade_highlighted(ax: Any, names: Sequence[str], highlight: Sequence[str]) 
 
 def _yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None]
           ) -> list[list[float]] | None:
+    """Error-bar lengths of accuracy intervals, drawn within [0, 1] (a Student-t interval of
+    few seeds can reach past the bounds; the JSON keeps it as computed)."""
     if not any(ci is not None for ci in cis):
         return None
     lower, upper = [], []
@@ -149,8 +151,8 @@ def _yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None]
             lower.append(0.0)
             upper.append(0.0)
         else:
-            lower.append(max(mean - ci[0], 0.0))
-            upper.append(max(ci[1] - mean, 0.0))
+            lower.append(max(mean - max(ci[0], 0.0), 0.0))
+            upper.append(max(min(ci[1], 1.0) - mean, 0.0))
     return [lower, upper]
 
 
