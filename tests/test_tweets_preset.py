@@ -23,14 +23,7 @@ PRESETS = ("tweets-aae", "tweets-aae-eps8.99")
 DOC = Path(__file__).resolve().parents[1] / "docs" / "tweets.md"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (a 2-thread pool on a busy 2-core machine times the scheduler);
-    the previous setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_presets_are_the_papers_setting():

@@ -16,14 +16,7 @@ from disparate.privacy import DPOptimizer
 TINY = {"embedding_dim": 6, "hidden_size": 5}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread (a 2-thread pool on a busy 2-core machine times the scheduler);
-    the previous setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**options) -> nn.Module:
