@@ -365,6 +365,10 @@ def test_zero_noise_with_clipping_is_rejected_pointing_to_clip_only() -> None:
          C.MSG_SHUFFLE_ACCOUNTING_UNUSED.format(value="poisson")),
         ({"noise_multiplier": 0.8, "target_epsilon": -1.0},
          "privacy.target_epsilon=-1.0: expected > 0"),
+        ({"noise_multiplier": 0.8, "calibrate_with": "rdp_classic"},
+         C.MSG_CALIBRATE_WITHOUT_TARGET.format(value="rdp_classic")),
+        ({"target_epsilon": 3.0, "calibrate_with": "tight"},
+         "privacy.calibrate_with='tight': expected one of 'rdp', 'rdp_classic', 'pld' or null"),
     ],
 )
 def test_impossible_privacy_combinations_are_rejected(kwargs: dict, message: str) -> None:
@@ -392,6 +396,9 @@ def test_with_mode_derives_consistent_configs() -> None:
     assert dp.with_mode("dp") == dp
     assert clip.with_mode("dp", noise_multiplier=0.8) == dp
     assert error_text(clip.with_mode, "dp") == C.MSG_DP_NEEDS_NOISE
+    calibrated = PrivacyConfig(target_epsilon=3.0, calibrate_with="rdp_classic")
+    assert "z calibrated to epsilon=3 by rdp_classic" in calibrated.describe()
+    assert calibrated.non_private().calibrate_with is None
     assert error_text(dp.with_mode, "private") == (
         "privacy.mode='private': expected one of 'dp', 'clip-only', 'noise-only', 'non-private'"
     )

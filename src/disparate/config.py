@@ -46,6 +46,7 @@ from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
 
 __all__ = [
     "ACCOUNTANTS",
+    "CALIBRATION_METHODS",
     "MODES",
     "OPTIMIZERS",
     "SAMPLINGS",
@@ -77,6 +78,8 @@ __all__ = [
 
 MODES: tuple[str, ...] = ("dp", "clip-only", "noise-only", "non-private")
 ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
+#: Methods that may calibrate the noise multiplier to ``target_epsilon`` (privacy.calibrate_with).
+CALIBRATION_METHODS: tuple[str, ...] = ("rdp", "rdp_classic", "pld")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
 #: ``{key}``: dotted key, ``{value}``: the bad value, ``{choices}``: quoted, comma-separated.
@@ -115,6 +118,11 @@ MSG_DP_ZERO_NOISE = (
 MSG_DP_NEEDS_NOISE = (
     "privacy: mode 'dp' (clipping and noise on) needs privacy.noise_multiplier (> 0) or "
     "privacy.target_epsilon (> 0); both are null"
+)
+MSG_CALIBRATE_WITHOUT_TARGET = (
+    "privacy.calibrate_with={value!r}: names the method that calibrates the noise to "
+    "privacy.target_epsilon, which is null; set privacy.target_epsilon (mode 'dp') or "
+    "privacy.calibrate_with=null"
 )
 MSG_DP_BOTH = (
     "privacy.target_epsilon={target!r}: the noise multiplier is calibrated at run time to reach "
@@ -452,6 +460,10 @@ class PrivacyConfig:
         target_epsilon: If set (> 0, mode ``dp`` only), the noise multiplier is calibrated at
             run time to reach this epsilon at ``delta`` after the configured epochs; then
             ``noise_multiplier`` must be null.
+        calibrate_with: With ``target_epsilon``: the method that calibrates the noise,
+            ``"rdp"``, ``"rdp_classic"`` (the 2019 conversion the paper used, which needs more
+            noise for the same epsilon) or ``"pld"``; null calibrates with ``accountant``.
+            Epsilon is still reported by ``accountant`` (and by every method at the end).
     """
 
     clipping: bool = True
@@ -464,6 +476,7 @@ class PrivacyConfig:
     shuffle_accounting: str | None = None
     accountant: str = "rdp"
     target_epsilon: float | None = None
+    calibrate_with: str | None = None
 
     def __post_init__(self) -> None:
         _check_bool("privacy.clipping", self.clipping)
@@ -485,6 +498,10 @@ class PrivacyConfig:
         eps = _check_float("privacy.target_epsilon", self.target_epsilon, optional=True)
         _set(self, "target_epsilon", eps)
         _check_range("privacy.target_epsilon", eps, gt=0.0, expected="> 0")
+        _check_choice("privacy.calibrate_with", self.calibrate_with, CALIBRATION_METHODS,
+                      optional=True)
+        if self.calibrate_with is not None and eps is None:
+            raise ConfigError(MSG_CALIBRATE_WITHOUT_TARGET.format(value=self.calibrate_with))
         self._check_mode()
 
     def _check_mode(self) -> None:
@@ -566,7 +583,7 @@ class PrivacyConfig:
         clipping, noise = _MODE_FLAGS[mode]
         new: dict[str, Any] = {"clipping": clipping, "noise": noise}
         if mode != "dp":
-            new.update(noise_multiplier=None, target_epsilon=None)
+            new.update(noise_multiplier=None, target_epsilon=None, calibrate_with=None)
         if mode == "noise-only":
             new["noise_std"] = self.sigma if self.sigma else None
         else:
@@ -582,7 +599,8 @@ class PrivacyConfig:
         """One line saying what the mechanism is, e.g. for report headers."""
         if self.mode == "dp":
             noise = (f"z={self.noise_multiplier:g}" if self.noise_multiplier is not None
-                     else f"z calibrated to epsilon={self.target_epsilon:g}")
+                     else f"z calibrated to epsilon={self.target_epsilon:g}"
+                     + (f" by {self.calibrate_with}" if self.calibrate_with else ""))
             sampling = self.sampling + (
                 f" (accounted as {self.shuffle_accounting})" if self.sampling == "shuffle" else ""
             )

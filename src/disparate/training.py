@@ -151,8 +151,9 @@ def _accounting_args(privacy: PrivacyConfig, dataset_size: int, batch_size: int
 def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
     """What the optimizer gets; with ``privacy.target_epsilon``, z is calibrated here first.
 
-    Calibration uses the configured accountant (``privacy.accountant``) for the run's total
-    number of steps, ``epochs * ceil(N / b)`` with N the training-set size after imbalance.
+    Calibration uses ``privacy.calibrate_with`` (default: the configured accountant) for the
+    run's total number of steps, ``epochs * ceil(N / b)`` with N the training-set size after
+    imbalance.
     """
     p = config.privacy
     mode = p.mode
@@ -165,9 +166,10 @@ def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
         if z is None:
             steps = config.training.epochs * steps_per_epoch(dataset_size,
                                                              config.training.batch_size)
+            method = p.calibrate_with or p.accountant
             z = calibrate_noise_multiplier(target_epsilon=p.target_epsilon, steps=steps,
-                                           method=p.accountant, **args)
-            calibration = {"target_epsilon": p.target_epsilon, "method": p.accountant,
+                                           method=method, **args)
+            calibration = {"target_epsilon": p.target_epsilon, "method": method,
                            "steps": steps, "noise_multiplier": z}
         return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=z, noise_std=None,
                             calibration=calibration)
