@@ -113,8 +113,10 @@ def _batch_size(c: Contribution) -> int:
 class PerExampleGrads:
     """Per-example gradients of one batch, kept in factored form.
 
-    ``norms`` is each example's gradient norm over all trainable parameters, (B,);
-    ``losses`` each example's loss, (B,); ``outputs`` the model's outputs (detached).
+    ``norms`` is each example's gradient norm over all trainable parameters, (B,), and
+    ``param_sq_norms`` its squared norm per parameter name; ``losses`` each example's loss,
+    (B,); ``outputs`` the model's outputs (detached). A parameter the batch did not use has
+    no entry (its gradient is 0).
     """
 
     def __init__(self, params: dict[str, ParamGrads], losses: Tensor, outputs: Tensor):
