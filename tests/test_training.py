@@ -22,6 +22,7 @@ TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=2",
 
 METRIC_KEYS = {"epoch", "steps", "examples", "train_loss", "train_accuracy", "test_loss",
                "test_accuracy", "group_accuracy", "group_grad_norm", "group_clipped_fraction",
+               "group_nonfinite",
                "epsilon", "elapsed_s"}
 
 

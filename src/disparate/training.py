@@ -39,7 +39,7 @@ from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
 from disparate.models import build_model
-from disparate.privacy import DPOptimizer
+from disparate.privacy import DPOptimizer, self_check
 from disparate.privacy.accounting import (
     EpsilonReport,
     calibrate_noise_multiplier,
@@ -399,6 +399,7 @@ def train(
     start_epoch = 0
     metrics: list[dict[str, Any]] = []
     elapsed_before = 0.0
+    checked: dict[str, Any] | None = None  # the step-1 self-check of this process
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -425,6 +426,7 @@ def train(
             seen = torch.zeros(n_groups, dtype=torch.long, device=device)
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
+            nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
             batches = epoch_batches(config.privacy.sampling, n_train, batch_size, tc.seed, epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             for idx in batches:
@@ -432,19 +434,34 @@ def train(
                 x, y, g = x_all[idx], y_all[idx], g_all[idx]
                 if augment is not None:
                     x = augment(x, aug_rng)
-                step = optimizer.step(loss_fn, x, y)
+                if checked is None and idx.numel():
+                    checked = self_check(model, loss_fn, x, y).as_dict()
+                    t_step = time.perf_counter()
+                    step = optimizer.step(loss_fn, x, y)
+                    checked["first_step_seconds"] = time.perf_counter() - t_step
+                    if log is not None:
+                        log(f"self-check passed in {checked['seconds']:.2f} s "
+                            f"(first step {checked['first_step_seconds']:.2f} s)")
+                else:
+                    step = optimizer.step(loss_fn, x, y)
                 if idx.numel():
+                    finite = torch.isfinite(step.norms)
                     loss_sum += step.losses.double().sum()
                     correct += (step.outputs.argmax(dim=1) == y).sum()
                     seen += torch.bincount(g, minlength=n_groups)
-                    norm_sum += torch.bincount(g, weights=step.norms.double(), minlength=n_groups)
-                    clipped += torch.bincount(g, weights=(step.clip_weights < 1).double(),
-                                              minlength=n_groups).long()
+                    norm_sum += torch.bincount(g, weights=step.norms.double().where(finite, 0.0),
+                                               minlength=n_groups)
+                    clipped += torch.bincount(g, weights=((step.clip_weights < 1) & finite)
+                                              .double(), minlength=n_groups).long()
+                    nonfinite += torch.bincount(g, weights=(~finite).double(),
+                                                minlength=n_groups).long()
                 bar.update(1)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             n_seen = int(seen.sum())
             seen_l, norm_l, clip_l = seen.tolist(), norm_sum.tolist(), clipped.tolist()
+            bad_l = nonfinite.tolist()
+            finite_l = [n - b for n, b in zip(seen_l, bad_l, strict=True)]
             line = {
                 "epoch": epoch + 1,
                 "steps": steps_done,
@@ -454,10 +471,12 @@ def train(
                 "test_loss": evaluation["test_loss"],
                 "test_accuracy": evaluation["test_accuracy"],
                 "group_accuracy": evaluation["group_accuracy"],
-                "group_grad_norm": {name: (norm_l[i] / seen_l[i] if seen_l[i] else None)
+                "group_grad_norm": {name: (norm_l[i] / finite_l[i] if finite_l[i] else None)
                                     for i, name in enumerate(group_names)},
-                "group_clipped_fraction": {name: (clip_l[i] / seen_l[i] if seen_l[i] else None)
+                "group_clipped_fraction": {name: (clip_l[i] / finite_l[i] if finite_l[i] else None)
                                            for i, name in enumerate(group_names)},
+                # examples whose gradient was not finite, dropped (clip weight 0)
+                "group_nonfinite": {name: bad_l[i] for i, name in enumerate(group_names)},
                 "epsilon": _epsilon(config, noise, n_train, steps_done),
                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             }
@@ -472,11 +491,15 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "metrics": metrics,
                 "elapsed_s": elapsed,
+                "self_check": checked,
             })
             acc = line["test_accuracy"]
             bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
             if log is not None:
                 log(_epoch_line(config, line))
+                if sum(bad_l):
+                    log(f"note: {sum(bad_l)} examples had a non-finite gradient and were "
+                        "dropped (clip weight 0)")
     finally:
         bar.close()
         optimizer.close()
@@ -501,5 +524,10 @@ def train(
         privacy=privacy,
         wall_time_s=wall,
     )
+    nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
+    for group in results["groups"]:
+        group["nonfinite"] = nonfinite_by_group.get(group["group"])
+    # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
+    results["self_check"] = checked if checked is not None else (state or {}).get("self_check")
     res.write_json(out / res.RESULTS_FILE, results)
     return RunResult(run_dir=out, results=results, metrics=metrics)

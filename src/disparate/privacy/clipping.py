@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from disparate.privacy.grad_sample.engine import GradSampleEngine, LossFn
 
 
-def clip_factors(norms: Tensor, max_grad_norm: float) -> Tensor:
-    """min(1, S / ||g_i||): the weight that clips each example's gradient to norm S."""
-    return (max_grad_norm / norms.clamp_min(1e-12)).clamp_max(1.0)
+def clip_factors(norms: Tensor, max_grad_norm: float | None) -> Tensor:
+    """min(1, S / ||g_i||): the weight that clips each example's gradient to norm S.
+
+    ``max_grad_norm=None`` (no clipping): weight 1. Either way an example whose norm is
+    not finite (NaN or inf) gets weight 0: it is dropped, which keeps the bound S on
+    what one example adds, and the model finite.
+    """
+    finite = torch.isfinite(norms)
+    if max_grad_norm is None:
+        return finite.to(norms.dtype)
+    factors = (max_grad_norm / norms.clamp_min(1e-12)).clamp_max(1.0)
+    return torch.where(finite, factors, torch.zeros_like(factors))
 
 
 def clipped_grad_sum(

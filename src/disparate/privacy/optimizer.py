@@ -27,7 +27,7 @@ class StepResult:
 
     losses: Tensor
     norms: Tensor  # gradient norm before clipping
-    clip_weights: Tensor  # min(1, S/||g_i||); 1 where clipping is off
+    clip_weights: Tensor  # min(1, S/||g_i||); 1 where clipping is off; 0 if not finite
     outputs: Tensor
 
 
@@ -102,10 +102,7 @@ class DPOptimizer:
             result = StepResult(empty, empty, empty, empty)
         else:
             per_example = self.engine.compute(loss_fn, inputs, targets)
-            if self.max_grad_norm is None:
-                weights = torch.ones_like(per_example.norms)
-            else:
-                weights = clip_factors(per_example.norms, self.max_grad_norm)
+            weights = clip_factors(per_example.norms, self.max_grad_norm)
             summed = per_example.weighted_sum(weights)
             result = StepResult(per_example.losses, per_example.norms, weights, per_example.outputs)
         for name, param in self._params.items():

@@ -3,7 +3,10 @@
 Per-example gradients, hence per-example clipping and the DP guarantee, exist only
 if each example's loss depends on that example alone. BatchNorm in training mode
 normalises with batch statistics (and records them, unprivatised, in its running
-buffers); an embedding with ``scale_grad_by_freq`` scales by counts over the batch.
+buffers); an embedding with ``scale_grad_by_freq`` scales by counts over the batch, and
+one with ``max_norm`` rewrites, in place, the rows of the batch's tokens. What no static
+look can see (functional batch norm, a layer fed the wrong layout, a buffer written from
+the data) the step-1 self-check finds: :func:`disparate.privacy.selfcheck.self_check`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ EMBEDDING_FREQ_ERROR = (
     "counts over the whole batch. Fix: construct it with scale_grad_by_freq=False."
 )
 
+EMBEDDING_MAX_NORM_ERROR = (
+    "{name} ({kind}) has max_norm={max_norm}: its forward renormalises, in place and outside "
+    "the DP mechanism, the rows of the tokens in the batch, so the weights depend on the "
+    "private data without clipping or noise. Fix: construct it with max_norm=None."
+)
+
 
 def check_model(model: nn.Module) -> None:
     """Raise ValueError naming the first submodule that mixes examples, with the fix."""
@@ -44,6 +53,10 @@ def check_model(model: nn.Module) -> None:
             raise ValueError(RUNNING_STATS_ERROR.format(name=name, kind=kind))
         if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.scale_grad_by_freq:
             raise ValueError(EMBEDDING_FREQ_ERROR.format(name=name))
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.max_norm is not None:
+            raise ValueError(
+                EMBEDDING_MAX_NORM_ERROR.format(name=name, kind=kind, max_norm=module.max_norm)
+            )
 
 
 def _group_norm_for(bn: nn.modules.batchnorm._BatchNorm, max_groups: int) -> nn.GroupNorm:

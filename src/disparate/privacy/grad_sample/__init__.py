@@ -1,6 +1,9 @@
 """Per-example gradient engine: layer rules, a vmap fallback, and the engine itself."""
 
-from disparate.privacy.grad_sample import recurrent  # noqa: F401  (registers the nn.LSTM rule)
+from disparate.privacy.grad_sample import (  # noqa: F401  (register the LSTM and MHA rules)
+    attention,
+    recurrent,
+)
 from disparate.privacy.grad_sample.engine import GradSampleEngine, PerExampleGrads
 from disparate.privacy.grad_sample.layers import register_rule
 

@@ -53,14 +53,18 @@ class Factored:
             out = torch.bmm(self.u.transpose(1, 2), self.v)
         return out.reshape(b, *self.shape)
 
-    def weighted_sum(self, weights: Tensor) -> Tensor:
-        """sum_i w_i G_i, shape ``shape``."""
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
+        """sum_i w_i G_i over the examples ``keep`` (all if None), shape ``shape``."""
         n = self.n
-        wv = (self.v * weights.view(-1, 1, 1)).reshape(-1, n)
+        u, v = self.u, self.v
+        if keep is not None:
+            v = _zero_dropped(v, keep, 0)
+            u = u if self.indexed else _zero_dropped(u, keep, 0)
+        wv = (v * weights.view(-1, 1, 1)).reshape(-1, n)
         if self.indexed:
-            out = wv.new_zeros(self.m, n).index_add_(0, self.u.reshape(-1), wv)
+            out = wv.new_zeros(self.m, n).index_add_(0, u.reshape(-1), wv)
         else:
-            out = self.u.reshape(-1, self.m).t() @ wv
+            out = u.reshape(-1, self.m).t() @ wv
         return out.reshape(self.shape)
 
 
@@ -86,15 +90,24 @@ class Materialized:
         dims = [d for d in range(self.grads.dim()) if d != self.batch_dim]
         return torch.linalg.vector_norm(self.grads, dim=dims).square()
 
-    def weighted_sum(self, weights: Tensor) -> Tensor:
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
         lead = self.grads.shape[: self.batch_dim]
         rest = self.grads.shape[self.batch_dim + 1 :]
         flat = self.grads.reshape(*lead, weights.shape[0], -1)
+        if keep is not None:
+            flat = _zero_dropped(flat, keep, self.batch_dim)
         out = torch.matmul(weights, flat).reshape(*lead, *rest)
         return out if self.perm is None else out.permute(*self.perm).contiguous()
 
 
 Contribution = Factored | Materialized
+
+
+def _zero_dropped(t: Tensor, keep: Tensor, batch_dim: int) -> Tensor:
+    """``t`` with the examples not in ``keep`` (B,) set to 0, NaN and inf included."""
+    shape = [1] * t.dim()
+    shape[batch_dim] = -1
+    return torch.where(keep.view(shape), t, t.new_zeros(()))
 
 
 def prefer_materialized(batch: int, steps: int, m: int, n: int) -> bool:
@@ -157,8 +170,8 @@ class ParamGrads:
                 total = total + 2 * factored_inner(fs[i], fs[j])
         return total
 
-    def weighted_sum(self, weights: Tensor) -> Tensor:
-        """sum_i weights_i G_i, the parameter's shape."""
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
+        """sum_i weights_i G_i over the examples ``keep`` (all if None), the parameter's shape."""
         if self._dense is not None:
-            return self._dense.weighted_sum(weights)
-        return sum(f.weighted_sum(weights) for f in self._factored)
+            return self._dense.weighted_sum(weights, keep)
+        return sum(f.weighted_sum(weights, keep) for f in self._factored)

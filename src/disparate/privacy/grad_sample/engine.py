@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.autograd.graph import GradientEdge, get_gradient_edge
+from torch.autograd.graph import GradientEdge, Node, get_gradient_edge
 from torch.utils._pytree import tree_flatten
 
-from disparate.privacy.grad_sample.contributions import Contribution, ParamGrads
+from disparate.privacy.grad_sample.contributions import Contribution, Materialized, ParamGrads
 from disparate.privacy.grad_sample.fallback import vmap_contributions
 from disparate.privacy.grad_sample.layers import rule_for
 from disparate.privacy.validate import check_model
@@ -31,6 +31,21 @@ LOSS_SHAPE_ERROR = (
 )
 
 
+NOT_PER_EXAMPLE_ERROR = (
+    "per-example gradients of {param} from {module} ({kind}) came out for {got} examples, "
+    "expected the batch ({batch}): the layer does not keep the batch where its rule expects "
+    "it (e.g. nn.MultiheadAttention with batch_first={batch_first} fed another layout). "
+    "Feed it the layout it was constructed for."
+)
+
+
+TIED_USE_ERROR = (
+    "{param} is used by {module} directly (e.g. through F.linear) and, in the same call, by "
+    "{child} as a module: per-example gradients of such a tied use are not supported. Use "
+    "the parameter one way within the call: call the module, or only the functional form."
+)
+
+
 @dataclass
 class _Call:
     module_name: str
@@ -40,13 +55,68 @@ class _Call:
     output_positions: list[int]
     outputs: list[Tensor]
     edges: list[GradientEdge]
+    # names (relative to the module) the vmap fallback differentiates; None: the rule decides
+    fallback_params: list[str] | None
+
+
+def _nodes(tensors: list) -> list[Node]:
+    """The autograd nodes (grad_fn, or the accumulator of a leaf) of the tensors needing grad."""
+    return [get_gradient_edge(t).node for t in tensors
+            if isinstance(t, Tensor) and t.requires_grad]
+
+
+@dataclass
+class _Span:
+    """A finished module call as seen from the autograd graph: its inputs and outputs."""
+
+    inputs: list[Node]
+    outputs: list[Node]
+    module_name: str
+    params: frozenset[int]  # the module's trainable parameters, its children's included
+
+
+def _directly_used(outputs: list[Node], inputs: list[Node], nested: list[_Span]) -> set[int]:
+    """ids of the leaves (parameters) a call used itself, not through nested module calls.
+
+    Walks the graph back from the call's outputs to its inputs, jumping over each nested
+    call from its outputs to its inputs.
+    """
+    jumps: dict[Node, list[Node]] = {}
+    for span in nested:
+        for node in span.outputs:
+            jumps.setdefault(node, []).extend(span.inputs)
+    stop = set(inputs)
+    found: set[int] = set()
+    seen: set[Node] = set()
+    stack = list(outputs)
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen or fn in stop:
+            continue
+        seen.add(fn)
+        if fn in jumps:
+            stack.extend(jumps[fn])
+            continue
+        variable = getattr(fn, "variable", None)
+        if variable is not None:
+            found.add(id(variable))
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return found
+
+
+def _batch_size(c: Contribution) -> int:
+    if isinstance(c, Materialized):
+        return c.grads.shape[c.batch_dim]
+    return c.u.shape[0]
 
 
 class PerExampleGrads:
     """Per-example gradients of one batch, kept in factored form.
 
-    ``norms`` is each example's gradient norm over all trainable parameters, (B,);
-    ``losses`` each example's loss, (B,); ``outputs`` the model's outputs (detached).
+    ``norms`` is each example's gradient norm over all trainable parameters, (B,), and
+    ``param_sq_norms`` its squared norm per parameter name; ``losses`` each example's loss,
+    (B,); ``outputs`` the model's outputs (detached). A parameter the batch did not use has
+    no entry (its gradient is 0).
     """
 
     def __init__(self, params: dict[str, ParamGrads], losses: Tensor, outputs: Tensor):
@@ -54,20 +124,34 @@ class PerExampleGrads:
         self.losses = losses
         self.outputs = outputs
         with torch.no_grad():
+            self.param_sq_norms = {name: pg.sq_norms() for name, pg in params.items()}
             sq = torch.zeros_like(losses)
-            for pg in params.values():
-                sq = sq + pg.sq_norms()
+            for param_sq in self.param_sq_norms.values():
+                sq = sq + param_sq
         self.norms = sq.sqrt()
 
     def weighted_sum(self, weights: Tensor) -> dict[str, Tensor]:
-        """sum_i weights_i g_i for every trainable parameter, by name."""
+        """sum_i weights_i g_i for every trainable parameter, by name.
+
+        An example of weight 0 is left out entirely, so a non-finite gradient of weight 0
+        adds nothing (not NaN * 0).
+        """
         with torch.no_grad():
             weights = weights.to(self.losses.dtype)
-            return {name: pg.weighted_sum(weights) for name, pg in self._params.items()}
+            keep = weights != 0
+            keep = None if bool(keep.all()) else keep
+            return {name: pg.weighted_sum(weights, keep) for name, pg in self._params.items()}
 
 
 class GradSampleEngine:
-    """Computes :class:`PerExampleGrads` for a model; hooks stay until :meth:`close`."""
+    """Computes :class:`PerExampleGrads` for a model; hooks stay until :meth:`close`.
+
+    Every trainable parameter is accounted for once per use: each module is hooked once
+    however many names it is registered under; a call with a rule accounts for what the
+    rule returns, any other call for every parameter its own code uses (read from the
+    autograd graph between its inputs and outputs, nested module calls jumped over): its
+    own, and its children's used without calling them (``F.linear(x, self.head.weight)``).
+    """
 
     def __init__(self, model: nn.Module):
         check_model(model)
@@ -76,21 +160,49 @@ class GradSampleEngine:
             id(p): name for name, p in model.named_parameters() if p.requires_grad
         }
         self._calls: list[_Call] | None = None
+        self._finished: list[_Span] = []  # every finished module call of this forward
+        self._open: list[int] = []  # per running call, len(self._finished) when it started
         self._handles = []
-        for module_name, module in model.named_modules(remove_duplicate=False):
-            if any(p.requires_grad for p in module.parameters(recurse=False)):
-                handle = module.register_forward_hook(
-                    self._make_hook(module_name or type(module).__name__), with_kwargs=True
-                )
-                self._handles.append(handle)
+        for module_name, module in model.named_modules():  # each module once, however named
+            params = frozenset(id(p) for p in module.parameters() if p.requires_grad)
+            if params:
+                self._handles.append(module.register_forward_pre_hook(self._enter))
+                self._handles.append(module.register_forward_hook(
+                    self._make_hook(module_name or type(module).__name__, params),
+                    with_kwargs=True,
+                ))
 
-    def _make_hook(self, module_name: str):
+    def _recording(self) -> bool:
+        return self._calls is not None and torch.is_grad_enabled()
+
+    def _enter(self, module: nn.Module, args: tuple) -> None:
+        if self._recording():
+            self._open.append(len(self._finished))
+
+    def _make_hook(self, module_name: str, params: frozenset[int]):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
-            if self._calls is None or not torch.is_grad_enabled():
+            if not self._recording():
                 return
+            nested = self._finished[self._open.pop():]
             flat = [t for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
             positions = [i for i, t in enumerate(flat) if t.requires_grad]
             outputs = [flat[i] for i in positions]
+            span = _Span(_nodes(tree_flatten((args, kwargs))[0]), _nodes(outputs), module_name,
+                         params)
+            self._finished.append(span)
+            found = rule_for(module)
+            fallback_params = None
+            if (
+                found is None
+                or (kwargs and not found.with_kwargs)
+                or (not found.multi_output and len(outputs) != 1)
+            ):
+                used = _directly_used(span.outputs, span.inputs, nested)
+                fallback_params = [name for name, p in module.named_parameters()
+                                   if p.requires_grad and id(p) in used]
+                self._refuse_tied_use(module_name, module, fallback_params, nested)
+                if not fallback_params:
+                    return
             self._calls.append(
                 _Call(
                     module_name=module_name,
@@ -100,10 +212,21 @@ class GradSampleEngine:
                     output_positions=positions,
                     outputs=outputs,
                     edges=[get_gradient_edge(t) for t in outputs],
+                    fallback_params=fallback_params,
                 )
             )
 
         return hook
+
+    def _refuse_tied_use(
+        self, module_name: str, module: nn.Module, names: list[str], nested: list[_Span]
+    ) -> None:
+        for name in names:
+            p = module.get_parameter(name)
+            for span in nested:
+                if id(p) in span.params:
+                    raise ValueError(TIED_USE_ERROR.format(
+                        param=self._names[id(p)], module=module_name, child=span.module_name))
 
     def close(self) -> None:
         for handle in self._handles:
@@ -120,11 +243,12 @@ class GradSampleEngine:
         """Forward and backward once; return per-example norms and the means to sum."""
         check_model(self.model)
         batch = inputs.shape[0]
-        self._calls = []
+        self._calls, self._finished, self._open = [], [], []
         try:
             outputs = self.model(inputs)
         finally:
             calls, self._calls = self._calls, None
+            self._finished, self._open = [], []
         losses = loss_fn(outputs, targets)
         if losses.shape != (batch,):
             raise ValueError(LOSS_SHAPE_ERROR.format(batch=batch, shape=tuple(losses.shape)))
@@ -141,7 +265,13 @@ class GradSampleEngine:
                 ]
                 start = stop
                 for attr, contribution in self._contributions(call, grad_outputs, batch).items():
-                    param = getattr(call.module, attr)
+                    param = call.module.get_parameter(attr)
+                    if _batch_size(contribution) != batch:
+                        raise ValueError(NOT_PER_EXAMPLE_ERROR.format(
+                            param=self._names[id(param)], module=call.module_name,
+                            kind=type(call.module).__name__, got=_batch_size(contribution),
+                            batch=batch, batch_first=getattr(call.module, "batch_first", None),
+                        ))
                     contributions.setdefault(self._names[id(param)], []).append(contribution)
             params = {name: ParamGrads(cs) for name, cs in contributions.items()}
         return PerExampleGrads(params, losses.detach(), outputs.detach())
@@ -150,17 +280,14 @@ class GradSampleEngine:
     def _contributions(
         call: _Call, grad_outputs: list[Tensor], batch: int
     ) -> dict[str, Contribution]:
-        found = rule_for(call.module)
-        if found is not None and not call.kwargs:
-            rule, multi_output = found
-            if multi_output:
-                return rule(
-                    call.module,
-                    call.args,
-                    dict(zip(call.output_positions, grad_outputs, strict=True)),
-                )
-            if len(grad_outputs) == 1:
-                return rule(call.module, call.args, grad_outputs[0])
+        if call.fallback_params is None:
+            found = rule_for(call.module)
+            by_position = dict(zip(call.output_positions, grad_outputs, strict=True))
+            if found.with_kwargs:
+                return found.rule(call.module, call.args, call.kwargs, by_position)
+            if found.multi_output:
+                return found.rule(call.module, call.args, by_position)
+            return found.rule(call.module, call.args, grad_outputs[0])
         return vmap_contributions(
             call.module_name,
             call.module,
@@ -169,4 +296,5 @@ class GradSampleEngine:
             call.output_positions,
             grad_outputs,
             batch,
+            call.fallback_params,
         )

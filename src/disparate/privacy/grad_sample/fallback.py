@@ -1,7 +1,9 @@
 """General per-example gradients for layers without a rule, with ``torch.func.vmap``.
 
 Correct for any layer that treats the examples of a batch independently and takes
-and returns tensors with the batch as the first dimension; slower than a rule.
+and returns tensors with the batch as the first dimension; slower than a rule. It
+differentiates every parameter the engine names for the call, the children's ones
+included (a parent that uses ``self.child.weight`` through ``F.linear``).
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ def vmap_contributions(
     output_positions: list[int],
     grad_outputs: list[Tensor],
     batch_size: int,
+    param_names: list[str],
 ) -> dict[str, Materialized]:
-    """Per-example gradients of the module's own trainable parameters.
+    """Per-example gradients of the module's parameters ``param_names`` (relative names).
 
     ``output_positions`` are the positions, among the tensors of the flattened output,
     that ``grad_outputs`` belong to.
     """
-    params = {n: p.detach() for n, p in module.named_parameters(recurse=False) if p.requires_grad}
+    params = {n: module.get_parameter(n).detach() for n in param_names}
     if not params:
         return {}
     flat_in, in_spec = tree_flatten((args, kwargs))

@@ -2,13 +2,15 @@
 
 A rule receives the module, the positional inputs of one call and the gradient of
 the summed loss with respect to that call's output, and returns a contribution for
-each of the module's own trainable parameters (by attribute name). Adding a layer
+every trainable parameter the call uses, by its name relative to the module
+(``"weight"``, or ``"out_proj.weight"`` for a child used functionally). Adding a layer
 type is one decorated function here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,16 +26,32 @@ from disparate.privacy.grad_sample.contributions import (
 Rule = Callable[[nn.Module, tuple, Tensor], dict[str, Contribution]]
 # A multi-output rule gets the output gradients by position among the output's tensors.
 MultiOutputRule = Callable[[nn.Module, tuple, dict[int, Tensor]], dict[str, Contribution]]
-_RULES: dict[type[nn.Module], tuple[Rule | MultiOutputRule, bool]] = {}
+# A rule with keyword arguments gets them too: (module, args, kwargs, {position: gradient}).
+KwargsRule = Callable[[nn.Module, tuple, dict, dict[int, Tensor]], dict[str, Contribution]]
+
+
+@dataclass(frozen=True)
+class RegisteredRule:
+    """A rule and the form of its arguments (see :func:`register_rule`)."""
+
+    rule: Rule | MultiOutputRule | KwargsRule
+    multi_output: bool
+    with_kwargs: bool
+
+
+_RULES: dict[type[nn.Module], RegisteredRule] = {}
 
 
 def register_rule(
-    *module_types: type[nn.Module], multi_output: bool = False
+    *module_types: type[nn.Module], multi_output: bool = False, with_kwargs: bool = False
 ) -> Callable[[Rule], Rule]:
     """Register ``rule`` for exactly these module types (subclasses are not matched).
 
     With ``multi_output`` the rule receives ``{position: gradient}`` for the tensors of the
     module's output (e.g. ``output, (h_n, c_n)`` of an LSTM) instead of one gradient.
+    With ``with_kwargs`` (implies ``multi_output``) it also receives the call's keyword
+    arguments, as ``rule(module, args, kwargs, grads)``; without it a call with keyword
+    arguments goes to the vmap fallback.
     """
 
     def decorate(rule: Rule) -> Rule:
@@ -42,14 +60,14 @@ def register_rule(
                 raise ValueError(
                     f"a per-example gradient rule for {module_type.__name__} is already registered"
                 )
-            _RULES[module_type] = (rule, multi_output)
+            _RULES[module_type] = RegisteredRule(rule, multi_output or with_kwargs, with_kwargs)
         return rule
 
     return decorate
 
 
-def rule_for(module: nn.Module) -> tuple[Rule | MultiOutputRule, bool] | None:
-    """The rule registered for the module's type and whether it is multi-output."""
+def rule_for(module: nn.Module) -> RegisteredRule | None:
+    """The rule registered for the module's type, if any."""
     return _RULES.get(type(module))
 
 

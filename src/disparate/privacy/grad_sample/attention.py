@@ -1,0 +1,133 @@
+"""Per-example gradients of ``nn.MultiheadAttention``, including its ``out_proj``.
+
+The module never calls ``out_proj`` as a module (it passes the weight to
+``F.multi_head_attention_forward``), so no hook on ``out_proj`` sees it: the rule
+accounts for every parameter of the module. It replays the projections q = x_q W_q^T + b_q
+(and k, v), runs torch's own attention on them with identity projections (exact: a
+product with the identity adds only zeros), and back-propagates the output gradient
+through that attention to dq, dk, dv. Each projection weight then gets the outer
+products of its input and its output gradient, as a Linear does.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from disparate.privacy.grad_sample.contributions import Contribution, Materialized
+from disparate.privacy.grad_sample.layers import _trainable, outer_product_sum, register_rule
+
+MHA_DROPOUT_ERROR = (
+    "nn.MultiheadAttention(dropout={p}) draws its attention dropout inside "
+    "F.multi_head_attention_forward, where it cannot be replayed for per-example "
+    "gradients: construct it with dropout=0 (put nn.Dropout after it), or evaluate in eval mode"
+)
+MHA_UNBATCHED_ERROR = (
+    "per-example gradients of nn.MultiheadAttention need a batched 3-d query, got shape {shape}"
+)
+
+_SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+
+
+def _leaf(t: Tensor) -> Tensor:
+    return t.detach().requires_grad_()
+
+
+@register_rule(nn.MultiheadAttention, with_kwargs=True)
+def multihead_attention_rule(
+    module: nn.MultiheadAttention, args: tuple, kwargs: dict, grads: dict[int, Tensor]
+) -> dict[str, Contribution]:
+    call = _SIGNATURE.bind(module, *args, **kwargs)
+    call.apply_defaults()
+    a = call.arguments
+    query, key, value = a["query"], a["key"], a["value"]
+    if query.dim() != 3:
+        raise ValueError(MHA_UNBATCHED_ERROR.format(shape=tuple(query.shape)))
+    if module.dropout and module.training:
+        raise ValueError(MHA_DROPOUT_ERROR.format(p=module.dropout))
+    if module.batch_first:  # torch's attention is sequence-first: (T, B, E)
+        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+    length, b, e = query.shape
+    key_padding_mask = F._canonical_mask(
+        mask=a["key_padding_mask"], mask_name="key_padding_mask",
+        other_type=F._none_or_dtype(a["attn_mask"]), other_name="attn_mask",
+        target_type=query.dtype,
+    )
+    attn_mask = F._canonical_mask(
+        mask=a["attn_mask"], mask_name="attn_mask", other_type=None, other_name="",
+        target_type=query.dtype, check_other=False,
+    )
+    if module._qkv_same_embed_dim:
+        w_q, w_k, w_v = module.in_proj_weight.chunk(3)
+    else:
+        w_q, w_k, w_v = module.q_proj_weight, module.k_proj_weight, module.v_proj_weight
+    b_q = b_k = b_v = None
+    if module.in_proj_bias is not None:
+        b_q, b_k, b_v = module.in_proj_bias.chunk(3)
+
+    with torch.enable_grad():
+        q, k, v = (
+            _leaf(F.linear(x, w, bias))
+            for x, w, bias in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+        )  # (T, B, E), (S, B, E), (S, B, E)
+        k_full, v_full, extra = k, v, []
+        if module.bias_k is not None:  # one more key and value per example, as torch appends
+            bias_kv = [_leaf(t.expand(1, b, e)) for t in (module.bias_k, module.bias_v)]
+            extra = bias_kv
+            k_full, v_full = torch.cat([k, bias_kv[0]]), torch.cat([v, bias_kv[1]])
+            if attn_mask is not None:
+                attn_mask = F.pad(attn_mask, (0, 1))
+            if key_padding_mask is not None:
+                key_padding_mask = F.pad(key_padding_mask, (0, 1))
+        eye = torch.eye(e, dtype=q.dtype, device=q.device)
+        attended, weights = F.multi_head_attention_forward(
+            q, k_full, v_full, e, module.num_heads, None, None, None, None,
+            module.add_zero_attn, 0.0, eye, None, training=module.training,
+            key_padding_mask=key_padding_mask, need_weights=a["need_weights"],
+            attn_mask=attn_mask, use_separate_proj_weight=True,
+            q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye,
+            average_attn_weights=a["average_attn_weights"], is_causal=a["is_causal"],
+        )  # attended: (T, B, E), before out_proj
+        d_out = grads[0].transpose(0, 1) if module.batch_first else grads[0]  # (T, B, E)
+        d_attended = d_out @ module.out_proj.weight
+        outs, out_grads = [attended], [d_attended]
+        if 1 in grads and weights is not None:
+            outs.append(weights)
+            out_grads.append(grads[1])
+        inputs = [q, k, v, *extra]
+        found = torch.autograd.grad(outs, inputs, out_grads, allow_unused=True)
+    d_q, d_k, d_v, *d_extra = (
+        torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)
+    )
+
+    def batch_major(t: Tensor) -> Tensor:
+        return t.transpose(0, 1)  # (T, B, *) -> (B, T, *)
+
+    xs = [batch_major(t) for t in (query, key, value)]
+    ds = [batch_major(t) for t in (d_q, d_k, d_v)]
+    out: dict[str, Contribution] = {}
+    if module._qkv_same_embed_dim:
+        if _trainable(module, "in_proj_weight"):
+            # one factorisation of the packed (3E, E) weight: each token's output gradient
+            # sits in its projection's block of rows
+            u = torch.cat([F.pad(d, (i * e, (2 - i) * e)) for i, d in enumerate(ds)], 1)
+            out["in_proj_weight"] = outer_product_sum(u, torch.cat(xs, 1))
+    else:
+        for name, d, x in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), ds, xs,
+                              strict=True):
+            if _trainable(module, name):
+                out[name] = outer_product_sum(d, x)
+    if _trainable(module, "in_proj_bias"):
+        out["in_proj_bias"] = Materialized(torch.cat([d.sum(1) for d in ds], 1))
+    for name, d in zip(("bias_k", "bias_v"), d_extra, strict=False):
+        if _trainable(module, name):
+            out[name] = Materialized(d.reshape(b, 1, 1, e))
+    dy, att = batch_major(d_out), batch_major(attended.detach())
+    if _trainable(module.out_proj, "weight"):
+        out["out_proj.weight"] = outer_product_sum(dy, att)
+    if _trainable(module.out_proj, "bias"):
+        out["out_proj.bias"] = Materialized(dy.sum(1))
+    return out
