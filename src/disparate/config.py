@@ -452,6 +452,12 @@ class PrivacyConfig:
         target_epsilon: If set (> 0, mode ``dp`` only), the noise multiplier is calibrated at
             run time to reach this epsilon at ``delta`` after the configured epochs; then
             ``noise_multiplier`` must be null.
+        reproducible_noise: Mode ``dp`` only draws its batch sampling and noise from a secret
+            root taken from the operating system's entropy (kept only in the checkpoint); with
+            ``true`` they are seeded from ``training.seed`` instead -- bit-exact runs for
+            research and tests, but not private against anyone who has the seed, and every
+            privacy statement says so. The other modes are always seeded from
+            ``training.seed``. See ``docs/privacy.md``.
     """
 
     clipping: bool = True
@@ -464,9 +470,11 @@ class PrivacyConfig:
     shuffle_accounting: str | None = None
     accountant: str = "rdp"
     target_epsilon: float | None = None
+    reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
         _check_bool("privacy.clipping", self.clipping)
+        _check_bool("privacy.reproducible_noise", self.reproducible_noise)
         _check_bool("privacy.noise", self.noise)
         _set(self, "max_grad_norm", _check_float("privacy.max_grad_norm", self.max_grad_norm))
         _check_range("privacy.max_grad_norm", self.max_grad_norm, gt=0.0, expected="> 0")
@@ -606,7 +614,9 @@ class TrainingConfig:
         batch_size: Batch size ``b`` (>= 1); with Poisson sampling the expected batch size,
             ``q = b / N``.
         epochs: Training epochs ``T`` (>= 1); ``K = T * N / b`` steps.
-        seed: Seed (>= 0) of model initialisation, batch sampling and noise.
+        seed: Seed (>= 0) of model initialisation and augmentation, and of batch sampling and
+            noise unless the run is DP without ``privacy.reproducible_noise`` (then those are
+            secret); see :mod:`disparate.randomness`.
         num_threads: ``torch.set_num_threads`` value (>= 1); ``None`` leaves torch's default.
         eval_batch_size: Batch size for evaluation (>= 1); does not affect results.
     """
