@@ -449,8 +449,12 @@ def compare_runs(
     highlight: Sequence[str] = (),
     experiment: str | None = None,
     run_dirs: Sequence[Mapping[str, str]] | None = None,
+    configs: Mapping[str, ExperimentConfig] | None = None,
 ) -> dict[str, Any]:
     """The ``comparison.json`` object of paired runs (one non-private and one DP per seed).
+
+    ``configs``: the resolved ``{"non_private": ..., "dp": ...}`` configs of the first seed,
+    written as ``config``; ``settings`` are those the runs' ``results.json`` record.
 
     ``non_private[i]`` and ``dp[i]`` are the ``results.json`` objects of seed ``seeds[i]``;
     they must have the same groups and group sizes (identical data). Group statistics are
@@ -550,11 +554,15 @@ def compare_runs(
         "privacy": dp[0]["privacy"],
         "config_hash": {"non_private": non_private[0].get("config_hash"),
                         "dp": dp[0].get("config_hash")},
+        "settings": {"non_private": non_private[0].get("settings"),
+                     "dp": dp[0].get("settings")},
         "wall_time_s": math.fsum(float(r.get("wall_time_s") or 0.0)
                                  for r in [*non_private, *dp]),
     }
     if run_dirs is not None:
         out["runs"] = [dict(r) for r in run_dirs]
+    if configs is not None:
+        out["config"] = {key: to_dict(cfg) for key, cfg in configs.items()}
     return out
 
 

@@ -198,15 +198,19 @@ def _evaluate(model: nn.Module, global_params: Mapping[str, Tensor], data: Feder
 
 
 def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
-                   calibration: Mapping[str, Any] | None, rounds: int) -> dict[str, Any]:
+                   calibration: Mapping[str, Any] | None, rounds: int, secret_noise: bool
+                   ) -> dict[str, Any]:
     p = config.privacy
     reports, skipped = (participant_epsilons(settings, delta=p.delta, rounds=rounds)
                         if p.is_private else ({}, {}))
     block = res.privacy_block(p, noise_multiplier=settings.noise_multiplier,
-                              reports=reports or None, steps=rounds, calibration=calibration)
-    head = None
-    if reports:
-        head = reports.get(p.accountant) or reports.get("rdp") or next(iter(reports.values()))
+                              reports=reports or None, steps=rounds, calibration=calibration,
+                              secret_noise=secret_noise)
+    statement = privacy_statement(settings, _head_report(reports, p.accountant), mode=p.mode,
+                                  delta=p.delta if p.is_private else None)
+    if p.is_private:
+        statement += res.caveats(secret_noise=secret_noise)
+    head = _head_report(reports, p.accountant)
     block.update(
         level="participant",
         rounds=rounds,
@@ -217,12 +221,18 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
         clip_mode=settings.clip_mode,
         skipped_methods=skipped,
         description=(config.federated.describe() + "; " + _mechanism(config, settings)),
-        statement=privacy_statement(settings, head, mode=p.mode,
-                                    delta=p.delta if p.is_private else None),
+        statement=statement,
     )
     if head is not None:
         block["accountant"] = head.method
     return block
+
+
+def _head_report(reports: Mapping[str, Any], accountant: str) -> Any:
+    """The report of ``accountant`` (else RDP, else the first), or ``None`` without any."""
+    if not reports:
+        return None
+    return reports.get(accountant) or reports.get("rdp") or next(iter(reports.values()))
 
 
 def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
@@ -409,7 +419,7 @@ def train_federated(
         final_eval = _evaluate(model, global_params, data, everyone, config, seq_len)
     wall = elapsed_before + time.perf_counter() - t_start
     results = _build_results(config, settings, calibration, data, final_eval, metrics,
-                             bucket_sums, model, wall, engine)
+                             bucket_sums, model, wall, engine, seeds.is_secret)
     _write_participants(out / PARTICIPANTS_FILE, final_eval, data, fed.vocab_buckets, names)
     res.write_json(out / PREDICTIONS_FILE, fm.output_diversity(final_eval, data.vocab,
                                                                 top=200))
@@ -431,7 +441,7 @@ def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
                    calibration: Mapping[str, Any] | None, data: FederatedTextData,
                    evaluation: fm.ParticipantEvaluation, metrics: Sequence[Mapping[str, Any]],
                    bucket_sums: Mapping[str, list[float]], model: nn.Module, wall: float,
-                   engine: str) -> dict[str, Any]:
+                   engine: str, secret_noise: bool) -> dict[str, Any]:
     fed = config.federated
     names = fed.bucket_names()
     overall = evaluation.overall()
@@ -470,7 +480,7 @@ def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
         "output_diversity": fm.output_diversity(evaluation, data.vocab),
         "highlight": list(config.evaluation.highlight),
         "groups": groups,
-        "privacy": _privacy_block(config, settings, calibration, fed.rounds),
+        "privacy": _privacy_block(config, settings, calibration, fed.rounds, secret_noise),
         "data": {k: data.meta.get(k) for k in (
             "participants", "authors_seen", "posts", "mean_posts_per_participant", "tokens",
             "train_tokens", "test_tokens", "unk_fraction", "vocab_coverage", "inputs")},
