@@ -36,6 +36,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "NOISE_REPRODUCIBLE",
+    "NOISE_SECRET",
     "SECRET_BITS",
     "SECRET_STREAMS",
     "STREAMS",
@@ -59,8 +61,9 @@ STREAMS: tuple[str, ...] = (
 SECRET_STREAMS: frozenset[str] = frozenset({"sampling", "noise", "fl_participants", "fl_noise"})
 SECRET_BITS = 128
 
-NOISE_SECRET = ("noise and batch sampling seeded from the operating system's entropy: secret "
-                "(kept only in checkpoint.pt, which must not be released)")
+#: How the noise was seeded, in the words of every privacy statement.
+NOISE_SECRET = ("noise and sampling seeded from the operating system's entropy: secret (kept "
+                "only in checkpoint.pt, which must not be released)")
 NOISE_REPRODUCIBLE = ("noise seeded from the recorded seed: reproducible, not private "
                       "against anyone who has it")
 
@@ -121,11 +124,6 @@ class SeedTree:
     def is_secret(self) -> bool:
         """True when the streams of :data:`SECRET_STREAMS` are rooted in the secret."""
         return self.secret is not None
-
-    @property
-    def noise_statement(self) -> str:
-        """How the noise was seeded, in words, for every privacy statement."""
-        return NOISE_SECRET if self.is_secret else NOISE_REPRODUCIBLE
 
     def root(self, stream: str) -> int:
         """The root that ``stream`` is drawn under."""

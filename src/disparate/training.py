@@ -334,7 +334,8 @@ def train(
         config: The resolved experiment.
         out_dir: The run directory (created if needed).
         resume: Continue from ``out_dir/checkpoint.pt`` (model, optimizer with its noise
-            generator, epoch, metrics); the final result equals that of an uninterrupted run.
+            generator, the secret root of a DP run, epoch, metrics); the final result equals
+            that of an uninterrupted run.
             Without a checkpoint the run starts from the beginning. A finished run is not
             retrained; its results are rewritten from the checkpoint's metrics.
         overwrite: Start again even if ``out_dir`` already holds a run (otherwise an error).
