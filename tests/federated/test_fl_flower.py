@@ -84,7 +84,8 @@ def test_flwr_run_entry_point_reads_the_run_config(tiny, tmp_path: Path) -> None
 
     config, data, reference = tiny
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_config(config.data.data_dir, rounds=2)))
+    path.write_text(yaml.safe_dump(tiny_config(config.data.data_dir, rounds=2,
+                                               extra=REPRODUCIBLE)))
     grid = flower_app.InProcessGrid(flower_app.client_app, 2, data=data, config=config)
     run_config = {"experiment": str(path), "overrides": "", "out-dir": str(tmp_path / "r")}
     with flower_app.server_identity():
