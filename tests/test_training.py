@@ -306,6 +306,35 @@ def test_a_secret_run_releases_nothing_from_which_its_noise_can_be_regenerated(
     assert "seeded from the operating system's entropy: secret" in statement
 
 
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_the_loop_seeds_noise_and_sampling_from_distinct_streams(
+        reproducible: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bug this prevents: with training.seed 0 the epoch-0 sampler and the noise
+    # generator were seeded alike, so batch membership could be read off the step-0 noise.
+    from disparate.privacy import optimizer
+
+    noise_seeds: list[int] = []
+    sampler_seeds: list[int] = []
+    make_generator, torch_generator = optimizer.make_generator, randomness.torch_generator
+
+    def record_noise(seed: int, device: str = "cpu") -> torch.Generator:
+        noise_seeds.append(seed)
+        return make_generator(seed, device)
+
+    def record_sampler(root: int, stream: str, *key: int, device: str = "cpu"
+                       ) -> torch.Generator:
+        sampler_seeds.append(randomness.stream_seed(root, stream, *key))
+        return torch_generator(root, stream, *key, device=device)
+
+    monkeypatch.setattr(optimizer, "make_generator", record_noise)
+    monkeypatch.setattr("disparate.privacy.sampling.torch_generator", record_sampler)
+    cfg = tiny("training.seed=0", f"privacy.reproducible_noise={reproducible}")
+    training.train(cfg, tmp_path, progress=False)
+    assert len(noise_seeds) == 1 and len(sampler_seeds) == cfg.training.epochs
+    assert noise_seeds[0] not in sampler_seeds and len(set(sampler_seeds)) == len(sampler_seeds)
+    assert (noise_seeds[0] == randomness.stream_seed(0, "noise")) is reproducible
+
+
 def test_two_secret_runs_with_the_same_seed_draw_different_noise_and_batches(
         tmp_path: Path) -> None:
     cfg = tiny("training.epochs=1")
