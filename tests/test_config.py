@@ -485,3 +485,33 @@ def test_direct_construction_matches_loading() -> None:
     )
     assert cfg == mnist()
     assert config_hash(cfg) == config_hash(mnist())
+
+
+#: An epsilon figure: "(4.96, 1e-5)-DP", "epsilon = 3.87", "epsilon of about 8.4", "ε = 5".
+EPSILON_FIGURE = re.compile(
+    r"\(\s*\d[\d.]*\s*,\s*\d[\d.e-]*\s*\)\s*-?\s*DP|(epsilon|ε)\W{0,3}(\w+\W+){0,3}\d", re.I)
+
+
+@pytest.mark.parametrize("text", ["which is (4.96, 1e-5)-DP by RDP", "epsilon = 3.87",
+                                  "give epsilon of about 8.4 (RDP)", "Epsilon: 3.95 (RDP)",
+                                  "ε = 5", "the paper reports (6.23, 1e-6)-DP"])
+def test_epsilon_figure_pattern_catches_the_old_descriptions(text: str) -> None:
+    assert EPSILON_FIGURE.search(text)
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_no_preset_description_states_an_epsilon(name: str) -> None:
+    # A description is prose about the preset's defaults; a run's guarantee depends on the
+    # settings it used and is stated by its privacy statement alone.
+    description = load_experiment(name).description
+    match = EPSILON_FIGURE.search(description)
+    assert match is None, f"{name}: {match.group(0)!r}"
+
+
+def test_reproducible_noise_is_a_validated_boolean() -> None:
+    assert load_experiment("digits-underrep").privacy.reproducible_noise is False
+    cfg = load_experiment("digits-underrep", ["privacy.reproducible_noise=true"])
+    assert cfg.privacy.reproducible_noise is True
+    assert cfg.non_private().privacy.reproducible_noise is True  # kept across modes
+    with pytest.raises(ConfigError, match="privacy.reproducible_noise='yes please'"):
+        load_experiment("digits-underrep", ["privacy.reproducible_noise=yes please"])

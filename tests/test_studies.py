@@ -139,10 +139,14 @@ def check_outputs(name: str, out: Path, points) -> list[dict[str, str]]:
     assert len(final_acc) == len(points) * (N_GROUPS + 1)  # every class and "all"
     assert {r["point"] for r in rows} == {p.key for p in points}
     for p in points:
-        epochs = len(res.read_metrics(p.run_dir))
+        metrics = res.read_metrics(p.run_dir)
         per_epoch = [r for r in rows if r["point"] == p.key and r["stage"] == "epoch"
                      and r["metric"] in ("accuracy", "grad_norm")]
-        assert len(per_epoch) == epochs * (2 * N_GROUPS + 1)
+        # Every class's accuracy and "all", and the gradient norm of every class that had
+        # examples in the epoch's batches (a secret DP run's batches are random: class 8 of
+        # fig5d's smoke scale, 4 examples, may be missed by an epoch).
+        norms = sum(v is not None for m in metrics for v in m["group_grad_norm"].values())
+        assert len(per_epoch) == len(metrics) * (N_GROUPS + 1) + norms
         eps = [r for r in rows if r["point"] == p.key and r["metric"] == "epsilon"
                and r["stage"] == "final"]
         assert len(eps) == (1 if p.config.privacy.is_private else 0)

@@ -5,14 +5,15 @@ uninterrupted one exactly."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from disparate import randomness, training
 from disparate import results as res
-from disparate import training
 from disparate.config import list_presets, load_experiment
 from disparate.data import write_idx
 
@@ -22,8 +23,7 @@ TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=2",
 
 METRIC_KEYS = {"epoch", "steps", "examples", "train_loss", "train_accuracy", "test_loss",
                "test_accuracy", "group_accuracy", "group_grad_norm", "group_clipped_fraction",
-               "group_nonfinite",
-               "epsilon", "elapsed_s"}
+               "group_nonfinite", "epsilon", "epsilon_approximate", "elapsed_s"}
 
 
 def tiny(*extra: str):
@@ -166,11 +166,16 @@ def test_target_epsilon_calibrates_and_records_z(tmp_path: Path) -> None:
 
 
 def test_non_private_and_dp_share_batches_but_not_updates(tmp_path: Path) -> None:
-    a = training.train(tiny().non_private(), tmp_path / "a", progress=False).metrics
-    b = training.train(tiny(), tmp_path / "b", progress=False).metrics
+    # Only with reproducible noise: a secret DP run's batches must not be those of a released
+    # baseline, whose batches are rooted in the public training.seed.
+    cfg = tiny("privacy.reproducible_noise=true")
+    a = training.train(cfg.non_private(), tmp_path / "a", progress=False).metrics
+    b = training.train(cfg, tmp_path / "b", progress=False).metrics
     assert [m["examples"] for m in a] == [m["examples"] for m in b]  # same Poisson batches
     assert a[0]["group_grad_norm"] == pytest.approx(b[0]["group_grad_norm"], rel=0.5)
     assert a[-1]["test_loss"] != b[-1]["test_loss"]
+    secret = training.train(tiny(), tmp_path / "c", progress=False).metrics
+    assert [m["examples"] for m in secret] != [m["examples"] for m in a]
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path: Path) -> None:
@@ -207,14 +212,20 @@ def _stop_after_epoch_1(line: str) -> None:
         raise _Interrupt
 
 
+@pytest.mark.parametrize("reproducible", [True, False])
 @pytest.mark.parametrize("sampling", ["poisson", "shuffle"])
-def test_resume_reaches_the_same_result_as_an_uninterrupted_run(sampling: str,
-                                                                tmp_path: Path) -> None:
+def test_resume_reaches_the_same_result_as_an_uninterrupted_run(
+        sampling: str, reproducible: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     extra = ["training.epochs=3", "training.momentum=0.5", "privacy.noise_multiplier=1.0",
-             f"privacy.sampling={sampling}"]
+             f"privacy.sampling={sampling}", f"privacy.reproducible_noise={reproducible}"]
     if sampling == "shuffle":
         extra.append("privacy.shuffle_accounting=poisson")
     cfg = tiny(*extra)
+    # Secret mode: the uninterrupted run and the first part of the cut one draw the same
+    # secret; a resume that drew a fresh secret instead of the checkpoint's would differ.
+    secrets = iter([7 << 100, 7 << 100, 9 << 100])
+    monkeypatch.setattr(randomness, "new_secret", lambda: next(secrets))
     full = training.train(cfg, tmp_path / "full", progress=False)
 
     with pytest.raises(_Interrupt):
@@ -257,3 +268,139 @@ def test_prepare_data_is_deterministic_and_keeps_the_test_set() -> None:
     c = training.prepare_data(tiny("data.seed=1"))
     assert not torch.equal(a.train.labels, c.train.labels) or \
         not torch.equal(a.train.inputs, c.train.inputs)
+
+
+# ------------------------------------------------------------------------------ secret noise
+
+def _written_text(run_dir: Path, log_lines: list[str]) -> str:
+    """Every file a run releases (all but the checkpoint), and its log, as one text."""
+    texts = [p.read_bytes().decode("utf-8", "replace") for p in sorted(run_dir.rglob("*"))
+             if p.is_file() and p.name != res.CHECKPOINT_FILE]
+    return "\n".join([*texts, *log_lines])
+
+
+def test_a_secret_run_releases_nothing_from_which_its_noise_can_be_regenerated(
+        tmp_path: Path) -> None:
+    from disparate import report
+
+    lines: list[str] = []
+    cfg = tiny("training.epochs=1")
+    training.train(cfg, tmp_path, progress=False, log=lines.append)
+    report.write_report(tmp_path)
+    ckpt = torch.load(tmp_path / res.CHECKPOINT_FILE, weights_only=True)
+    secret = int(ckpt["secret"], 16)
+    tree = randomness.SeedTree(cfg.training.seed, secret)
+    noise_seed = tree.seed_of("noise")
+    state = ckpt["optimizer"]["noise_generator"]
+    assert secret.bit_length() > 64 and noise_seed != randomness.stream_seed(0, "noise")
+    text = _written_text(tmp_path, lines)
+    assert "report.md" in {p.name for p in tmp_path.iterdir()}
+    for value in (secret, noise_seed, tree.seed_of("sampling", 0)):
+        for form in (str(value), f"{value:x}", f"{value:X}", f"{value:#x}"):
+            assert form not in text, form
+    raw = b"".join(p.read_bytes() for p in tmp_path.rglob("*")
+                   if p.is_file() and p.name != res.CHECKPOINT_FILE)
+    chunk = bytes(state[16:48].tolist())  # 32 bytes of the Mersenne-Twister state
+    assert chunk not in raw and chunk.hex() not in text
+    statement = json.loads((tmp_path / "results.json").read_text())["privacy"]["statement"]
+    assert "seeded from the operating system's entropy: secret" in statement
+
+
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_the_loop_seeds_noise_and_sampling_from_distinct_streams(
+        reproducible: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bug this prevents: with training.seed 0 the epoch-0 sampler and the noise
+    # generator were seeded alike, so batch membership could be read off the step-0 noise.
+    from disparate.privacy import optimizer
+
+    noise_seeds: list[int] = []
+    sampler_seeds: list[int] = []
+    make_generator, torch_generator = optimizer.make_generator, randomness.torch_generator
+
+    def record_noise(seed: int, device: str = "cpu") -> torch.Generator:
+        noise_seeds.append(seed)
+        return make_generator(seed, device)
+
+    def record_sampler(root: int, stream: str, *key: int, device: str = "cpu"
+                       ) -> torch.Generator:
+        sampler_seeds.append(randomness.stream_seed(root, stream, *key))
+        return torch_generator(root, stream, *key, device=device)
+
+    monkeypatch.setattr(optimizer, "make_generator", record_noise)
+    monkeypatch.setattr("disparate.privacy.sampling.torch_generator", record_sampler)
+    cfg = tiny("training.seed=0", f"privacy.reproducible_noise={reproducible}")
+    training.train(cfg, tmp_path, progress=False)
+    assert len(noise_seeds) == 1 and len(sampler_seeds) == cfg.training.epochs
+    assert noise_seeds[0] not in sampler_seeds and len(set(sampler_seeds)) == len(sampler_seeds)
+    assert (noise_seeds[0] == randomness.stream_seed(0, "noise")) is reproducible
+
+
+def test_two_secret_runs_with_the_same_seed_draw_different_noise_and_batches(
+        tmp_path: Path) -> None:
+    cfg = tiny("training.epochs=1")
+    a = training.train(cfg, tmp_path / "a", progress=False)
+    b = training.train(cfg, tmp_path / "b", progress=False)
+    ma = torch.load(tmp_path / "a" / res.CHECKPOINT_FILE, weights_only=True)
+    mb = torch.load(tmp_path / "b" / res.CHECKPOINT_FILE, weights_only=True)
+    assert not torch.equal(ma["optimizer"]["noise_generator"], mb["optimizer"]["noise_generator"])
+    assert any(not torch.equal(ma["model"][k], mb["model"][k]) for k in ma["model"])
+    assert a.results["seed"] == b.results["seed"] == 0  # the public seed is the same
+    assert a.results["privacy"]["noise_seeding"] == "secret"
+
+
+def test_reproducible_noise_is_bit_identical_and_says_so(tmp_path: Path) -> None:
+    cfg = tiny("training.epochs=1", "privacy.reproducible_noise=true")
+    a = training.train(cfg, tmp_path / "a", progress=False)
+    b = training.train(cfg, tmp_path / "b", progress=False)
+    ma = torch.load(tmp_path / "a" / res.CHECKPOINT_FILE, weights_only=True)
+    mb = torch.load(tmp_path / "b" / res.CHECKPOINT_FILE, weights_only=True)
+    assert ma["secret"] is None
+    assert all(torch.equal(ma["model"][k], mb["model"][k]) for k in ma["model"])
+    strip = {"wall_time_s"}
+    assert {k: v for k, v in a.results.items() if k not in strip} == \
+        {k: v for k, v in b.results.items() if k not in strip}
+    p = a.results["privacy"]
+    assert p["noise_seeding"] == "reproducible"
+    assert ("noise seeded from the recorded seed: reproducible, not private against anyone "
+            "who has it") in p["statement"]
+
+
+def test_statement_lists_what_it_does_not_cover(tmp_path: Path) -> None:
+    p = training.train(tiny("training.epochs=1"), tmp_path, progress=False).results["privacy"]
+    for released in ("gradient norms and clipped fractions", "training loss", "vocabularies",
+                     "participants.csv", "hyperparameters tuned on the training data",
+                     "several runs", "checkpoint.pt"):
+        assert released in p["statement"], released
+    assert p["not_covered"] == list(res.NOT_COVERED)
+
+
+def test_shuffled_per_epoch_epsilon_is_marked_approximate(tmp_path: Path) -> None:
+    lines: list[str] = []
+    shuffled = tiny("training.epochs=1", "privacy.sampling=shuffle",
+                    "privacy.shuffle_accounting=poisson")
+    training.train(shuffled, tmp_path / "s", progress=False, log=lines.append)
+    m = res.read_metrics(tmp_path / "s")[0]
+    assert m["epsilon"] > 0 and m["epsilon_approximate"] is True
+    assert any("eps " in line and "(approximate)" in line for line in lines)
+    training.train(tiny("training.epochs=1"), tmp_path / "p", progress=False)
+    assert res.read_metrics(tmp_path / "p")[0]["epsilon_approximate"] is False
+
+
+EPSILON_FIGURE = re.compile(
+    r"\(\s*\d[\d.]*\s*,\s*\d[\d.e-]*\s*\)\s*-?\s*DP|(epsilon|ε)\W{0,3}(\w+\W+){0,3}\d", re.I)
+
+
+@pytest.mark.parametrize("mode", ["non-private", "clip-only", "noise-only"])
+def test_reports_of_runs_that_are_not_private_state_no_epsilon(mode: str,
+                                                               tmp_path: Path) -> None:
+    from disparate import report
+
+    cfg = tiny("training.epochs=1").with_mode(mode)
+    training.train(cfg, tmp_path, progress=False)
+    report.write_report(tmp_path)
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        assert not EPSILON_FIGURE.search(text), EPSILON_FIGURE.search(text).group(0)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "1 epochs; batch size 30; learning rate 0.3" in md  # the settings used
+    assert "training.epochs=1" in md and "data.subsample=150" in md  # the overrides

@@ -464,6 +464,12 @@ class PrivacyConfig:
             ``"rdp"``, ``"rdp_classic"`` (the 2019 conversion the paper used, which needs more
             noise for the same epsilon) or ``"pld"``; null calibrates with ``accountant``.
             Epsilon is still reported by ``accountant`` (and by every method at the end).
+        reproducible_noise: Mode ``dp`` only draws its batch sampling and noise from a secret
+            root taken from the operating system's entropy (kept only in the checkpoint); with
+            ``true`` they are seeded from ``training.seed`` instead -- bit-exact runs for
+            research and tests, but not private against anyone who has the seed, and every
+            privacy statement says so. The other modes are always seeded from
+            ``training.seed``. See ``docs/privacy.md``.
     """
 
     clipping: bool = True
@@ -477,9 +483,11 @@ class PrivacyConfig:
     accountant: str = "rdp"
     target_epsilon: float | None = None
     calibrate_with: str | None = None
+    reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
         _check_bool("privacy.clipping", self.clipping)
+        _check_bool("privacy.reproducible_noise", self.reproducible_noise)
         _check_bool("privacy.noise", self.noise)
         _set(self, "max_grad_norm", _check_float("privacy.max_grad_norm", self.max_grad_norm))
         _check_range("privacy.max_grad_norm", self.max_grad_norm, gt=0.0, expected="> 0")
@@ -624,7 +632,9 @@ class TrainingConfig:
         batch_size: Batch size ``b`` (>= 1); with Poisson sampling the expected batch size,
             ``q = b / N``.
         epochs: Training epochs ``T`` (>= 1); ``K = T * N / b`` steps.
-        seed: Seed (>= 0) of model initialisation, batch sampling and noise.
+        seed: Seed (>= 0) of model initialisation and augmentation, and of batch sampling and
+            noise unless the run is DP without ``privacy.reproducible_noise`` (then those are
+            secret); see :mod:`disparate.randomness`.
         num_threads: ``torch.set_num_threads`` value (>= 1); ``None`` leaves torch's default.
         eval_batch_size: Batch size for evaluation (>= 1); does not affect results.
     """

@@ -609,12 +609,38 @@ def _baseline_note(data: ReportData) -> str | None:
     return "Non-private baseline: not differentially private."
 
 
+PRESET_NOTE = "About the preset (its defaults; the settings this run used are under Settings)"
+
+
+def _settings_text(settings: Any) -> str | None:
+    """The settings a run used (``results.json`` ``settings``) in one line."""
+    if not isinstance(settings, Mapping):
+        return None
+    overrides = settings.get("overrides")
+    parts = [f"{_format_plain(settings.get('epochs'))} epochs",
+             f"batch size {_format_plain(settings.get('batch_size'))}",
+             f"learning rate {_format_plain(settings.get('lr'))}",
+             f"optimizer {_format_plain(settings.get('optimizer'))} "
+             f"(momentum {_format_plain(settings.get('momentum'))})",
+             f"{_format_plain(settings.get('sampling'))} sampling",
+             _text(settings.get("mechanism")),
+             f"noise seeding {_format_plain(settings.get('noise_seeding'))}",
+             "overrides of the preset: " + (", ".join(map(str, overrides)) if overrides
+                                            else "none" if overrides is not None else NA)]
+    return "; ".join(p for p in parts if p)
+
+
 def _facts(data: ReportData) -> list[tuple[str, str]]:
     facts = [("Experiment", data.experiment), ("Mode", data.mode)]
     if data.kind == "comparison":
         facts.append(("Kind", "comparison of non-private and DP training on identical data "
                               "and seeds"))
         facts.append(("Seeds", ", ".join(str(s) for s in data.seeds) or NA))
+        both = data.data.get("settings")
+        for key, label in (("dp", "Settings (DP)"), ("non_private", "Settings (non-private)")):
+            text = _settings_text(both.get(key)) if isinstance(both, Mapping) else None
+            if text:
+                facts.append((label, text))
     else:
         facts.append(("Kind", "single run"))
         facts.append(("Seed", ", ".join(str(s) for s in data.seeds) or NA))
@@ -622,6 +648,9 @@ def _facts(data: ReportData) -> list[tuple[str, str]]:
                            ("config_hash", "Config hash")]:
             if data.data.get(key) is not None:
                 facts.append((label, _format_plain(data.data.get(key))))
+        text = _settings_text(data.data.get("settings"))
+        if text:
+            facts.append(("Settings", text))
         wall = _number(data.data.get("wall_time_s"))
         if wall is not None:
             facts.append(("Wall time", f"{wall:.1f} s"))
@@ -704,7 +733,7 @@ def render_markdown(data: ReportData, figures: Mapping[str, Path]) -> str:
     """The report as Markdown; figures are referenced by file name (relative path)."""
     lines = [f"# Report: {_md(data.experiment)}", ""]
     if data.description:
-        lines += [_md(data.description), ""]
+        lines += [f"{PRESET_NOTE}: {_md(data.description)}", ""]
     lines += [f"- **{label}:** {_md(value)}" for label, value in _facts(data)]
     lines.append("")
 
@@ -814,7 +843,7 @@ def render_html(data: ReportData, figures: Mapping[str, Path]) -> str:
     title = f"Report: {data.experiment}"
     body = [f"<h1>{_h(title)}</h1>"]
     if data.description:
-        body.append(f'<p class="description">{_h(data.description)}</p>')
+        body.append(f'<p class="description">{_h(PRESET_NOTE)}: {_h(data.description)}</p>')
     body.append('<dl class="facts">')
     body += [f"<dt>{_h(label)}</dt><dd>{_h(value)}</dd>" for label, value in _facts(data)]
     body.append("</dl>")

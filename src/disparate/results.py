@@ -21,23 +21,34 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from disparate.config import ExperimentConfig, PrivacyConfig, config_hash
+from disparate.config import (
+    ExperimentConfig,
+    PrivacyConfig,
+    config_hash,
+    list_presets,
+    load_experiment,
+    to_dict,
+)
+from disparate.randomness import NOISE_REPRODUCIBLE, NOISE_SECRET
 
 __all__ = [
     "COMPARISON_FILE",
     "CONFIG_FILE",
     "CHECKPOINT_FILE",
     "METRICS_FILE",
+    "NOT_COVERED",
     "POOR_GET_POORER_DESCRIPTION",
     "RESULTS_FILE",
     "SIZE_DEPENDENCE_DESCRIPTION",
     "build_run_results",
+    "caveats",
     "compare_runs",
     "format_comparison_table",
     "gap",
     "load_comparison",
     "load_results",
     "privacy_block",
+    "resolved_settings",
     "read_metrics",
     "size_dependence",
     "size_dependence_note",
@@ -63,6 +74,17 @@ SIZE_DEPENDENCE_DESCRIPTION = (
     "fewer training examples than a balanced split (total / number of groups) whose drop is "
     "below the median drop and below that of some larger group (paper Section 4.3: Reptilia); "
     "size_alone is false when there is such a group"
+)
+
+#: What a DP statement does not cover: released alongside the model, computed without noise.
+NOT_COVERED = (
+    "the per-group gradient norms and clipped fractions, training loss and training accuracy "
+    "in metrics.jsonl and results.json (computed on the training data without noise)",
+    "vocabularies, embeddings and other preprocessing built from the training split",
+    "participant tables (participants.csv) of federated runs",
+    "hyperparameters tuned on the training data",
+    "several runs (e.g. seeds) on the same data released together (their epsilons add up)",
+    "checkpoint.pt, which holds the secret seed and the noise generator's state",
 )
 
 
@@ -129,6 +151,12 @@ def load_comparison(out_dir: str | Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+def caveats(*, secret_noise: bool) -> str:
+    """What every DP statement ends with: how the noise was seeded, what is not covered."""
+    seeding = NOISE_SECRET if secret_noise else NOISE_REPRODUCIBLE
+    return f". Noise: {seeding}. Not covered by this guarantee: {'; '.join(NOT_COVERED)}"
+
+
 def privacy_block(
     privacy: PrivacyConfig,
     *,
@@ -136,6 +164,7 @@ def privacy_block(
     reports: Mapping[str, Any] | None,
     steps: int,
     calibration: Mapping[str, Any] | None = None,
+    secret_noise: bool = False,
 ) -> dict[str, Any]:
     """The ``privacy`` object of ``results.json``.
 
@@ -147,6 +176,8 @@ def privacy_block(
             headline method is ``privacy.accountant``.
         steps: Number of steps taken.
         calibration: How z was calibrated from ``target_epsilon`` (or ``None``).
+        secret_noise: Whether sampling and noise were drawn from the run's secret (else
+            from the recorded ``training.seed``); stated in words in ``statement``.
     """
     mode = privacy.mode
     block: dict[str, Any] = {
@@ -186,7 +217,10 @@ def privacy_block(
     )
     if head.get("note"):
         statement += f". Note: {head['note']}"
+    statement += caveats(secret_noise=secret_noise)
     block.update(
+        noise_seeding="secret" if secret_noise else "reproducible",
+        not_covered=list(NOT_COVERED),
         delta=privacy.delta,
         accountant=head_method,
         shuffle_accounting=privacy.shuffle_accounting,
@@ -196,6 +230,43 @@ def privacy_block(
     if calibration is not None:
         block["calibration"] = dict(calibration)
     return block
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value and prefix.count(".") < 1:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def overrides_of(config: ExperimentConfig) -> list[str] | None:
+    """``KEY=VALUE`` of every setting that differs from the shipped preset ``config.name``
+    (``None`` when there is no such preset to compare with)."""
+    if config.name not in list_presets():
+        return None
+    preset = _flatten(to_dict(load_experiment(config.name)))
+    return [f"{key}={dumps(value)}" for key, value in sorted(_flatten(to_dict(config)).items())
+            if key != "description" and preset.get(key, object()) != value]
+
+
+def resolved_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """The settings a run actually used, from its resolved config -- what reports show."""
+    t, p = config.training, config.privacy
+    return {
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "lr": t.lr,
+        "optimizer": t.optimizer,
+        "momentum": t.momentum,
+        "sampling": p.sampling,
+        "mechanism": p.describe(),
+        "noise_seeding": ("secret" if p.is_private and not p.reproducible_noise
+                          else "reproducible"),
+        "overrides": overrides_of(config),
+    }
 
 
 def build_run_results(
@@ -241,6 +312,7 @@ def build_run_results(
         "highlight": list(config.evaluation.highlight),
         "groups": groups,
         "privacy": dict(privacy),
+        "settings": resolved_settings(config),
         "wall_time_s": float(wall_time_s),
     }
 
@@ -377,8 +449,12 @@ def compare_runs(
     highlight: Sequence[str] = (),
     experiment: str | None = None,
     run_dirs: Sequence[Mapping[str, str]] | None = None,
+    configs: Mapping[str, ExperimentConfig] | None = None,
 ) -> dict[str, Any]:
     """The ``comparison.json`` object of paired runs (one non-private and one DP per seed).
+
+    ``configs``: the resolved ``{"non_private": ..., "dp": ...}`` configs of the first seed,
+    written as ``config``; ``settings`` are those the runs' ``results.json`` record.
 
     ``non_private[i]`` and ``dp[i]`` are the ``results.json`` objects of seed ``seeds[i]``;
     they must have the same groups and group sizes (identical data). Group statistics are
@@ -478,11 +554,15 @@ def compare_runs(
         "privacy": dp[0]["privacy"],
         "config_hash": {"non_private": non_private[0].get("config_hash"),
                         "dp": dp[0].get("config_hash")},
+        "settings": {"non_private": non_private[0].get("settings"),
+                     "dp": dp[0].get("settings")},
         "wall_time_s": math.fsum(float(r.get("wall_time_s") or 0.0)
                                  for r in [*non_private, *dp]),
     }
     if run_dirs is not None:
         out["runs"] = [dict(r) for r in run_dirs]
+    if configs is not None:
+        out["config"] = {key: to_dict(cfg) for key, cfg in configs.items()}
     return out
 
 

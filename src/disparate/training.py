@@ -11,11 +11,13 @@ train with exactly the batches the DP run uses. What the mechanism does comes fr
     noise-only    no clipping, noise_std
     non-private   no clipping, no noise
 
-Determinism: the data (split, imbalance, subsample) depends on ``data.seed``; model
-initialisation, the batches of each epoch (``epoch_batches(sampling, N, b, seed, epoch)``) and
-the noise generator on ``training.seed``. A run stopped after any epoch and resumed from its
-checkpoint repeats the uninterrupted run exactly. (The noise seed is fixed for
-reproducibility; a deployment that needs secret noise must not publish it.)
+Randomness (:mod:`disparate.randomness`, ``docs/privacy.md``): the data (split, imbalance,
+subsample) depends on ``data.seed``; model initialisation and augmentation on streams of
+``training.seed``; the batches of each epoch and the noise on the ``sampling`` and ``noise``
+streams, which a DP run roots in a secret from the operating system's entropy (kept only in
+``checkpoint.pt``) unless ``privacy.reproducible_noise`` roots them in ``training.seed``. A run
+stopped after any epoch and resumed from its checkpoint repeats the uninterrupted run exactly,
+in both cases.
 
 Files written to the run directory are described in ``docs/results-format.md``.
 """
@@ -48,6 +50,7 @@ from disparate.privacy.accounting import (
     supported_methods,
 )
 from disparate.privacy.sampling import epoch_batches, steps_per_epoch
+from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -102,9 +105,10 @@ def prepare_data(config: ExperimentConfig) -> DatasetSplits:
 
 
 def build_model_for(config: ExperimentConfig, dataset: GroupedDataset) -> nn.Module:
-    """The configured model, initialised from ``training.seed`` (global RNG left untouched)."""
+    """The configured model, initialised from the ``model_init`` stream of ``training.seed``
+    (global RNG left untouched)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.training.seed)
+        torch.manual_seed(stream_seed(config.training.seed, "model_init"))
         return build_model(
             config.model.name,
             num_classes=dataset.num_classes,
@@ -181,9 +185,10 @@ def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_epsilon(**kwargs: Any) -> float:
+def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
     # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
-    return compute_epsilon(**kwargs).epsilon
+    report = compute_epsilon(**kwargs)
+    return report.epsilon, report.approximate
 
 
 @functools.lru_cache(maxsize=256)
@@ -192,10 +197,11 @@ def _cached_reports(**kwargs: Any) -> dict[str, EpsilonReport]:
 
 
 def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
-             ) -> float | None:
-    """Epsilon spent after ``steps`` steps by the configured accountant (None if not private)."""
+             ) -> tuple[float | None, bool | None]:
+    """(epsilon spent after ``steps`` steps by the configured accountant, whether it is
+    approximate -- shuffled batches); ``(None, None)`` if not private."""
     if not config.privacy.is_private or noise.z is None or steps < 1:
-        return None
+        return None, None
     return _cached_epsilon(noise_multiplier=noise.z, steps=steps,
                            method=config.privacy.accountant,
                            **_accounting_args(config.privacy, dataset_size,
@@ -304,7 +310,8 @@ def _fmt(value: float | None) -> str:
 def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
     groups = ", ".join(f"{h}: {_fmt_pct(m['group_accuracy'].get(h))}"
                        for h in config.evaluation.highlight if h in m["group_accuracy"])
-    eps = f"  eps {m['epsilon']:.2f}" if m.get("epsilon") is not None else ""
+    approx = " (approximate)" if m.get("epsilon_approximate") else ""
+    eps = f"  eps {m['epsilon']:.2f}{approx}" if m.get("epsilon") is not None else ""
     return (f"[{config.name} {config.privacy.mode} seed {config.training.seed}] "
             f"epoch {m['epoch']}/{config.training.epochs}  train loss {_fmt(m['train_loss'])}  "
             f"test loss {_fmt(m['test_loss'])}  test acc {_fmt_pct(m['test_accuracy'])}"
@@ -329,7 +336,8 @@ def train(
         config: The resolved experiment.
         out_dir: The run directory (created if needed).
         resume: Continue from ``out_dir/checkpoint.pt`` (model, optimizer with its noise
-            generator, epoch, metrics); the final result equals that of an uninterrupted run.
+            generator, the secret root of a DP run, epoch, metrics); the final result equals
+            that of an uninterrupted run.
             Without a checkpoint the run starts from the beginning. A finished run is not
             retrained; its results are rewritten from the checkpoint's metrics.
         overwrite: Start again even if ``out_dir`` already holds a run (otherwise an error).
@@ -381,6 +389,10 @@ def train(
         (out / res.RESULTS_FILE).unlink(missing_ok=True)
         ckpt_path.unlink(missing_ok=True)
 
+    saved_secret = None if state is None else state.get("secret")
+    seeds = SeedTree.for_run(tc.seed, private=config.privacy.is_private,
+                             reproducible=config.privacy.reproducible_noise,
+                             saved_secret=None if saved_secret is None else int(saved_secret, 16))
     model = build_model_for(config, train_set).to(device)
     model.train()
     optimizer = DPOptimizer(
@@ -390,7 +402,7 @@ def train(
         max_grad_norm=noise.max_grad_norm,
         noise_multiplier=noise.noise_multiplier,
         noise_std=noise.noise_std,
-        noise_seed=tc.seed,
+        noise_seed=seeds.seed_of("noise"),
     )
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     group_names = list(train_set.group_names)
@@ -427,7 +439,8 @@ def train(
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
             nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
-            batches = epoch_batches(config.privacy.sampling, n_train, batch_size, tc.seed, epoch)
+            batches = epoch_batches(config.privacy.sampling, n_train, batch_size,
+                                    seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             for idx in batches:
                 idx = idx.to(device)
@@ -462,6 +475,7 @@ def train(
             seen_l, norm_l, clip_l = seen.tolist(), norm_sum.tolist(), clipped.tolist()
             bad_l = nonfinite.tolist()
             finite_l = [n - b for n, b in zip(seen_l, bad_l, strict=True)]
+            epsilon, epsilon_approximate = _epsilon(config, noise, n_train, steps_done)
             line = {
                 "epoch": epoch + 1,
                 "steps": steps_done,
@@ -477,7 +491,8 @@ def train(
                                            for i, name in enumerate(group_names)},
                 # examples whose gradient was not finite, dropped (clip weight 0)
                 "group_nonfinite": {name: bad_l[i] for i, name in enumerate(group_names)},
-                "epsilon": _epsilon(config, noise, n_train, steps_done),
+                "epsilon": epsilon,
+                "epsilon_approximate": epsilon_approximate,
                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             }
             metrics.append(line)
@@ -487,6 +502,7 @@ def train(
                 "version": CHECKPOINT_VERSION,
                 "config_hash": digest,
                 "epoch": epoch + 1,
+                "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "metrics": metrics,
@@ -511,6 +527,7 @@ def train(
         reports=_final_reports(config, noise, n_train, total_steps),
         steps=total_steps,
         calibration=noise.calibration,
+        secret_noise=seeds.is_secret,
     )
     wall = elapsed_before + time.perf_counter() - t_start
     if state is not None and start_epoch >= tc.epochs:

@@ -39,8 +39,9 @@ def test_compare_is_registered() -> None:
 
 def test_compare_two_seeds_writes_comparison_json(tmp_path: Path, no_report: list[Path],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # Reproducible noise: only then do the DP runs share the baselines' batches (checked below).
     assert main(["compare", "digits-underrep", *TINY, "--seeds", "2", "--out", str(tmp_path),
-                 "--quiet"]) == 0
+                 "--set", "privacy.reproducible_noise=true", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert no_report == [tmp_path]  # the report renderer was called on the directory
     c = json.loads((tmp_path / "comparison.json").read_text(encoding="utf-8"))
@@ -72,6 +73,16 @@ def test_compare_two_seeds_writes_comparison_json(tmp_path: Path, no_report: lis
             assert g["drop"]["values"][seed] == pytest.approx(a["accuracy"] - b["accuracy"])
     assert c["runs"][1] == {"seed": "1", "non_private": "seed-1/non-private",
                             "dp": "seed-1/dp"}
+    # The resolved config and the settings actually used, overrides included.
+    assert c["config"]["dp"]["training"]["epochs"] == 1
+    assert c["config"]["dp"]["privacy"]["reproducible_noise"] is True
+    assert c["config"]["non_private"]["privacy"]["clipping"] is False
+    assert c["config"]["dp"]["training"]["seed"] == 0  # the first seed's
+    assert c["settings"]["dp"]["epochs"] == 1 and c["settings"]["dp"]["batch_size"] == 30
+    assert c["settings"]["dp"]["lr"] == 0.3 and c["settings"]["dp"]["optimizer"] == "sgd"
+    assert {"training.epochs=1", "data.subsample=120",
+            "privacy.reproducible_noise=true"} <= set(c["settings"]["dp"]["overrides"])
+    assert c["settings"]["dp"]["noise_seeding"] == "reproducible"
 
     lines = out.splitlines()
     assert any(line.startswith("8*") for line in lines)

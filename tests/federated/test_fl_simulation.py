@@ -21,13 +21,16 @@ from disparate.federated.simulation import (
 from disparate.federated.synthetic import default_population, tiny_config, write_dump
 from disparate.results import read_metrics
 
+# Runs compared bit for bit (resume, order, engines): noise from the recorded seed.
+REPRODUCIBLE = {"privacy": {"reproducible_noise": True}}
+
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     directory = tmp_path_factory.mktemp("fl-data")
     suffix = ".zst" if importlib.util.find_spec("zstandard") else ".bz2"
     write_dump(directory / f"RC_2017-11{suffix}", default_population(12, seed=1), seed=2)
-    config = from_dict(tiny_config(directory))
+    config = from_dict(tiny_config(directory, extra=REPRODUCIBLE))
     return config, load_federated_data(config)
 
 
@@ -149,3 +152,43 @@ def test_cli(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["federated", "sample-dump", str(dump), "--authors", "3", "--posts", "2",
                      "3"]) == 0
     assert dump.is_file()
+
+
+def test_dp_fedavg_samples_participants_and_noise_from_a_secret_by_default(
+        tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from disparate import randomness
+    from disparate.config import apply_overrides
+
+    config, data = tiny
+    secret = apply_overrides(config, ["privacy.reproducible_noise=false"])
+    a = train_federated(secret, tmp_path / "a", data=data)
+    b = train_federated(secret, tmp_path / "b", data=data)
+    ga, gb = global_model(a.run_dir), global_model(b.run_dir)
+    assert any(not torch.equal(ga[k], gb[k]) for k in ga)  # same seed, other noise
+    saved = torch.load(a.run_dir / "checkpoint.pt", weights_only=True)["secret"]
+    released = "".join(p.read_text(encoding="utf-8") for p in a.run_dir.iterdir()
+                       if p.is_file() and p.name != "checkpoint.pt")
+    assert saved not in released and str(int(saved, 16)) not in released
+    p = a.results["privacy"]
+    assert p["noise_seeding"] == "secret" and "entropy: secret" in p["statement"]
+    assert "participants.csv" in p["statement"]  # listed as not covered
+    reproducible = train_federated(config, tmp_path / "r", data=data).results["privacy"]
+    assert "reproducible, not private against anyone who has it" in reproducible["statement"]
+
+    # Resume in secret mode: the checkpoint's secret, not a fresh one, continues the run.
+    draws = iter([5 << 90, 5 << 90, 6 << 90])
+    monkeypatch.setattr(randomness, "new_secret", lambda: next(draws))
+    full = train_federated(secret, tmp_path / "full", data=data)
+
+    class Breaking(InProcessExecutor):
+        def run_round(self, round_index, *args):
+            if round_index == 3:
+                raise Interrupt
+            super().run_round(round_index, *args)
+
+    with pytest.raises(Interrupt):
+        train_federated(secret, tmp_path / "cut", data=data,
+                        executor=lambda c, d, s, device="cpu": Breaking(c, d, s))
+    resumed = train_federated(secret, tmp_path / "cut", data=data, resume=True)
+    gf, gr = global_model(full.run_dir), global_model(resumed.run_dir)
+    assert all(torch.equal(gf[k], gr[k]) for k in gf)

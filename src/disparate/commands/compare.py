@@ -79,6 +79,7 @@ def run_comparison(
     non_private: list[dict[str, Any]] = []
     dp: list[dict[str, Any]] = []
     run_dirs: list[dict[str, str]] = []
+    configs: dict[str, ExperimentConfig] = {}
     for seed in seeds:
         cfg = seeded(config, seed)
         try:
@@ -90,6 +91,7 @@ def run_comparison(
                                     ("dp", "dp", cfg)):
             run_dir = out / f"seed-{seed}" / label
             dirs[key] = str(run_dir.relative_to(out))
+            configs.setdefault(key, run_cfg)
             reuse = resume and _finished(run_dir, run_cfg)
             if reuse:
                 result = res.load_results(run_dir)
@@ -102,7 +104,8 @@ def run_comparison(
         run_dirs.append(dirs)
     comparison = res.compare_runs(non_private, dp, seeds=seeds,
                                   highlight=config.evaluation.highlight,
-                                  experiment=config.name, run_dirs=run_dirs)
+                                  experiment=config.name, run_dirs=run_dirs,
+                                  configs=configs)
     res.write_json(out / res.COMPARISON_FILE, comparison)
     return comparison
 

@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from disparate.data.grouped import GroupedDataset, IndexLike, _as_index_tensor
+from disparate.randomness import torch_generator
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -92,11 +92,11 @@ class Augmentation:
 def augmentation_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator of the augmentation draws of ``epoch`` of a run seeded ``seed``.
 
-    Independent of the batch-sampling and noise streams; a run resumed at an epoch boundary
-    draws exactly what the uninterrupted run drew.
+    The ``augmentation`` stream of :mod:`disparate.randomness`, independent of the
+    batch-sampling and noise streams; a run resumed at an epoch boundary draws exactly what
+    the uninterrupted run drew.
     """
-    state = np.random.SeedSequence([int(seed), int(epoch), 0xA0_6E]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+    return torch_generator(seed, "augmentation", epoch)
 
 
 def _centre_offset(size: int, crop: int) -> int:

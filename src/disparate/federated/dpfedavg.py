@@ -2,13 +2,13 @@
 
 One round t::
 
-    sample participants (Poisson with q = C / N, or exactly C uniformly)   seeded by (seed, t)
-    for each sampled participant i:                                       seeded by (seed, t, i)
+    sample participants (Poisson with q = C / N, or exactly C uniformly)   fl_participants, t
+    for each sampled participant i:                                       fl_local, (t, i)
         L_i <- local SGD from G_t on i's training data (E epochs, batch B, lr)
         Delta_i <- L_i - G_t                      over the DISTINCT parameters (tied once)
         server: clip Delta_i to norm S and add it to a running sum         (memory O(model))
     average  = sum / C                                       fixed denominator C, not |sample|
-    G_{t+1}  = G_t + eta * (average + N(0, sigma^2 I)),  sigma = z * S / C   seeded by (seed, t)
+    G_{t+1}  = G_t + eta * (average + N(0, sigma^2 I)),  sigma = z * S / C   fl_noise, t
 
 Adding or removing one participant changes ``sum`` by at most S, the average by S / C, so the
 noise multiplier of the mechanism is ``sigma / (S / C) = z`` and the privacy of T rounds is
@@ -21,8 +21,11 @@ Section 3.3); ``local_projection`` projects the local model onto the S-ball arou
 every local SGD step (the released code). In both the server also clips the final update, so
 the sensitivity bound holds whatever the client did.
 
-Determinism: every random choice is drawn from a generator seeded by (``training.seed``, round,
-participant, purpose) (:func:`derive_seed`), so a round's result does not depend on the order in
+Randomness: every random choice is drawn from its own stream of the seed tree
+(:mod:`disparate.randomness`: ``fl_participants`` and ``fl_noise`` by round, ``fl_local`` by
+round and participant). In a DP run the participant sampling and the noise are rooted in the
+run's secret (:class:`~disparate.randomness.SeedTree`, never sent to participants), the local
+training in ``training.seed``. A round's result does not depend on the order in
 which participants are trained -- in-process or by Flower workers in any order -- except for the
 floating-point order of the float64 running sum (differences far below float32 resolution).
 """
@@ -36,7 +39,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,7 +46,8 @@ from disparate.config import ExperimentConfig
 from disparate.federated.model import set_parameters
 from disparate.privacy.accounting import EpsilonReport, compute_epsilon, compute_epsilons
 from disparate.privacy.clipping import clip_factors
-from disparate.privacy.noise import add_gaussian_noise, make_generator
+from disparate.privacy.noise import add_gaussian_noise
+from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
     "PLD_MIN_NOISE_MULTIPLIER",
@@ -53,7 +56,6 @@ __all__ = [
     "ParticipantStats",
     "StreamingAggregator",
     "calibrate_participant_noise",
-    "derive_seed",
     "initial_parameters",
     "local_update",
     "participant_epsilon",
@@ -63,9 +65,6 @@ __all__ = [
     "server_step",
     "update_norm",
 ]
-
-#: Purposes of :func:`derive_seed` streams.
-SAMPLING, NOISE, LOCAL, EVAL_SUBSET = 1, 2, 3, 4
 
 #: PLD accounting is skipped below this noise multiplier: the discretised privacy-loss
 #: distribution of a tiny z is huge (z = 0.01 over 2,000 rounds did not finish in minutes);
@@ -85,13 +84,6 @@ ERR_WITHOUT_REPLACEMENT = (
 ERR_TOO_MANY = (
     "federated.participants_per_round={c}: expected <= the number of participants N={n}"
 )
-
-
-def derive_seed(seed: int, round_index: int, participant: int, purpose: int) -> int:
-    """A 63-bit seed for one (seed, round, participant, purpose) stream, order-independent."""
-    entropy = [int(seed), int(round_index), int(participant) + 1, int(purpose)]
-    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
-    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
 # --------------------------------------------------------------------------------- settings
@@ -170,9 +162,11 @@ class DPFedAvgSettings:
         return cls(**json.loads(text))
 
 
-def sample_participants(settings: DPFedAvgSettings, round_index: int) -> list[int]:
-    """The participants of a round (sorted), from a generator seeded by (seed, round)."""
-    g = torch.Generator().manual_seed(derive_seed(settings.seed, round_index, -1, SAMPLING))
+def sample_participants(settings: DPFedAvgSettings, round_index: int,
+                        seeds: SeedTree | None = None) -> list[int]:
+    """The participants of a round (sorted), from the ``fl_participants`` stream of the round
+    (``seeds``: the run's seed tree; ``None``: rooted in ``settings.seed``, reproducible)."""
+    g = (seeds or SeedTree(settings.seed)).generator("fl_participants", round_index)
     n = settings.num_participants
     if settings.sampling == "poisson":
         chosen = torch.nonzero(torch.rand(n, generator=g) < settings.sampling_rate).flatten()
@@ -242,7 +236,7 @@ def local_update(model: nn.Module, global_params: Mapping[str, Tensor], tokens: 
     Plain local SGD (the PyTorch word-language-model loop): the stream is cut into
     ``local_batch_size`` columns, read in windows of ``seq_len`` with the hidden state carried
     (detached) between windows, for ``local_epochs`` epochs. Dropout is drawn from a generator
-    seeded by (seed, round, participant). ``model`` is overwritten.
+    from the ``fl_local`` stream of (round, participant). ``model`` is overwritten.
     """
     device = next(model.parameters()).device
     global_params = {n: t.to(device) for n, t in global_params.items()}
@@ -257,7 +251,7 @@ def local_update(model: nn.Module, global_params: Mapping[str, Tensor], tokens: 
         source = _batchify(tokens.to(device), settings.local_batch_size)
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(derive_seed(settings.seed, round_index, participant, LOCAL))
+            torch.manual_seed(stream_seed(settings.seed, "fl_local", round_index, participant))
             for _epoch in range(settings.local_epochs):
                 hidden = model.init_hidden(source.size(1))
                 for i in range(0, source.size(0) - 1, settings.seq_len):
@@ -350,8 +344,10 @@ class StreamingAggregator:
 
 @torch.no_grad()
 def server_step(global_params: Mapping[str, Tensor], average: Mapping[str, Tensor],
-                settings: DPFedAvgSettings, round_index: int) -> dict[str, Tensor]:
-    """``G + eta * (average + N(0, sigma^2 I))`` with the noise seeded by (seed, round).
+                settings: DPFedAvgSettings, round_index: int, seeds: SeedTree | None = None
+                ) -> dict[str, Tensor]:
+    """``G + eta * (average + N(0, sigma^2 I))`` with the noise of the round's ``fl_noise``
+    stream (``seeds`` as in :func:`sample_participants`).
 
     Noise is drawn parameter by parameter in the order of ``global_params`` (the model's
     ``named_parameters`` order) from one generator on the parameters' device.
@@ -360,7 +356,8 @@ def server_step(global_params: Mapping[str, Tensor], average: Mapping[str, Tenso
     generator = None
     if settings.noise_std > 0:
         device = next(iter(global_params.values())).device
-        generator = make_generator(derive_seed(settings.seed, round_index, -1, NOISE), device)
+        generator = (seeds or SeedTree(settings.seed)).generator("fl_noise", round_index,
+                                                                 device=device)
     for name, g in global_params.items():
         step = average[name].to(g.device, g.dtype)
         if generator is not None:

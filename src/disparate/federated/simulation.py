@@ -37,11 +37,9 @@ from disparate import results as res
 from disparate.config import ExperimentConfig, apply_overrides, config_hash, save_config
 from disparate.federated import metrics as fm
 from disparate.federated.dpfedavg import (
-    EVAL_SUBSET,
     DPFedAvgSettings,
     StreamingAggregator,
     calibrate_participant_noise,
-    derive_seed,
     initial_parameters,
     local_update,
     participant_epsilon,
@@ -52,6 +50,7 @@ from disparate.federated.dpfedavg import (
 )
 from disparate.federated.model import build_word_model, parameter_count, set_parameters
 from disparate.federated.reddit import FederatedTextData, RedditOptions, load_reddit
+from disparate.randomness import SeedTree, stream_seed
 from disparate.training import check_run_dir
 
 __all__ = [
@@ -104,9 +103,10 @@ def seq_len_of(config: ExperimentConfig) -> int:
 
 
 def build_global_model(config: ExperimentConfig, num_tokens: int) -> nn.Module:
-    """The model G_0, initialised from ``training.seed`` (the global RNG is left untouched)."""
+    """The model G_0, initialised from the ``model_init`` stream of ``training.seed`` (the
+    global RNG is left untouched)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.training.seed)
+        torch.manual_seed(stream_seed(config.training.seed, "model_init"))
         return build_word_model(config.model.name, num_tokens, dict(config.model.options))
 
 
@@ -198,15 +198,19 @@ def _evaluate(model: nn.Module, global_params: Mapping[str, Tensor], data: Feder
 
 
 def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
-                   calibration: Mapping[str, Any] | None, rounds: int) -> dict[str, Any]:
+                   calibration: Mapping[str, Any] | None, rounds: int, secret_noise: bool
+                   ) -> dict[str, Any]:
     p = config.privacy
     reports, skipped = (participant_epsilons(settings, delta=p.delta, rounds=rounds)
                         if p.is_private else ({}, {}))
     block = res.privacy_block(p, noise_multiplier=settings.noise_multiplier,
-                              reports=reports or None, steps=rounds, calibration=calibration)
-    head = None
-    if reports:
-        head = reports.get(p.accountant) or reports.get("rdp") or next(iter(reports.values()))
+                              reports=reports or None, steps=rounds, calibration=calibration,
+                              secret_noise=secret_noise)
+    statement = privacy_statement(settings, _head_report(reports, p.accountant), mode=p.mode,
+                                  delta=p.delta if p.is_private else None)
+    if p.is_private:
+        statement += res.caveats(secret_noise=secret_noise)
+    head = _head_report(reports, p.accountant)
     block.update(
         level="participant",
         rounds=rounds,
@@ -217,12 +221,18 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
         clip_mode=settings.clip_mode,
         skipped_methods=skipped,
         description=(config.federated.describe() + "; " + _mechanism(config, settings)),
-        statement=privacy_statement(settings, head, mode=p.mode,
-                                    delta=p.delta if p.is_private else None),
+        statement=statement,
     )
     if head is not None:
         block["accountant"] = head.method
     return block
+
+
+def _head_report(reports: Mapping[str, Any], accountant: str) -> Any:
+    """The report of ``accountant`` (else RDP, else the first), or ``None`` without any."""
+    if not reports:
+        return None
+    return reports.get(accountant) or reports.get("rdp") or next(iter(reports.values()))
 
 
 def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
@@ -292,6 +302,10 @@ def train_federated(
         for name in (res.RESULTS_FILE, PARTICIPANTS_FILE, PREDICTIONS_FILE):
             (out / name).unlink(missing_ok=True)
 
+    saved_secret = None if state is None else state.get("secret")
+    seeds = SeedTree.for_run(config.training.seed, private=config.privacy.is_private,
+                             reproducible=config.privacy.reproducible_noise,
+                             saved_secret=None if saved_secret is None else int(saved_secret, 16))
     model = build_global_model(config, data.num_tokens).to(device)
     global_params = initial_parameters(model)
     start_round = 0
@@ -319,7 +333,7 @@ def train_federated(
     bucket_of = {i: int(b) for i, b in enumerate(buckets)}
     everyone = np.arange(n)
     if fed.eval_participants is not None and fed.eval_participants < n:
-        rng = np.random.default_rng(derive_seed(settings.seed, 0, -1, EVAL_SUBSET))
+        rng = np.random.default_rng(stream_seed(settings.seed, "fl_eval_subset"))
         interim = np.sort(rng.choice(n, size=fed.eval_participants, replace=False))
     else:
         interim = everyone
@@ -332,12 +346,12 @@ def train_federated(
         for r in range(start_round, fed.rounds):
             round_index = r + 1
             t_round = time.perf_counter()
-            participants = sample_participants(settings, round_index)
+            participants = sample_participants(settings, round_index, seeds)
             aggregator = StreamingAggregator(global_params, denominator=fed.participants_per_round,
                                              clip_norm=settings.clip_norm)
             executor.run_round(round_index, participants, global_params, aggregator)
             global_params = server_step(global_params, aggregator.average(), settings,
-                                        round_index)
+                                        round_index, seeds)
             stats = aggregator.stats
             by_bucket = fm.stats_by_bucket(stats, bucket_of, names)
             for s in stats:
@@ -387,6 +401,7 @@ def train_federated(
             if last or round_index % fed.checkpoint_every == 0:
                 _save_checkpoint(ckpt_path, {
                     "version": CHECKPOINT_VERSION, "config_hash": digest, "round": round_index,
+                    "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
                     "global": {k: v.detach().cpu() for k, v in global_params.items()},
                     "metrics": metrics, "elapsed_s": line["elapsed_s"],
                     "bucket_sums": bucket_sums,
@@ -404,7 +419,7 @@ def train_federated(
         final_eval = _evaluate(model, global_params, data, everyone, config, seq_len)
     wall = elapsed_before + time.perf_counter() - t_start
     results = _build_results(config, settings, calibration, data, final_eval, metrics,
-                             bucket_sums, model, wall, engine)
+                             bucket_sums, model, wall, engine, seeds.is_secret)
     _write_participants(out / PARTICIPANTS_FILE, final_eval, data, fed.vocab_buckets, names)
     res.write_json(out / PREDICTIONS_FILE, fm.output_diversity(final_eval, data.vocab,
                                                                 top=200))
@@ -426,7 +441,7 @@ def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
                    calibration: Mapping[str, Any] | None, data: FederatedTextData,
                    evaluation: fm.ParticipantEvaluation, metrics: Sequence[Mapping[str, Any]],
                    bucket_sums: Mapping[str, list[float]], model: nn.Module, wall: float,
-                   engine: str) -> dict[str, Any]:
+                   engine: str, secret_noise: bool) -> dict[str, Any]:
     fed = config.federated
     names = fed.bucket_names()
     overall = evaluation.overall()
@@ -465,7 +480,7 @@ def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
         "output_diversity": fm.output_diversity(evaluation, data.vocab),
         "highlight": list(config.evaluation.highlight),
         "groups": groups,
-        "privacy": _privacy_block(config, settings, calibration, fed.rounds),
+        "privacy": _privacy_block(config, settings, calibration, fed.rounds, secret_noise),
         "data": {k: data.meta.get(k) for k in (
             "participants", "authors_seen", "posts", "mean_posts_per_participant", "tokens",
             "train_tokens", "test_tokens", "unk_fraction", "vocab_coverage", "inputs")},

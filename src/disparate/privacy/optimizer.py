@@ -11,6 +11,7 @@ sensitivity, so noise is given as an explicit ``noise_std`` and nothing is priva
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,7 @@ class DPOptimizer:
         max_grad_norm: float | None,
         noise_multiplier: float = 0.0,
         noise_std: float | None = None,
-        noise_seed: int = 0,
+        noise_seed: int | None = None,
     ):
         if not expected_batch_size > 0:
             raise ValueError(f"expected_batch_size={expected_batch_size!r}: expected > 0")
@@ -75,7 +76,9 @@ class DPOptimizer:
         )
         self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         device = next(iter(self._params.values())).device
-        self.noise_generator = make_generator(noise_seed, device)
+        # noise_seed=None: a secret seed from the OS's entropy; the noise cannot be regenerated
+        self.noise_generator = make_generator(
+            secrets.randbits(64) if noise_seed is None else noise_seed, device)
         self.engine = GradSampleEngine(model)
 
     @property

@@ -4,7 +4,8 @@
 q = b / N (batch sizes vary, may be 0) — the sampling that the accountants'
 privacy amplification assumes. ``shuffle``: the paper's fixed-size batches of a
 shuffled epoch (the last one smaller). Both give ceil(N / b) steps per epoch, and the
-batches of an epoch are a function of (seed, epoch) alone, so a resumed run repeats them.
+batches of an epoch are a function of (root, epoch) alone -- the ``sampling`` stream of
+:mod:`disparate.randomness` -- so a resumed run repeats them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from disparate.privacy.accounting import SAMPLINGS, steps_per_epoch
+from disparate.randomness import torch_generator
 
 Sampling = Literal["poisson", "shuffle"]
 
@@ -22,13 +24,14 @@ Sampling = Literal["poisson", "shuffle"]
 def epoch_batches(
     sampling: Sampling, dataset_size: int, batch_size: int, seed: int, epoch: int
 ) -> list[Tensor]:
-    """Index tensors of the batches of epoch ``epoch`` (0-based)."""
+    """Index tensors of the batches of epoch ``epoch`` (0-based), drawn from the ``sampling``
+    stream under the root ``seed`` (the run's secret for a DP run, see ``SeedTree.root``)."""
     if sampling not in SAMPLINGS:
         raise ValueError(
             f"sampling={sampling!r}: expected one of {', '.join(map(repr, SAMPLINGS))}"
         )
     steps = steps_per_epoch(dataset_size, batch_size)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    generator = torch_generator(seed, "sampling", epoch)
     if sampling == "shuffle":
         return list(torch.randperm(dataset_size, generator=generator).split(batch_size))
     rate = batch_size / dataset_size

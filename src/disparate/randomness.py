@@ -1,0 +1,142 @@
+"""One seed tree: every random choice of a run draws from a named stream of its own.
+
+A stream is the child ``numpy.random.SeedSequence(root, spawn_key=(index, *key))`` of a root,
+where ``index`` is the stream's position in :data:`STREAMS` and ``key`` refines it (an epoch,
+a round, a participant). Distinct names or keys give independent streams, whatever the root,
+so no two consumers ever read the same random numbers::
+
+    stream           consumer                                     key
+    model_init       model initialisation (centralised and FL)    -
+    augmentation     per-batch image augmentation                 epoch
+    sampling         DP-SGD batch membership                      epoch
+    noise            DP-SGD Gaussian noise                        -
+    fl_participants  DP-FedAvg participants of a round            round
+    fl_local         a participant's local training               round, participant
+    fl_noise         DP-FedAvg Gaussian noise                     round
+    fl_eval_subset   the fixed subset of interim evaluations     -
+
+The data (split, imbalance, subsample) is drawn from ``data.seed`` by the dataset modules,
+each under a key of its own (see :mod:`disparate.data.imbalance`).
+
+Roots. The public root is ``training.seed`` (it is written to ``config.yaml`` and
+``results.json``). The streams of :data:`SECRET_STREAMS` -- the ones the DP guarantee needs
+hidden: which examples (or participants) were sampled, and the noise -- are rooted instead in
+a 128-bit secret drawn from the operating system (:func:`secrets.randbits`) when the run is
+differentially private, unless ``privacy.reproducible_noise`` is set. The secret is kept only
+in the checkpoint (so that a resumed run draws what the uninterrupted one would have), never
+in a file that is released with the results.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = [
+    "NOISE_REPRODUCIBLE",
+    "NOISE_SECRET",
+    "SECRET_BITS",
+    "SECRET_STREAMS",
+    "STREAMS",
+    "SeedTree",
+    "new_secret",
+    "stream_seed",
+    "torch_generator",
+]
+
+STREAMS: tuple[str, ...] = (
+    "model_init",
+    "augmentation",
+    "sampling",
+    "noise",
+    "fl_participants",
+    "fl_local",
+    "fl_noise",
+    "fl_eval_subset",
+)
+#: The streams rooted in the run's secret when it is differentially private.
+SECRET_STREAMS: frozenset[str] = frozenset({"sampling", "noise", "fl_participants", "fl_noise"})
+SECRET_BITS = 128
+
+#: How the noise was seeded, in the words of every privacy statement.
+NOISE_SECRET = ("noise and sampling seeded from the operating system's entropy: secret (kept "
+                "only in checkpoint.pt, which must not be released)")
+NOISE_REPRODUCIBLE = ("noise seeded from the recorded seed: reproducible, not private "
+                      "against anyone who has it")
+
+
+def _stream_index(stream: str) -> int:
+    try:
+        return STREAMS.index(stream)
+    except ValueError:
+        raise ValueError(
+            f"stream={stream!r}: expected one of {', '.join(map(repr, STREAMS))}") from None
+
+
+def stream_seed(root: int, stream: str, *key: int) -> int:
+    """A 64-bit seed of ``stream`` (refined by ``key``, e.g. the epoch) under ``root``."""
+    if isinstance(root, bool) or not isinstance(root, int) or root < 0:
+        raise ValueError(f"root={root!r}: expected an int >= 0")
+    seq = np.random.SeedSequence(root, spawn_key=(_stream_index(stream), *map(int, key)))
+    hi, lo = seq.generate_state(2, dtype=np.uint32)
+    return int(hi) << 32 | int(lo)
+
+
+def torch_generator(root: int, stream: str, *key: int,
+                    device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` seeded by :func:`stream_seed`."""
+    return torch.Generator(device=device).manual_seed(stream_seed(root, stream, *key))
+
+
+def new_secret() -> int:
+    """A fresh secret root from the operating system's entropy."""
+    return secrets.randbits(SECRET_BITS)
+
+
+@dataclass(frozen=True)
+class SeedTree:
+    """The roots of one run: the public seed and, for a secret run, the secret root.
+
+    ``secret=None``: every stream is rooted in ``seed`` (reproducible). Never write
+    ``secret`` anywhere but the checkpoint; ``repr`` hides it.
+    """
+
+    seed: int
+    secret: int | None = None
+
+    def __repr__(self) -> str:
+        hidden = "None" if self.secret is None else "<hidden>"
+        return f"SeedTree(seed={self.seed!r}, secret={hidden})"
+
+    @classmethod
+    def for_run(cls, seed: int, *, private: bool, reproducible: bool,
+                saved_secret: int | None = None) -> SeedTree:
+        """The tree of a run: secret (fresh, or ``saved_secret`` on resume) when ``private``
+        and not ``reproducible``, else rooted in ``seed`` alone."""
+        if not private or reproducible:
+            return cls(seed)
+        return cls(seed, new_secret() if saved_secret is None else int(saved_secret))
+
+    @property
+    def is_secret(self) -> bool:
+        """True when the streams of :data:`SECRET_STREAMS` are rooted in the secret."""
+        return self.secret is not None
+
+    def root(self, stream: str) -> int:
+        """The root that ``stream`` is drawn under."""
+        _stream_index(stream)
+        if self.secret is not None and stream in SECRET_STREAMS:
+            return self.secret
+        return self.seed
+
+    def seed_of(self, stream: str, *key: int) -> int:
+        """The 64-bit seed of ``stream`` at ``key``."""
+        return stream_seed(self.root(stream), stream, *key)
+
+    def generator(self, stream: str, *key: int,
+                  device: torch.device | str = "cpu") -> torch.Generator:
+        """A torch generator of ``stream`` at ``key``."""
+        return torch_generator(self.root(stream), stream, *key, device=device)
