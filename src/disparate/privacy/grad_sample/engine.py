@@ -252,8 +252,8 @@ class GradSampleEngine:
 
         ``loss_reduction`` says how the backwarded loss combined the per-example losses:
         ``"mean"`` (output gradients are multiplied by B) or ``"sum"``. Returns ``None``
-        when no pass was backwarded or its batch was empty; raises ``ValueError`` when several were (gradient
-        accumulation). The recorded passes are cleared.
+        when no pass was backwarded or its batch was empty; raises ``ValueError`` when
+        several were (gradient accumulation). The recorded passes are cleared.
         """
         if loss_reduction not in LOSS_REDUCTIONS:
             raise ValueError(
