@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -38,6 +39,7 @@ from disparate import results as res
 from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
+from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer
 from disparate.privacy.accounting import (
@@ -213,32 +215,31 @@ def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 1024
              ) -> dict[str, Any]:
-    """Loss and accuracy overall and per group (``None`` for a group without examples)."""
+    """Loss and accuracy overall and per group (``None`` for a group without examples), and
+    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    n_groups = dataset.num_groups
-    correct = torch.zeros(n_groups, dtype=torch.long)
-    total = torch.zeros(n_groups, dtype=torch.long)
-    loss_sum = 0.0
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    rows: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, len(dataset), batch_size):
         x, y, g = dataset[slice(start, start + batch_size)]
         x, y = x.to(device), y.to(device)
         out = model(x)
-        loss_sum += float(loss_fn(out, y))
-        hit = (out.argmax(dim=1) == y).cpu().long()
-        g = g.cpu()
-        correct += torch.bincount(g, weights=hit.double(), minlength=n_groups).long()
-        total += torch.bincount(g, minlength=n_groups)
+        rows.append((y.cpu(), out.argmax(dim=1).cpu(), g.cpu(), loss_fn(out, y).double().cpu()))
     model.train(was_training)
-    n = int(total.sum())
+    columns = ([torch.cat(c).numpy() for c in zip(*rows, strict=True)] if rows
+               else [np.zeros(0, dtype=np.int64)] * 4)
+    labels, preds, groups, losses = columns
+    predictions = Predictions(labels=labels, predictions=preds, groups=groups, losses=losses,
+                              group_names=tuple(dataset.group_names),
+                              class_names=tuple(dataset.class_names))
+    metrics = predictions.metrics()
     return {
-        "test_loss": loss_sum / n if n else None,
-        "test_accuracy": int(correct.sum()) / n if n else None,
-        "group_accuracy": {name: (int(c) / int(t) if int(t) else None)
-                           for name, c, t in zip(dataset.group_names, correct, total,
-                                                 strict=True)},
+        "test_loss": metrics.overall.loss,
+        "test_accuracy": metrics.overall.accuracy,
+        "group_accuracy": {name: m.accuracy for name, m in metrics.by_group.items()},
+        "predictions": predictions,
     }
 
 
@@ -461,6 +462,8 @@ def train(
             }
             metrics.append(line)
             _append_metrics(metrics_path, line)
+            if epoch + 1 == tc.epochs:
+                evaluation["predictions"].save(out / PREDICTIONS_FILE)
             elapsed = line["elapsed_s"]
             _save_checkpoint(ckpt_path, {
                 "version": CHECKPOINT_VERSION,
@@ -498,6 +501,9 @@ def train(
         final_metrics=metrics[-1],
         privacy=privacy,
         wall_time_s=wall,
+        device=str(device),
     )
+    if (out / PREDICTIONS_FILE).exists():
+        results["group_metrics"] = Predictions.load(out).metrics().to_dict()
     res.write_json(out / res.RESULTS_FILE, results)
     return RunResult(run_dir=out, results=results, metrics=metrics)
