@@ -320,6 +320,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool | None = None,
     log: Log | None = None,
+    on_epoch: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train ``config`` into ``out_dir``; write config.yaml, metrics.jsonl, results.json and
     checkpoint.pt (after every epoch).
@@ -338,6 +339,7 @@ def train(
         device: Torch device to train on.
         progress: tqdm progress bar: True / False, or None to show it only on a terminal.
         log: Called with one summary line per epoch (and notes); None for silence.
+        on_epoch: Called with each epoch's metrics line (e.g. a TensorBoard writer).
     """
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
@@ -478,6 +480,8 @@ def train(
             bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
             if log is not None:
                 log(_epoch_line(config, line))
+            if on_epoch is not None:
+                on_epoch(line)
     finally:
         bar.close()
         optimizer.close()

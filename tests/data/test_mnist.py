@@ -139,7 +139,7 @@ def test_download_failure_message(tmp_path, monkeypatch):
             raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", OfflineMNIST)
-    with pytest.raises(RuntimeError, match="download into .* failed .*--data-dir"):
+    with pytest.raises(DatasetNotFoundError, match="download into .* failed .*--data-dir"):
         load_dataset("mnist", data_dir=tmp_path, download=True)
 
 

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from disparate import results as res
-from disparate.commands.run import add_common_arguments, console_log, load_config
+from disparate.commands.run import (
+    ERR_INTERRUPTED,
+    add_common_arguments,
+    console_log,
+    load_config,
+)
 from disparate.config import ExperimentConfig, config_hash
 from disparate.data import DatasetNotFoundError
 
@@ -180,9 +185,13 @@ def run(args: argparse.Namespace) -> int:
     log = console_log(args.quiet)
     if log is not None:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
-    comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
-                                overwrite=args.overwrite, device=args.device,
-                                progress=False if args.quiet else None, log=log)
+    try:
+        comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
+                                    overwrite=args.overwrite, device=args.device,
+                                    progress=False if args.quiet else None, log=log)
+    except KeyboardInterrupt:
+        print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
+        return 130
     report = None if args.no_report else write_report(out)
     print_summary(comparison, out, report, time.perf_counter() - start)
     return 0

@@ -188,7 +188,7 @@ def _download(spec: _Spec, root: Path) -> None:
     try:
         cls(root=str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types
-        raise RuntimeError(
+        raise DatasetNotFoundError(
             f"{spec.name}: download into {root / spec.torchvision_class / 'raw'} failed ({exc}). "
             f"If you are offline, pass --data-dir DIR pointing at a folder with the IDX files."
         ) from exc
