@@ -32,9 +32,13 @@ __all__ = [
     "SliceMetrics",
     "confusion_matrix",
     "to_metric_frame",
+    "write_rows",
 ]
 
 PREDICTIONS_FILE = "predictions.npz"
+#: Tidy per-group metrics of every run of a comparison (``disparate compare``).
+GROUP_METRICS_CSV = "group_metrics.csv"
+TIDY_COLUMNS = ("group", "metric", "class", "value", "size")
 ERR_EXTRA = "{what} needs the optional package {package!r}: pip install 'disparate[{extra}]'"
 
 
@@ -162,12 +166,7 @@ class GroupMetrics:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write :meth:`to_rows` as CSV (no pandas needed)."""
-        path = Path(path)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["group", "metric", "class", "value", "size"])
-            writer.writeheader()
-            writer.writerows(self.to_rows())
-        return path
+        return write_rows(path, self.to_rows())
 
     def to_dataframe(self) -> Any:
         """:meth:`to_rows` as a pandas DataFrame (pandas is an optional extra)."""
@@ -177,6 +176,16 @@ class GroupMetrics:
             raise ImportError(ERR_EXTRA.format(what="to_dataframe()", package="pandas",
                                                extra="fairness")) from e
         return pd.DataFrame(self.to_rows())
+
+
+def write_rows(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Tidy rows as CSV; columns in the order of the first row."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else list(TIDY_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
 
 
 @dataclass(frozen=True)

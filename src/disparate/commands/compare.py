@@ -109,7 +109,19 @@ def run_comparison(
                                   highlight=config.evaluation.highlight,
                                   experiment=config.name, run_dirs=run_dirs)
     res.write_json(out / res.COMPARISON_FILE, comparison)
+    _write_group_metrics(out, run_dirs)
     return comparison
+
+
+def _write_group_metrics(out: Path, run_dirs: list[dict[str, str]]) -> None:
+    """``group_metrics.csv``: the tidy metrics rows of every run, with seed and mode."""
+    from disparate.metrics import GROUP_METRICS_CSV, PREDICTIONS_FILE, Predictions, write_rows
+
+    rows = [{"seed": int(d["seed"]), "mode": mode, **row}
+            for d in run_dirs for mode in ("non_private", "dp")
+            if (out / d[mode] / PREDICTIONS_FILE).exists()
+            for row in Predictions.load(out / d[mode]).metrics().to_rows()]
+    write_rows(out / GROUP_METRICS_CSV, rows)
 
 
 def _finished(run_dir: Path, config: ExperimentConfig) -> bool:
