@@ -16,6 +16,7 @@ from disparate import randomness, training
 from disparate import results as res
 from disparate.config import list_presets, load_experiment
 from disparate.data import write_idx
+from disparate.metrics import Predictions
 
 # Tiny, fast settings on top of digits-underrep (class 8 reduced to 10, N = 1,145).
 TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=2",
@@ -134,6 +135,16 @@ def test_digits_sizes_metrics_and_epsilon(tmp_path: Path) -> None:
     assert "-DP for 12 steps" in p["statement"] and "conversion:" in p["statement"]
     assert r["overall_accuracy"] == lines[-1]["test_accuracy"]
     assert groups["8"]["accuracy"] == lines[-1]["group_accuracy"]["8"]
+
+    # predictions.npz: one row per test example; the metrics of results.json come from it
+    pred = Predictions.load(tmp_path)
+    assert len(pred.labels) == 540 and pred.group_names == tuple(str(i) for i in range(10))
+    acc8 = float(np.mean(pred.predictions[pred.groups == 8] == pred.labels[pred.groups == 8]))
+    assert r["group_metrics"]["by_group"]["8"]["accuracy"] == groups["8"]["accuracy"] == acc8
+    assert r["group_metrics"]["by_group"]["8"]["size"] == 52
+    assert r["group_metrics"]["overall"]["loss"] == pytest.approx(r["test_loss"])
+    env = r["environment"]
+    assert env["device"] == "cpu" and env["packages"]["torch"] == torch.__version__.split("+")[0]
 
 
 @pytest.mark.parametrize("mode", ["non-private", "clip-only", "noise-only"])

@@ -42,6 +42,7 @@ __all__ = [
     "SIZE_DEPENDENCE_DESCRIPTION",
     "build_run_results",
     "caveats",
+    "environment",
     "compare_runs",
     "format_comparison_table",
     "gap",
@@ -278,6 +279,7 @@ def build_run_results(
     final_metrics: Mapping[str, Any],
     privacy: Mapping[str, Any],
     wall_time_s: float,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The ``results.json`` object from the last epoch's metrics line and the group sizes."""
     min_test = config.evaluation.min_group_test_size
@@ -314,6 +316,32 @@ def build_run_results(
         "privacy": dict(privacy),
         "settings": resolved_settings(config),
         "wall_time_s": float(wall_time_s),
+        "environment": environment(device),
+    }
+
+
+def environment(device: str = "cpu") -> dict[str, Any]:
+    """Software versions, platform and device of this process (``results.json`` key)."""
+    import platform
+    from importlib import metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": gpu or platform.processor() or platform.machine(),
+        "torch_cuda": torch.version.cuda,
+        "packages": {p: version(p) for p in (
+            "disparate", "torch", "torchvision", "numpy", "dp-accounting", "scikit-learn")},
     }
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -40,6 +41,7 @@ from disparate import results as res
 from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
+from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
 from disparate.privacy.accounting import (
@@ -221,32 +223,31 @@ def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 1024
              ) -> dict[str, Any]:
-    """Loss and accuracy overall and per group (``None`` for a group without examples)."""
+    """Loss and accuracy overall and per group (``None`` for a group without examples), and
+    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    n_groups = dataset.num_groups
-    correct = torch.zeros(n_groups, dtype=torch.long)
-    total = torch.zeros(n_groups, dtype=torch.long)
-    loss_sum = 0.0
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    rows: list[tuple[torch.Tensor, ...]] = []
     for start in range(0, len(dataset), batch_size):
         x, y, g = dataset[slice(start, start + batch_size)]
         x, y = x.to(device), y.to(device)
         out = model(x)
-        loss_sum += float(loss_fn(out, y))
-        hit = (out.argmax(dim=1) == y).cpu().long()
-        g = g.cpu()
-        correct += torch.bincount(g, weights=hit.double(), minlength=n_groups).long()
-        total += torch.bincount(g, minlength=n_groups)
+        rows.append((y.cpu(), out.argmax(dim=1).cpu(), g.cpu(), loss_fn(out, y).double().cpu()))
     model.train(was_training)
-    n = int(total.sum())
+    columns = ([torch.cat(c).numpy() for c in zip(*rows, strict=True)] if rows
+               else [np.zeros(0, dtype=np.int64)] * 4)
+    labels, preds, groups, losses = columns
+    predictions = Predictions(labels=labels, predictions=preds, groups=groups, losses=losses,
+                              group_names=tuple(dataset.group_names),
+                              class_names=tuple(dataset.class_names))
+    metrics = predictions.metrics()
     return {
-        "test_loss": loss_sum / n if n else None,
-        "test_accuracy": int(correct.sum()) / n if n else None,
-        "group_accuracy": {name: (int(c) / int(t) if int(t) else None)
-                           for name, c, t in zip(dataset.group_names, correct, total,
-                                                 strict=True)},
+        "test_loss": metrics.overall.loss,
+        "test_accuracy": metrics.overall.accuracy,
+        "group_accuracy": {name: m.accuracy for name, m in metrics.by_group.items()},
+        "predictions": predictions,
     }
 
 
@@ -328,6 +329,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool | None = None,
     log: Log | None = None,
+    on_epoch: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> RunResult:
     """Train ``config`` into ``out_dir``; write config.yaml, metrics.jsonl, results.json and
     checkpoint.pt (after every epoch).
@@ -347,6 +349,7 @@ def train(
         device: Torch device to train on.
         progress: tqdm progress bar: True / False, or None to show it only on a terminal.
         log: Called with one summary line per epoch (and notes); None for silence.
+        on_epoch: Called with each epoch's metrics line (e.g. a TensorBoard writer).
     """
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
@@ -497,6 +500,8 @@ def train(
             }
             metrics.append(line)
             _append_metrics(metrics_path, line)
+            if epoch + 1 == tc.epochs:
+                evaluation["predictions"].save(out / PREDICTIONS_FILE)
             elapsed = line["elapsed_s"]
             _save_checkpoint(ckpt_path, {
                 "version": CHECKPOINT_VERSION,
@@ -516,6 +521,8 @@ def train(
                 if sum(bad_l):
                     log(f"note: {sum(bad_l)} examples had a non-finite gradient and were "
                         "dropped (clip weight 0)")
+            if on_epoch is not None:
+                on_epoch(line)
     finally:
         bar.close()
         optimizer.close()
@@ -540,11 +547,14 @@ def train(
         final_metrics=metrics[-1],
         privacy=privacy,
         wall_time_s=wall,
+        device=str(device),
     )
     nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
     for group in results["groups"]:
         group["nonfinite"] = nonfinite_by_group.get(group["group"])
     # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
     results["self_check"] = checked if checked is not None else (state or {}).get("self_check")
+    if (out / PREDICTIONS_FILE).exists():
+        results["group_metrics"] = Predictions.load(out).metrics().to_dict()
     res.write_json(out / res.RESULTS_FILE, results)
     return RunResult(run_dir=out, results=results, metrics=metrics)

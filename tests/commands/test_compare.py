@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -83,6 +84,15 @@ def test_compare_two_seeds_writes_comparison_json(tmp_path: Path, no_report: lis
     assert {"training.epochs=1", "data.subsample=120",
             "privacy.reproducible_noise=true"} <= set(c["settings"]["dp"]["overrides"])
     assert c["settings"]["dp"]["noise_seeding"] == "reproducible"
+
+    # group_metrics.csv: tidy rows of every run; its accuracies are those of comparison.json
+    with (tmp_path / "group_metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["seed", "mode", "group", "metric", "class", "value", "size"]
+    acc8 = {(r["seed"], r["mode"]): float(r["value"]) for r in rows
+            if (r["group"], r["metric"]) == ("8", "accuracy")}
+    g8 = next(g for g in c["groups"] if g["group"] == "8")
+    assert [acc8[(str(s), "dp")] for s in (0, 1)] == pytest.approx(g8["dp_accuracy"]["values"])
 
     lines = out.splitlines()
     assert any(line.startswith("8*") for line in lines)

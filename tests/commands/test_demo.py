@@ -58,3 +58,14 @@ def test_demo_preset_epsilon_matches_the_readme() -> None:
         noise_multiplier=cfg.privacy.noise_multiplier, delta=cfg.privacy.delta,
         steps=total_steps(n, cfg.training.batch_size, cfg.training.epochs))
     assert report.steps == 540 and round(report.epsilon, 2) == 4.96
+
+
+def test_demo_on_a_non_terminal_prints_a_line_per_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(report_module, "write_report", lambda out: {})
+    assert main(["demo", "--out", str(tmp_path), "--seeds", "1", "--no-report",
+                 "--set", "training.epochs=1", "--set", "data.subsample=200"]) == 0
+    out = capsys.readouterr().out  # captured: not a terminal, so no bar
+    assert "[digits-underrep non-private seed 0] epoch 1/1" in out
+    assert "[digits-underrep dp seed 0] epoch 1/1" in out

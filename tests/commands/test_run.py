@@ -84,6 +84,7 @@ def test_run_errors_exit_2_with_a_message(argv: list[str], message: str,
 
 def test_run_missing_dataset_files_exit_2(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "empty").mkdir()
     assert main(["run", "mnist-underrep", "--set", "data.download=false",
                  "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
     assert "IDX files not found" in capsys.readouterr().err
@@ -103,3 +104,80 @@ def test_run_refuses_a_federated_experiment(capsys: pytest.CaptureFixture[str]) 
         pytest.skip("no federated preset shipped")
     assert main(["run", federated[0]]) == 2
     assert f"use 'disparate federated run {federated[0]}'" in capsys.readouterr().err
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("disparate: error: "), err
+    return err[0].removeprefix("disparate: error: ")
+
+
+def test_a_missing_data_dir_is_not_created_and_nothing_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "mnist-typo"
+    assert main(["run", "mnist-underrep", "--data-dir", str(missing), "--download",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert _one_error_line(capsys) == run_command.ERR_DATA_DIR.format(path=missing)
+    assert not missing.exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "gpu"])
+def test_a_device_that_is_not_there_fails_before_creating_anything(
+        device: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert _run(tmp_path / "o", "--device", device) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"--device {device!r}: ")
+    assert ("CUDA is not available" in line) if device == "cuda" else ("not a torch device" in line)
+    assert not (tmp_path / "o").exists()
+
+
+def test_offline_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    import torchvision.datasets
+
+    class Offline:
+        def __init__(self, **kwargs):
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    (tmp_path / "data").mkdir()
+    assert main(["run", "mnist-underrep", "--data-dir", str(tmp_path / "data"), "--download",
+                 "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    line = _one_error_line(capsys)
+    assert "download into" in line and "If you are offline, pass --data-dir" in line
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from disparate import training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    assert _run(tmp_path / "o") == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "disparate: " + run_command.ERR_INTERRUPTED.format(out=tmp_path / "o")]
+
+
+def test_tensorboard_scalars_per_epoch(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert _run(tmp_path / "o", "--tensorboard", str(tmp_path / "tb")) == 0
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    lines = [json.loads(x) for x in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    for key in ("group_accuracy", "group_grad_norm", "group_clipped_fraction"):
+        for group in ("2", "8"):  # an epoch without an example of a group has no point
+            points = events.Scalars(f"{key}/{group}")
+            want = [(m["epoch"], m[key][group]) for m in lines if m[key][group] is not None]
+            assert [p.step for p in points] == [e for e, _ in want]
+            assert [p.value for p in points] == pytest.approx([v for _, v in want])
+    assert [p.step for p in events.Scalars("group_accuracy/8")] == [1, 2]
+    assert [p.value for p in events.Scalars("privacy/epsilon")] == pytest.approx(
+        [m["epsilon"] for m in lines])

@@ -59,8 +59,8 @@ def test_torchvision_layout(tmp_path):
     assert len(train) == 30 and len(test) == 20
     write_fake_mnist(tmp_path / "FashionMNIST" / "raw", gz=True, n_train=10)
     ftrain, _ = load_dataset("fashion-mnist", data_dir=tmp_path)
-    assert len(ftrain) == 10 and ftrain.class_names[0] == "t-shirt/top"
-    assert ftrain.group_names == [str(i) for i in range(10)]
+    assert len(ftrain) == 10 and ftrain.class_names[0] == "T-shirt/top"
+    assert ftrain.group_names == list(ftrain.class_names) and ftrain.group_names[8] == "Bag"
 
 
 def test_dot_spelling_and_mixed_compression(tmp_path):
@@ -139,7 +139,7 @@ def test_download_failure_message(tmp_path, monkeypatch):
             raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(torchvision.datasets, "MNIST", OfflineMNIST)
-    with pytest.raises(RuntimeError, match="download into .* failed .*--data-dir"):
+    with pytest.raises(DatasetNotFoundError, match="download into .* failed .*--data-dir"):
         load_dataset("mnist", data_dir=tmp_path, download=True)
 
 
@@ -154,3 +154,33 @@ def test_real_mnist_sizes_and_paper_imbalance():
     assert len(reduced) == 54649
     assert reduced.group_sizes()["8"] == 500 and reduced.group_sizes()["2"] == 5958
     assert len(test) == 10000
+
+
+def test_full_size_files_that_are_not_mnist_are_refused(tmp_path):
+    # 60,000 labels, exactly 6,000 per class: Fashion-MNIST's shape of label file.
+    write_fake_mnist(tmp_path, gz=False, n_train=60000)
+    with pytest.raises(IdxFormatError) as e:
+        load_dataset("mnist", data_dir=tmp_path)
+    message = str(e.value)
+    assert "train-labels-idx1-ubyte: not the MNIST file (60000 examples" in message
+    assert "exactly 6000 per class, as in Fashion-MNIST (use data.dataset=fashion-mnist)" in message
+    assert len(load_dataset("fashion-mnist", data_dir=tmp_path).train) == 60000
+
+
+def test_fashion_mnist_refuses_the_mnist_files(tmp_path, monkeypatch):
+    from disparate.data import mnist
+
+    arrays = write_fake_mnist(tmp_path, gz=True, n_train=60000)
+    # pretend these fake files are the official MNIST ones
+    for role in ("train_images", "train_labels"):
+        monkeypatch.setitem(mnist.MNIST_MD5, role, mnist._content_md5(arrays[role]))
+    assert len(load_dataset("mnist", data_dir=tmp_path).train) == 60000
+    with pytest.raises(IdxFormatError, match="this is the MNIST file .* not fashion-mnist's"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+
+
+def test_real_mnist_files_pass_the_check():
+    if not REAL_MNIST.is_dir():
+        pytest.skip("the real MNIST files are not in this checkout")
+    train, test = load_dataset("mnist", data_dir=REAL_MNIST)
+    assert (len(train), len(test)) == (60000, 10000)

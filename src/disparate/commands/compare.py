@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from disparate import results as res
-from disparate.commands.run import add_common_arguments, console_log, load_config
+from disparate.commands.run import (
+    ERR_INTERRUPTED,
+    add_common_arguments,
+    console_log,
+    load_config,
+)
 from disparate.config import ExperimentConfig, config_hash
 from disparate.data import DatasetNotFoundError
 
@@ -107,7 +112,19 @@ def run_comparison(
                                   experiment=config.name, run_dirs=run_dirs,
                                   configs=configs)
     res.write_json(out / res.COMPARISON_FILE, comparison)
+    _write_group_metrics(out, run_dirs)
     return comparison
+
+
+def _write_group_metrics(out: Path, run_dirs: list[dict[str, str]]) -> None:
+    """``group_metrics.csv``: the tidy metrics rows of every run, with seed and mode."""
+    from disparate.metrics import GROUP_METRICS_CSV, PREDICTIONS_FILE, Predictions, write_rows
+
+    rows = [{"seed": int(d["seed"]), "mode": mode, **row}
+            for d in run_dirs for mode in ("non_private", "dp")
+            if (out / d[mode] / PREDICTIONS_FILE).exists()
+            for row in Predictions.load(out / d[mode]).metrics().to_rows()]
+    write_rows(out / GROUP_METRICS_CSV, rows)
 
 
 def _finished(run_dir: Path, config: ExperimentConfig) -> bool:
@@ -183,9 +200,13 @@ def run(args: argparse.Namespace) -> int:
     log = console_log(args.quiet)
     if log is not None:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
-    comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
-                                overwrite=args.overwrite, device=args.device,
-                                progress=False if args.quiet else None, log=log)
+    try:
+        comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
+                                    overwrite=args.overwrite, device=args.device,
+                                    progress=False if args.quiet else None, log=log)
+    except KeyboardInterrupt:
+        print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
+        return 130
     report = None if args.no_report else write_report(out)
     print_summary(comparison, out, report, time.perf_counter() - start)
     return 0

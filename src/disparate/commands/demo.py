@@ -9,6 +9,7 @@ per-class table (classes 8 and 2 highlighted) and the report.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo: {PRESET}, class 8 has "
           f"{config.data.reduce.get('8', 'all')} training examples; "
           f"non-private vs {config.privacy.describe()}; seeds {seeds}")
-    log = console_log(True)  # the demo prints only its summary; the bar shows progress
+    # On a terminal the bar shows progress; elsewhere (CI, a pipe) one plain line per epoch.
+    log = console_log(args.quiet or sys.stderr.isatty())
     comparison = run_comparison(config, out, seeds=seeds, overwrite=True,
                                 progress=False if args.quiet else None, log=log)
     report = None if args.no_report else write_report(out)

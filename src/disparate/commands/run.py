@@ -25,6 +25,22 @@ from disparate.models import list_models
 
 NAME = "run"
 
+ERR_DATA_DIR = (
+    "--data-dir {path}: no such directory (it is not created); check the path, or create "
+    "it first to --download into it"
+)
+ERR_DEVICE = "--device {device!r}: not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1', 'mps'"
+ERR_NO_CUDA = (
+    "--device {device!r}: CUDA is not available on this machine (torch {version}{build}); "
+    "use --device cpu"
+)
+ERR_CUDA_INDEX = "--device {device!r}: this machine has {count} CUDA device(s), 0..{last}"
+ERR_NO_MPS = "--device {device!r}: Apple's MPS is not available on this machine; use --device cpu"
+ERR_INTERRUPTED = (
+    "interrupted; {out} keeps the last finished epoch's checkpoint: continue with the same "
+    "command and --resume"
+)
+
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """EXPERIMENT, --set, --data-dir, --download, --device and --quiet (shared with compare)."""
@@ -44,12 +60,39 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="no per-epoch lines and no progress bar")
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can train on it here, else a ValueError saying why (nothing made)."""
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(ERR_DEVICE.format(device=device)) from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            build = ", a CPU-only build" if torch.version.cuda is None else (
+                f" built for CUDA {torch.version.cuda}, but no usable GPU or driver")
+            raise ValueError(ERR_NO_CUDA.format(device=device, version=torch.__version__,
+                                                build=build))
+        count = torch.cuda.device_count()
+        if d.index is not None and d.index >= count:
+            raise ValueError(ERR_CUDA_INDEX.format(device=device, count=count, last=count - 1))
+    if d.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(ERR_NO_MPS.format(device=device))
+    return device
+
+
 def load_config(args: argparse.Namespace) -> ExperimentConfig:
-    """The experiment of ``args`` with --set, --data-dir and --download applied."""
+    """The experiment of ``args`` with --set, --data-dir and --download applied; --device and
+    --data-dir are checked first, so that a bad one leaves nothing behind."""
+    check_device(args.device)
     config = load_experiment(args.experiment, args.overrides)
     changes: dict[str, Any] = {}
     if args.data_dir is not None:
-        changes["data_dir"] = str(Path(args.data_dir).expanduser())
+        data_dir = Path(args.data_dir).expanduser()
+        if not data_dir.exists():
+            raise ValueError(ERR_DATA_DIR.format(path=data_dir))
+        changes["data_dir"] = str(data_dir)
     if args.download:
         changes["download"] = True
     if changes:
@@ -95,6 +138,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="continue from the run directory's last checkpoint")
     what.add_argument("--overwrite", action="store_true",
                       help="start again even if the run directory already holds a run")
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also write per-epoch scalars (per-group accuracy, gradient norm, "
+                             "clipped fraction, epsilon) for TensorBoard to DIR")
     parser.set_defaults(func=run)
     return parser
 
@@ -109,13 +155,28 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(
         "runs", f"{config.name}-{config.privacy.mode}-{config_hash(config)}")
     log = console_log(args.quiet)
+    board = None
+    if args.tensorboard is not None:
+        from disparate.tensorboard import TensorBoardLogger
+
+        try:
+            board = TensorBoardLogger(args.tensorboard)
+        except ImportError as exc:
+            raise ValueError(str(exc)) from exc
     if log is not None:
         log(f"{config.name}: {config.privacy.describe()} -> {out}")
     try:
         result = train(config, out, resume=args.resume, overwrite=args.overwrite,
-                       device=args.device, progress=False if args.quiet else None, log=log)
+                       device=args.device, progress=False if args.quiet else None, log=log,
+                       on_epoch=board)
     except DatasetNotFoundError as exc:
         raise ValueError(str(exc)) from exc
+    except KeyboardInterrupt:
+        print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
+        return 130
+    finally:
+        if board is not None:
+            board.close()
     r = result.results
     acc = {g["group"]: g["accuracy"] for g in r["groups"]}
     parts = [f"test accuracy {100 * r['overall_accuracy']:.2f}%"]

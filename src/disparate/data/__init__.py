@@ -3,13 +3,16 @@
 Importing this package registers the built-in datasets: ``mnist``, ``fashion-mnist``, ``digits``,
 ``faces`` (UTKFace / FairFace / Diversity in Faces, see ``docs/faces.md``), ``tweets``
 (TwitterAAE sentiment by dialect, see ``docs/tweets.md``), ``inaturalist`` (super-categories
-of iNaturalist 2017 / 2018, see ``docs/inaturalist.md``).
+of iNaturalist 2017 / 2018, see ``docs/inaturalist.md``), and for your own data
+``image-folder`` and ``table`` (see ``docs/library.md``). Plugins registered through
+:mod:`disparate.plugins` appear alongside.
 """
 
 from disparate.data import digits as _digits  # noqa: F401  (registers "digits")
 from disparate.data import faces as _faces  # noqa: F401  (registers "faces")
 from disparate.data import inaturalist as _inaturalist  # noqa: F401  (registers "inaturalist")
 from disparate.data import mnist as _mnist  # noqa: F401  (registers "mnist", "fashion-mnist")
+from disparate.data import own as _own  # noqa: F401  (registers "image-folder", "table")
 from disparate.data import tweets as _tweets  # noqa: F401  (registers "tweets")
 from disparate.data.grouped import (
     DatasetNotFoundError,

@@ -150,13 +150,14 @@ class GroupedDataset(Dataset):
         class_names: Sequence[str] | None = None,
         name: str = "",
     ) -> GroupedDataset:
-        """A dataset whose groups are its classes; group names are ``"0"``, ``"1"``, ..."""
+        """A dataset whose groups are its classes, named by ``class_names`` (default ``"0"``,
+        ``"1"``, ...)."""
         labels = torch.as_tensor(labels).long()
         return cls(
             inputs,
             labels,
             labels.clone(),
-            group_names=[str(c) for c in range(num_classes)],
+            group_names=list(class_names or [str(c) for c in range(num_classes)]),
             num_classes=num_classes,
             class_names=class_names,
             name=name,

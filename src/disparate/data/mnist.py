@@ -13,11 +13,21 @@ found, torchvision's dataset class downloads them into ``<data_dir>/MNIST/raw``.
 
 Inputs are float32 (N, 1, 28, 28): pixels scaled to [0, 1], then normalised with the dataset's
 mean and std (MNIST: 0.1307, 0.3081 as in the PyTorch example the paper used). Groups are the
-classes, named ``"0"`` .. ``"9"``. The train/test split is the official one (``seed`` unused).
+classes, named by the class names: ``"0"`` .. ``"9"`` for MNIST, ``"T-shirt/top"`` ..
+``"Ankle boot"`` for Fashion-MNIST (so ``data.reduce: {"Bag": 500}`` can be written). The
+train/test split is the official one (``seed`` unused).
+
+Files of the full size (60,000 training / 10,000 test examples) are checked against the MD5
+of the official MNIST files (uncompressed content, so ``.gz`` or not does not matter): MNIST
+refuses other files of that size (e.g. Fashion-MNIST's, whose labels are exactly 6,000 per
+class) instead of training on them under MNIST's name and normalisation, and Fashion-MNIST
+refuses the MNIST files. Smaller files (subsets, test fixtures) are read as given.
 """
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +57,28 @@ MNIST_STD = 0.3081
 FASHION_MNIST_MEAN = 0.2860
 FASHION_MNIST_STD = 0.3530
 
+#: MD5 of the uncompressed official MNIST files (header included), by role.
+MNIST_MD5: dict[str, str] = {
+    "train_images": "6bbc9ace898e44ae57da46a324031adb",
+    "train_labels": "a25bea736e30d166cdddb491f175f624",
+    "test_images": "2646ac647ad5339dbf082846283269ea",
+    "test_labels": "27ae3e4e09519cfbb04c329615203637",
+}
+FULL_SIZE: dict[str, int] = {"train": 60000, "test": 10000}
+ERR_NOT_MNIST = (
+    "{path}: not the MNIST file ({count} examples, MD5 {got} of the uncompressed content; "
+    "MNIST's is {want}){hint}. Point --data-dir at the MNIST files, or choose the dataset "
+    "these files are"
+)
+HINT_BALANCED = (
+    "; its labels are exactly {per_class} per class, as in Fashion-MNIST (use "
+    "data.dataset=fashion-mnist)"
+)
+ERR_IS_MNIST = (
+    "{path}: this is the MNIST file (MD5 {got}), not {name}'s; use data.dataset=mnist or "
+    "point --data-dir at the {name} files"
+)
+
 # role -> file stem; each stem is tried as "<stem>-idx?-ubyte" and "<stem>.idx?-ubyte", raw or gz.
 _FILES: dict[str, tuple[str, str]] = {
     "train_images": ("train-images", "idx3-ubyte"),
@@ -73,16 +105,16 @@ _SPECS: dict[str, _Spec] = {
         FASHION_MNIST_MEAN,
         FASHION_MNIST_STD,
         (
-            "t-shirt/top",
-            "trouser",
-            "pullover",
-            "dress",
-            "coat",
-            "sandal",
-            "shirt",
-            "sneaker",
-            "bag",
-            "ankle boot",
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
         ),
     ),
 }
@@ -156,7 +188,7 @@ def _download(spec: _Spec, root: Path) -> None:
     try:
         cls(root=str(root), train=True, download=True)
     except Exception as exc:  # network errors come in many types
-        raise RuntimeError(
+        raise DatasetNotFoundError(
             f"{spec.name}: download into {root / spec.torchvision_class / 'raw'} failed ({exc}). "
             f"If you are offline, pass --data-dir DIR pointing at a folder with the IDX files."
         ) from exc
@@ -176,6 +208,9 @@ def _read_split(spec: _Spec, images_path: Path, labels_path: Path, split: str) -
         )
     if labels.size and int(labels.max()) > 9:
         raise IdxFormatError(f"{labels_path}: label {int(labels.max())} found; expected 0..9")
+    if labels.shape[0] == FULL_SIZE[split]:
+        _check_identity(spec, f"{split}_labels", labels_path, labels)
+        _check_identity(spec, f"{split}_images", images_path, images)
     x = torch.from_numpy(images).to(torch.float32).div_(255.0)
     x = x.sub_(spec.mean).div_(spec.std).unsqueeze(1).contiguous()
     return GroupedDataset.from_class_labels(
@@ -185,6 +220,27 @@ def _read_split(spec: _Spec, images_path: Path, labels_path: Path, split: str) -
         class_names=spec.class_names,
         name=f"{spec.name}/{split}",
     )
+
+
+def _content_md5(array: np.ndarray) -> str:
+    """MD5 of the uncompressed IDX file holding the uint8 ``array``."""
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return hashlib.md5(header + np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def _check_identity(spec: _Spec, role: str, path: Path, array: np.ndarray) -> None:
+    """MNIST must be MNIST's files; Fashion-MNIST must not be (full-size files only)."""
+    got, want = _content_md5(array), MNIST_MD5[role]
+    if spec.name == "mnist" and got != want:
+        hint = ""
+        if role.endswith("labels"):
+            counts = np.bincount(array, minlength=10)
+            if counts.min() == counts.max():
+                hint = HINT_BALANCED.format(per_class=int(counts[0]))
+        raise IdxFormatError(ERR_NOT_MNIST.format(path=path, count=array.shape[0], got=got,
+                                                  want=want, hint=hint))
+    if spec.name != "mnist" and got == want:
+        raise IdxFormatError(ERR_IS_MNIST.format(path=path, got=got, name=spec.name))
 
 
 def load_mnist_like(

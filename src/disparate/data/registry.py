@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from disparate.data.grouped import DatasetSplits
+from disparate.plugins import load_plugins
 
 __all__ = [
     "DatasetBuilder",
@@ -58,11 +59,13 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
+    load_plugins()
     return sorted(_REGISTRY)
 
 
 def get_dataset_builder(name: str) -> DatasetBuilder:
     """The builder registered as ``name``; a ValueError names the valid choices otherwise."""
+    load_plugins()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from disparate.plugins import load_plugins
+
 __all__ = [
     "ModelBuilder",
     "build_model",
@@ -62,6 +64,7 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 def list_models() -> list[str]:
     """Names of the registered models, sorted."""
+    load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -77,6 +80,7 @@ def model_options(name: str) -> dict[str, Any]:
 
 
 def _get(name: str) -> ModelBuilder:
+    load_plugins()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

@@ -1,7 +1,22 @@
 """DP mechanisms: per-example gradients, clipping, noise, sampling, accounting, optimizers.
 
+The library API, Opacus-shaped (see ``docs/library.md``)::
+
+    from disparate.privacy import make_private
+    private = make_private(model, optimizer, train_loader, noise_multiplier=1.1,
+                           max_grad_norm=1.0)
+    model, optimizer, train_loader = private.model, private.optimizer, private.data_loader
+    ...  # the usual loop: loss = criterion(model(x), y); loss.backward(); optimizer.step()
+    private.accountant.get_epsilon(delta=1e-5)
+
+Pieces: ``DPOptimizer`` (a ``torch.optim.Optimizer``), ``DPDataLoader`` (Poisson
+batches), ``PrivacyAccountant`` (counts steps), ``compute_epsilon`` and
+``calibrate_noise_multiplier`` (stateless accounting), ``check_model`` and
+``replace_batchnorm`` (models that mix examples), ``GradSampleEngine`` (per-example
+gradient norms and clipped sums).
+
 Attributes are imported on first use, so that torch-free parts (the accountant behind
-``disparate epsilon``) load without importing torch.
+``disparate epsilon``) load without importing torch; ``dir()`` and ``help()`` list them.
 """
 
 from __future__ import annotations
@@ -12,6 +27,11 @@ from typing import Any
 _EXPORTS = {
     "DPOptimizer": "disparate.privacy.optimizer",
     "StepResult": "disparate.privacy.optimizer",
+    "DPDataLoader": "disparate.privacy.data_loader",
+    "PoissonBatchSampler": "disparate.privacy.data_loader",
+    "PrivacyAccountant": "disparate.privacy.accountant",
+    "PrivateTraining": "disparate.privacy.private",
+    "make_private": "disparate.privacy.private",
     "GradSampleEngine": "disparate.privacy.grad_sample.engine",
     "PerExampleGrads": "disparate.privacy.grad_sample.engine",
     "clip_factors": "disparate.privacy.clipping",
@@ -34,3 +54,7 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'disparate.privacy' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,6 +7,16 @@ then the wrapped optimizer steps (SGD -> DP-SGD, Adam -> DP-Adam).
 The ablations of the paper's Figure 4 are modes of the same object:
 ``max_grad_norm=None`` turns clipping off; without clipping there is no
 sensitivity, so noise is given as an explicit ``noise_std`` and nothing is private.
+
+It is a ``torch.optim.Optimizer`` sharing the wrapped optimizer's ``param_groups`` and
+``state`` (LR schedulers, ``param_groups[0]["lr"]`` and step hooks work), and takes a
+batch either way::
+
+    loss = criterion(model(x), y)        # criterion of reduction loss_reduction
+    loss.backward()
+    optimizer.step()                     # per-example gradients captured in backward()
+
+    optimizer.step(per_example_loss_fn, x, y)   # or: forward and backward done here
 """
 
 from __future__ import annotations
@@ -18,22 +28,49 @@ import torch
 from torch import Tensor, nn
 
 from disparate.privacy.clipping import clip_factors
-from disparate.privacy.grad_sample.engine import GradSampleEngine, LossFn
+from disparate.privacy.grad_sample.engine import (
+    LOSS_REDUCTIONS,
+    GradSampleEngine,
+    Inputs,
+    LossFn,
+    LossReduction,
+    PerExampleGrads,
+    batch_size_of,
+)
 from disparate.privacy.noise import add_gaussian_noise, make_generator
+
+ERR_NO_BACKWARD = (
+    "optimizer.step() without arguments needs loss.backward() on the model's outputs "
+    "first (a forward pass with gradients enabled, then backward); or pass the batch: "
+    "optimizer.step(loss_fn, inputs, targets) with a per-example loss_fn"
+)
+ERR_STEP_ARGS = (
+    "optimizer.step(loss_fn, inputs, targets): give all three or none; got "
+    "loss_fn={loss_fn!r}, inputs of type {inputs}, targets of type {targets}"
+)
 
 
 @dataclass(frozen=True)
 class StepResult:
-    """Per-example quantities of one step, all (B,)."""
+    """Per-example quantities of one step, all (B,).
 
-    losses: Tensor
+    ``losses`` and ``outputs`` are ``None`` after ``loss.backward(); step()``: the optimizer
+    saw only the reduced loss.
+    """
+
+    losses: Tensor | None
     norms: Tensor  # gradient norm before clipping
     clip_weights: Tensor  # min(1, S/||g_i||); 1 where clipping is off; 0 if not finite
-    outputs: Tensor
+    outputs: Tensor | None
 
 
-class DPOptimizer:
-    """Clip per example, sum, add Gaussian noise, divide by the expected batch size, step."""
+class DPOptimizer(torch.optim.Optimizer):
+    """Clip per example, sum, add Gaussian noise, divide by the expected batch size, step.
+
+    ``loss_reduction`` declares how the loss given to ``loss.backward()`` combines the
+    per-example losses ("mean", as torch's losses by default, or "sum"); it does not
+    matter for ``step(loss_fn, inputs, targets)``, whose ``loss_fn`` is per example.
+    """
 
     def __init__(
         self,
@@ -45,6 +82,7 @@ class DPOptimizer:
         noise_multiplier: float = 0.0,
         noise_std: float | None = None,
         noise_seed: int | None = None,
+        loss_reduction: LossReduction = "mean",
     ):
         if not expected_batch_size > 0:
             raise ValueError(f"expected_batch_size={expected_batch_size!r}: expected > 0")
@@ -66,7 +104,18 @@ class DPOptimizer:
             )
         if noise_std is not None and not noise_std >= 0:
             raise ValueError(f"noise_std={noise_std!r}: expected >= 0")
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction={loss_reduction!r}: expected one of "
+                             + ", ".join(map(repr, LOSS_REDUCTIONS)))
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(f"optimizer of type {type(optimizer).__name__}: expected a "
+                             "torch.optim.Optimizer over the model's parameters")
+        super().__init__(optimizer.param_groups, optimizer.defaults)
+        # One set of groups and state: schedulers and checkpoints see the wrapped optimizer's.
+        self.param_groups = optimizer.param_groups
+        self.state = optimizer.state
         self.optimizer = optimizer
+        self.loss_reduction = loss_reduction
         self.model = model
         self.expected_batch_size = float(expected_batch_size)
         self.max_grad_norm = max_grad_norm
@@ -79,7 +128,7 @@ class DPOptimizer:
         # noise_seed=None: a secret seed from the OS's entropy; the noise cannot be regenerated
         self.noise_generator = make_generator(
             secrets.randbits(64) if noise_seed is None else noise_seed, device)
-        self.engine = GradSampleEngine(model)
+        self.engine = GradSampleEngine(model, capture=True)
 
     @property
     def mode(self) -> str:
@@ -94,20 +143,47 @@ class DPOptimizer:
         """True only with clipping and noise on: the only mode that has a DP guarantee."""
         return self.mode == "dp"
 
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zero the parameters' gradients and forget the forward passes recorded since."""
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+        self.engine.clear()
 
-    def step(self, loss_fn: LossFn, inputs: Tensor, targets: Tensor) -> StepResult:
-        """One DP step on the batch ``inputs`` (which may be empty under Poisson sampling)."""
-        if inputs.shape[0] == 0:
-            empty = inputs.new_zeros(0)
-            summed = {n: torch.zeros_like(p) for n, p in self._params.items()}
+    def step(
+        self,
+        loss_fn: LossFn | None = None,
+        inputs: Inputs | None = None,
+        targets: Tensor | None = None,
+    ) -> StepResult:
+        """One DP step, on the batch of the last ``loss.backward()`` or on ``inputs``.
+
+        ``inputs`` is a tensor, a tuple or a mapping of tensors, batch dimension first;
+        the batch may be empty under Poisson sampling (only noise is added).
+        """
+        given = [a is not None for a in (loss_fn, inputs, targets)]
+        if any(given) and not all(given):
+            raise ValueError(ERR_STEP_ARGS.format(loss_fn=loss_fn, inputs=type(inputs).__name__,
+                                                  targets=type(targets).__name__))
+        if loss_fn is None:
+            batch = self.engine.last_batch_size()
+            per_example = self.engine.captured(self.loss_reduction)
+            if per_example is None and batch != 0:
+                raise ValueError(ERR_NO_BACKWARD)
+        else:
+            self.engine.clear()
+            batch = batch_size_of(inputs)
+            per_example = self.engine.compute(loss_fn, inputs, targets) if batch else None
+        return self._privatise_and_step(per_example)
+
+    def _privatise_and_step(self, per_example: PerExampleGrads | None) -> StepResult:
+        if per_example is None:  # an empty batch
+            empty = next(iter(self._params.values())).new_zeros(0)
+            summed: dict[str, Tensor] = {}
             result = StepResult(empty, empty, empty, empty)
         else:
-            per_example = self.engine.compute(loss_fn, inputs, targets)
             weights = clip_factors(per_example.norms, self.max_grad_norm)
             summed = per_example.weighted_sum(weights)
-            result = StepResult(per_example.losses, per_example.norms, weights, per_example.outputs)
+            result = StepResult(per_example.losses, per_example.norms, weights,
+                                per_example.outputs)
         for name, param in self._params.items():
             grad = summed.get(name)
             grad = torch.zeros_like(param) if grad is None else grad

@@ -11,10 +11,12 @@ the data) the step-1 self-check finds: :func:`disparate.privacy.selfcheck.self_c
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from torch import nn
-from torchvision.ops.misc import FrozenBatchNorm2d
+
+if TYPE_CHECKING:  # torchvision only when freezing: the privacy core does not need it
+    from torchvision.ops.misc import FrozenBatchNorm2d
 
 BATCHNORM_ERROR = (
     "{name} ({kind}) in training mode mixes the examples of a batch: per-example "
@@ -71,6 +73,8 @@ def _frozen_for(bn: nn.modules.batchnorm._BatchNorm) -> FrozenBatchNorm2d:
             f"cannot freeze {type(bn).__name__}: only BatchNorm2d has a frozen form; "
             "use replace_batchnorm(model, 'groupnorm')"
         )
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
     frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
     if bn.affine:
         frozen.weight.copy_(bn.weight.detach())

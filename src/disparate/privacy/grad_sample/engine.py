@@ -6,24 +6,41 @@ those layers' outputs (no parameter gradients are formed). Each layer rule turns
 (input, output gradient) into per-example contributions, from which come the
 per-example norms and then any weighted sum sum_i w_i g_i, e.g. the clipped sum
 with w_i = min(1, S / ||g_i||) ("book-keeping": no second backward pass).
+
+Two ways to drive it, with the same result:
+
+* :meth:`GradSampleEngine.compute` runs the forward and the backward itself from a
+  per-example ``loss_fn``;
+* with ``capture=True`` the engine records the user's own forward pass and receives the
+  layers' output gradients from the user's ``loss.backward()`` (tensor hooks), then
+  :meth:`GradSampleEngine.captured` rescales them by the loss' declared reduction
+  (``"mean"``: times B; ``"sum"``: as they are).
+
+Inputs are a tensor, a tuple of tensors (``model(*inputs)``) or a mapping of tensors
+(``model(**inputs)``), batch dimension first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, Node, get_gradient_edge
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from disparate.privacy.grad_sample.contributions import Contribution, Materialized, ParamGrads
 from disparate.privacy.grad_sample.fallback import vmap_contributions
 from disparate.privacy.grad_sample.layers import rule_for
 from disparate.privacy.validate import check_model
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
+LossFn = Callable[[Any, Tensor], Tensor]
+Inputs = Tensor | tuple[Tensor, ...] | Mapping[str, Tensor]
+LossReduction = Literal["mean", "sum"]
+LOSS_REDUCTIONS: tuple[str, ...] = ("mean", "sum")
 
 LOSS_SHAPE_ERROR = (
     "loss_fn must return one loss per example, shape ({batch},); got shape {shape}. "
@@ -45,6 +62,46 @@ TIED_USE_ERROR = (
     "the parameter one way within the call: call the module, or only the functional form."
 )
 
+INPUTS_ERROR = (
+    "inputs of type {kind}: expected a tensor, a tuple of tensors or a mapping of "
+    "tensors, batch dimension first"
+)
+BATCH_ERROR = "inputs: every tensor needs the same batch size (dimension 0); got sizes {sizes}"
+ACCUMULATION_ERROR = (
+    "{passes} forward/backward passes since the last step(): DPOptimizer clips each "
+    "example of ONE batch, so call optimizer.step() (or zero_grad()) after each "
+    "loss.backward(); to use larger batches, raise the batch size"
+)
+
+
+def batch_size_of(inputs: Any) -> int:
+    """The common size of dimension 0 of the tensors in ``inputs`` (any nesting)."""
+    sizes = [t.shape[0] for t in tree_flatten(inputs)[0] if isinstance(t, Tensor) and t.dim()]
+    if not sizes:
+        raise ValueError(INPUTS_ERROR.format(kind=type(inputs).__name__))
+    if len(set(sizes)) > 1:
+        raise ValueError(BATCH_ERROR.format(sizes=sorted(set(sizes))))
+    return sizes[0]
+
+
+def call_model(model: nn.Module, inputs: Inputs) -> Any:
+    """``model(x)``, ``model(*x)`` for a tuple/list, ``model(**x)`` for a mapping."""
+    if isinstance(inputs, Tensor):
+        return model(inputs)
+    if isinstance(inputs, Mapping):
+        return model(**inputs)
+    if isinstance(inputs, tuple | list):
+        return model(*inputs)
+    raise ValueError(INPUTS_ERROR.format(kind=type(inputs).__name__))
+
+
+def _store_grad(store: dict[int, Tensor], position: int, grad: Tensor) -> None:
+    store[position] = grad
+
+
+def _detach(tree: Any) -> Any:
+    return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, tree)
+
 
 @dataclass
 class _Call:
@@ -57,6 +114,19 @@ class _Call:
     edges: list[GradientEdge]
     # names (relative to the module) the vmap fallback differentiates; None: the rule decides
     fallback_params: list[str] | None
+    grads: dict[int, Tensor] = field(default_factory=dict)  # output gradients, by position
+
+
+@dataclass
+class _Pass:
+    """One forward pass of the model recorded for a later ``loss.backward()``."""
+
+    batch: int | None  # None: the inputs had no common batch dimension
+    calls: list[_Call] = field(default_factory=list)
+
+    @property
+    def backwarded(self) -> bool:
+        return any(c.grads for c in self.calls)
 
 
 def _nodes(tensors: list) -> list[Node]:
@@ -115,19 +185,23 @@ class PerExampleGrads:
 
     ``norms`` is each example's gradient norm over all trainable parameters, (B,), and
     ``param_sq_norms`` its squared norm per parameter name; ``losses`` each example's loss,
-    (B,); ``outputs`` the model's outputs (detached). A parameter the batch did not use has
+    (B,), and ``outputs`` the model's outputs (detached), both ``None`` when the gradients
+    were captured from the user's own backward pass. A parameter the batch did not use has
     no entry (its gradient is 0).
     """
 
-    def __init__(self, params: dict[str, ParamGrads], losses: Tensor, outputs: Tensor):
+    def __init__(self, params: dict[str, ParamGrads], batch: int, losses: Tensor | None,
+                 outputs: Any):
         self._params = params
+        self.batch = batch
         self.losses = losses
         self.outputs = outputs
         with torch.no_grad():
             self.param_sq_norms = {name: pg.sq_norms() for name, pg in params.items()}
-            sq = torch.zeros_like(losses)
-            for param_sq in self.param_sq_norms.values():
-                sq = sq + param_sq
+            sq_norms = list(self.param_sq_norms.values())
+            sq = sq_norms[0] if sq_norms else torch.zeros(batch)
+            for more in sq_norms[1:]:
+                sq = sq + more
         self.norms = sq.sqrt()
 
     def weighted_sum(self, weights: Tensor) -> dict[str, Tensor]:
@@ -137,7 +211,7 @@ class PerExampleGrads:
         adds nothing (not NaN * 0).
         """
         with torch.no_grad():
-            weights = weights.to(self.losses.dtype)
+            weights = weights.to(self.norms.dtype)
             keep = weights != 0
             keep = None if bool(keep.all()) else keep
             return {name: pg.weighted_sum(weights, keep) for name, pg in self._params.items()}
@@ -151,9 +225,12 @@ class GradSampleEngine:
     rule returns, any other call for every parameter its own code uses (read from the
     autograd graph between its inputs and outputs, nested module calls jumped over): its
     own, and its children's used without calling them (``F.linear(x, self.head.weight)``).
+
+    ``capture=True`` also records every forward pass of ``model`` run with gradients
+    enabled, for :meth:`captured` after the user's ``loss.backward()``.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, *, capture: bool = False):
         check_model(model)
         self.model = model
         self._names: dict[int, str] = {
@@ -162,6 +239,8 @@ class GradSampleEngine:
         self._calls: list[_Call] | None = None
         self._finished: list[_Span] = []  # every finished module call of this forward
         self._open: list[int] = []  # per running call, len(self._finished) when it started
+        self._passes: list[_Pass] = []
+        self._pass: _Pass | None = None  # the pass being recorded for captured()
         self._handles = []
         for module_name, module in model.named_modules():  # each module once, however named
             params = frozenset(id(p) for p in module.parameters() if p.requires_grad)
@@ -171,9 +250,35 @@ class GradSampleEngine:
                     self._make_hook(module_name or type(module).__name__, params),
                     with_kwargs=True,
                 ))
+        if capture:  # opened before, closed after every module hook of the pass
+            self._handles.append(model.register_forward_pre_hook(
+                self._open_pass, with_kwargs=True, prepend=True))
+            self._handles.append(model.register_forward_hook(self._close_pass))
+
+    def _open_pass(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if self._calls is None and torch.is_grad_enabled():
+            try:
+                batch = batch_size_of((args, kwargs))
+            except ValueError:  # reported by captured(), not by the user's forward pass
+                batch = None
+            self._pass = _Pass(batch=batch)
+            self._passes.append(self._pass)
+            self._finished, self._open = [], []
+
+    def _close_pass(self, *_: Any) -> None:
+        self._pass = None
+        self._finished, self._open = [], []
+
+    def _target(self) -> list[_Call] | None:
+        """Where a finished call is recorded: compute()'s list, a captured pass, or nowhere."""
+        if not torch.is_grad_enabled():
+            return None
+        if self._calls is not None:
+            return self._calls
+        return self._pass.calls if self._pass is not None else None
 
     def _recording(self) -> bool:
-        return self._calls is not None and torch.is_grad_enabled()
+        return self._target() is not None
 
     def _enter(self, module: nn.Module, args: tuple) -> None:
         if self._recording():
@@ -203,18 +308,21 @@ class GradSampleEngine:
                 self._refuse_tied_use(module_name, module, fallback_params, nested)
                 if not fallback_params:
                     return
-            self._calls.append(
-                _Call(
-                    module_name=module_name,
-                    module=module,
-                    args=tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
-                    kwargs=kwargs,
-                    output_positions=positions,
-                    outputs=outputs,
-                    edges=[get_gradient_edge(t) for t in outputs],
-                    fallback_params=fallback_params,
-                )
+            call = _Call(
+                module_name=module_name,
+                module=module,
+                args=tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
+                kwargs=kwargs,
+                output_positions=positions,
+                outputs=outputs,
+                edges=[get_gradient_edge(t) for t in outputs],
+                fallback_params=fallback_params,
             )
+            target = self._target()
+            if target is not self._calls:  # captured: the user's backward fills call.grads
+                for i, t in enumerate(outputs):
+                    t.register_hook(functools.partial(_store_grad, call.grads, i))
+            target.append(call)
 
         return hook
 
@@ -232,6 +340,12 @@ class GradSampleEngine:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the forward passes recorded for :meth:`captured`."""
+        self._passes.clear()
+        self._pass = None
 
     def __enter__(self) -> GradSampleEngine:
         return self
@@ -239,13 +353,13 @@ class GradSampleEngine:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def compute(self, loss_fn: LossFn, inputs: Tensor, targets: Tensor) -> PerExampleGrads:
+    def compute(self, loss_fn: LossFn, inputs: Inputs, targets: Tensor) -> PerExampleGrads:
         """Forward and backward once; return per-example norms and the means to sum."""
         check_model(self.model)
-        batch = inputs.shape[0]
+        batch = batch_size_of(inputs)
         self._calls, self._finished, self._open = [], [], []
         try:
-            outputs = self.model(inputs)
+            outputs = call_model(self.model, inputs)
         finally:
             calls, self._calls = self._calls, None
             self._finished, self._open = [], []
@@ -254,16 +368,51 @@ class GradSampleEngine:
             raise ValueError(LOSS_SHAPE_ERROR.format(batch=batch, shape=tuple(losses.shape)))
         edges = [e for c in calls for e in c.edges]
         grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True) if edges else ()
+        start = 0
+        for call in calls:
+            call.grads = {i: g for i, g in enumerate(grads[start:start + len(call.outputs)])
+                          if g is not None}
+            start += len(call.outputs)
+        return self._per_example(calls, batch, 1.0, losses.detach(), _detach(outputs))
+
+    def last_batch_size(self) -> int | None:
+        """Batch size of the last recorded forward pass (``None``: none recorded)."""
+        return self._passes[-1].batch if self._passes else None
+
+    def captured(self, loss_reduction: LossReduction) -> PerExampleGrads | None:
+        """Per-example gradients of the forward pass that ``loss.backward()`` reached.
+
+        ``loss_reduction`` says how the backwarded loss combined the per-example losses:
+        ``"mean"`` (output gradients are multiplied by B) or ``"sum"``. Returns ``None``
+        when no pass was backwarded or its batch was empty; raises ``ValueError`` when
+        several were (gradient accumulation). The recorded passes are cleared.
+        """
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(
+                f"loss_reduction={loss_reduction!r}: expected one of "
+                + ", ".join(map(repr, LOSS_REDUCTIONS)))
+        done = [p for p in self._passes if p.backwarded]
+        self.clear()
+        if len(done) > 1:
+            raise ValueError(ACCUMULATION_ERROR.format(passes=len(done)))
+        if not done or done[0].batch == 0:
+            return None
+        (recorded,) = done
+        if recorded.batch is None:
+            raise ValueError(INPUTS_ERROR.format(kind="without a common batch dimension"))
+        scale = float(recorded.batch) if loss_reduction == "mean" else 1.0
+        return self._per_example(recorded.calls, recorded.batch, scale, None, None)
+
+    def _per_example(self, calls: list[_Call], batch: int, scale: float,
+                     losses: Tensor | None, outputs: Any) -> PerExampleGrads:
         contributions: dict[str, list[Contribution]] = {}
         with torch.no_grad():
-            start = 0
             for call in calls:
-                stop = start + len(call.outputs)
                 grad_outputs = [
-                    g if g is not None else torch.zeros_like(t)
-                    for t, g in zip(call.outputs, grads[start:stop], strict=True)
+                    (call.grads[i] if scale == 1.0 else call.grads[i] * scale)
+                    if i in call.grads else torch.zeros_like(t)
+                    for i, t in enumerate(call.outputs)
                 ]
-                start = stop
                 for attr, contribution in self._contributions(call, grad_outputs, batch).items():
                     param = call.module.get_parameter(attr)
                     if _batch_size(contribution) != batch:
@@ -274,7 +423,7 @@ class GradSampleEngine:
                         ))
                     contributions.setdefault(self._names[id(param)], []).append(contribution)
             params = {name: ParamGrads(cs) for name, cs in contributions.items()}
-        return PerExampleGrads(params, losses.detach(), outputs.detach())
+        return PerExampleGrads(params, batch, losses, outputs)
 
     @staticmethod
     def _contributions(
