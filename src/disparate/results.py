@@ -136,6 +136,7 @@ def privacy_block(
     reports: Mapping[str, Any] | None,
     steps: int,
     calibration: Mapping[str, Any] | None = None,
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``privacy`` object of ``results.json``.
 
@@ -147,8 +148,11 @@ def privacy_block(
             headline method is ``privacy.accountant``.
         steps: Number of steps taken.
         calibration: How z was calibrated from ``target_epsilon`` (or ``None``).
+        skipped: ``{method: reason}`` of methods not computed (the PLD beyond its memory
+            bound); saved as ``skipped_methods``, and the statement names the fallback.
     """
     mode = privacy.mode
+    skipped = dict(skipped or {})
     block: dict[str, Any] = {
         "is_private": privacy.is_private,
         "mode": mode,
@@ -186,12 +190,16 @@ def privacy_block(
     )
     if head.get("note"):
         statement += f". Note: {head['note']}"
+    if privacy.accountant not in dicts and privacy.accountant in skipped:
+        statement += (f". The configured accountant {privacy.accountant!r} fell back to "
+                      f"{head_method!r}: {skipped[privacy.accountant]}")
     block.update(
         delta=privacy.delta,
         accountant=head_method,
         shuffle_accounting=privacy.shuffle_accounting,
         epsilon=dicts,
         statement=statement,
+        skipped_methods=skipped,
     )
     if calibration is not None:
         block["calibration"] = dict(calibration)

@@ -41,10 +41,11 @@ from disparate.data.images import augmentation_generator
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer
 from disparate.privacy.accounting import (
+    AccountantBoundError,
     EpsilonReport,
+    bounded_epsilons,
     calibrate_noise_multiplier,
     compute_epsilon,
-    compute_epsilons,
     supported_methods,
 )
 from disparate.privacy.sampling import epoch_batches, steps_per_epoch
@@ -181,12 +182,16 @@ def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
 @functools.lru_cache(maxsize=4096)
 def _cached_epsilon(**kwargs: Any) -> float:
     # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
-    return compute_epsilon(**kwargs).epsilon
+    try:
+        return compute_epsilon(**kwargs).epsilon
+    except AccountantBoundError:  # per-epoch progress only; results.json states the fallback
+        return compute_epsilon(**{**kwargs, "method": "rdp"}).epsilon
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_reports(**kwargs: Any) -> dict[str, EpsilonReport]:
-    return compute_epsilons(**kwargs)
+def _cached_reports(methods: tuple[str, ...], **kwargs: Any
+                    ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
+    return bounded_epsilons(methods=methods, **kwargs)
 
 
 def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
@@ -200,14 +205,18 @@ def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, s
                                               config.training.batch_size))
 
 
-def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
-                   ) -> dict[str, EpsilonReport] | None:
-    """Epsilon by every method that supports the run's sampling (rdp, rdp_classic, pld)."""
+def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int,
+                   methods: tuple[str, ...]) -> tuple[dict[str, EpsilonReport] | None,
+                                                      dict[str, str]]:
+    """Epsilon by ``methods`` (those the run's sampling supports), and the methods left out
+    beyond the accountant's bound with the reason."""
     if not config.privacy.is_private or noise.z is None:
-        return None
-    return dict(_cached_reports(noise_multiplier=noise.z, steps=steps,
-                                **_accounting_args(config.privacy, dataset_size,
-                                                   config.training.batch_size)))
+        return None, {}
+    args = _accounting_args(config.privacy, dataset_size, config.training.batch_size)
+    supported = supported_methods(args["sampling"], args["shuffle_accounting"])
+    reports, skipped = _cached_reports(tuple(m for m in methods if m in supported),
+                                       noise_multiplier=noise.z, steps=steps, **args)
+    return dict(reports), dict(skipped)
 
 
 @torch.no_grad()
@@ -480,24 +489,29 @@ def train(
         optimizer.close()
 
     total_steps = tc.epochs * spe
-    privacy = res.privacy_block(
-        config.privacy,
-        noise_multiplier=noise.z,
-        reports=_final_reports(config, noise, n_train, total_steps),
-        steps=total_steps,
-        calibration=noise.calibration,
-    )
     wall = elapsed_before + time.perf_counter() - t_start
     if state is not None and start_epoch >= tc.epochs:
         wall = float(state["elapsed_s"])
-    results = res.build_run_results(
-        config,
-        group_names=group_names,
-        train_sizes=train_set.group_sizes(),
-        test_sizes=test_set.group_sizes(),
-        final_metrics=metrics[-1],
-        privacy=privacy,
-        wall_time_s=wall,
-    )
-    res.write_json(out / res.RESULTS_FILE, results)
+
+    def write_results(methods: tuple[str, ...]) -> dict[str, Any]:
+        reports, skipped = _final_reports(config, noise, n_train, total_steps, methods)
+        privacy = res.privacy_block(config.privacy, noise_multiplier=noise.z, reports=reports,
+                                    steps=total_steps, calibration=noise.calibration,
+                                    skipped=skipped)
+        results = res.build_run_results(
+            config,
+            group_names=group_names,
+            train_sizes=train_set.group_sizes(),
+            test_sizes=test_set.group_sizes(),
+            final_metrics=metrics[-1],
+            privacy=privacy,
+            wall_time_s=wall,
+        )
+        res.write_json(out / res.RESULTS_FILE, results)
+        return results
+
+    # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
+    results = write_results(("rdp", "rdp_classic"))
+    if config.privacy.is_private and noise.z is not None:
+        results = write_results(("rdp", "rdp_classic", "pld"))
     return RunResult(run_dir=out, results=results, metrics=metrics)

@@ -203,7 +203,8 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
     reports, skipped = (participant_epsilons(settings, delta=p.delta, rounds=rounds)
                         if p.is_private else ({}, {}))
     block = res.privacy_block(p, noise_multiplier=settings.noise_multiplier,
-                              reports=reports or None, steps=rounds, calibration=calibration)
+                              reports=reports or None, steps=rounds, calibration=calibration,
+                              skipped=skipped)
     head = None
     if reports:
         head = reports.get(p.accountant) or reports.get("rdp") or next(iter(reports.values()))
@@ -215,7 +216,6 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
         participant_sampling=settings.sampling,
         noise_std_average=settings.noise_std,
         clip_mode=settings.clip_mode,
-        skipped_methods=skipped,
         description=(config.federated.describe() + "; " + _mechanism(config, settings)),
         statement=privacy_statement(settings, head, mode=p.mode,
                                     delta=p.delta if p.is_private else None),
