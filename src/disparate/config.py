@@ -41,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from disparate import fileio
 from disparate.federated.settings import FederatedConfig
 from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
 
@@ -971,8 +972,7 @@ def save_config(config: ExperimentConfig, path: str | Path) -> Path:
               f"# Privacy: {config.privacy.describe()}\n")
     body = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False,
                           allow_unicode=True, width=100)
-    path.write_text(header + body, encoding="utf-8")
-    return path
+    return fileio.write_text(path, header + body)
 
 
 def check_registered(config: ExperimentConfig, *, datasets: Collection[str] | None = None,

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from disparate import fileio
 from disparate.config import ExperimentConfig, PrivacyConfig, config_hash
 
 __all__ = [
@@ -72,10 +72,13 @@ SIZE_DEPENDENCE_DESCRIPTION = (
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON values: non-finite floats become ``None``, tuples lists, mappings dicts."""
+    """Plain JSON values: infinities become ``None``, NaN the string ``"nan"`` (never ``null``,
+    which means "undefined"), tuples lists, mappings dicts."""
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -87,19 +90,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
-    """JSON text with sorted keys; non-finite floats are written as ``null``."""
+    """JSON text with sorted keys; infinities are written as ``null``, NaN as ``"nan"``."""
     return json.dumps(_jsonable(obj), sort_keys=True, indent=indent, allow_nan=False,
                       ensure_ascii=False)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as UTF-8 JSON with sorted keys, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``obj`` as UTF-8 JSON with sorted keys, atomically (:func:`fileio.write_text`)."""
+    return fileio.write_text(path, dumps(obj, indent=2) + "\n")
 
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:

@@ -13,7 +13,8 @@ Running a sweep again:
 - retries a *failed* point (``error.json``; its checkpoint, if any, is resumed) unless
   ``retry_failed=False``; a failure is recorded and never stops the other points;
 - leaves alone a point another process is running right now (``busy``): each running point
-  holds an OS lock on ``RUN_DIR/.lock``, released by the OS even when the process is killed.
+  holds the OS lock of its run directory (:func:`disparate.fileio.run_dir_lock`, the one lock
+  every run takes), released by the OS even when the process is killed.
 
 Backends (:func:`run_sweep`'s ``backend``):
 
@@ -38,7 +39,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from disparate import fileio
 from disparate import results as res
 from disparate.config import ExperimentConfig, config_hash, from_dict, to_dict
 
@@ -67,7 +69,7 @@ __all__ = [
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 ERROR_FILE = "error.json"
-LOCK_FILE = ".lock"
+LOCK_FILE = fileio.LOCK_FILE
 LOG_FILE = "train.log"
 
 #: Statuses of a point on disk (:func:`point_status`).
@@ -175,36 +177,6 @@ def threads_per_point(jobs: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
-@contextlib.contextmanager
-def _point_lock(run_dir: Path) -> Iterator[bool]:
-    """Hold an exclusive OS lock on ``run_dir/.lock``; yields False if another process has it.
-
-    The OS drops the lock when the holder exits, however it exits (SIGKILL included). Where
-    ``fcntl`` does not exist (Windows), no lock is taken and True is yielded.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield True
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str, Any]:
     error = {
         "error": f"{type(exc).__name__}: {exc}",
@@ -241,8 +213,10 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
                            "host": socket.gethostname()}
     if point_status(point) == FINISHED:
         return out
-    with _point_lock(run_dir) as locked:
-        if not locked:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(fileio.run_dir_lock(run_dir))
+        except fileio.RunDirBusyError:
             out["outcome"] = BUSY
             return out
         status = point_status(point)  # re-check under the lock

@@ -23,7 +23,6 @@ Files written to the run directory are described in ``docs/results-format.md``.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from disparate import fileio
 from disparate import results as res
 from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
@@ -52,6 +52,8 @@ from disparate.privacy.sampling import epoch_batches, steps_per_epoch
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "DIVERGED_FILE",
+    "TrainingDivergedError",
     "NoiseSetting",
     "RunResult",
     "build_model_for",
@@ -63,6 +65,8 @@ __all__ = [
 ]
 
 CHECKPOINT_VERSION = 1
+#: Written instead of ``results.json`` by a run that diverged (see :class:`TrainingDivergedError`).
+DIVERGED_FILE = "diverged.json"
 
 ERR_EXISTING_RUN = (
     "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
@@ -76,9 +80,21 @@ ERR_FEDERATED = (
     "experiment {name!r} is federated (it has a 'federated' section); this loop trains one "
     "model centrally -- use 'disparate federated run {name}'"
 )
+ERR_DIVERGED = (
+    "training diverged at epoch {epoch}, step {step}: {what}; no results were written "
+    "(see {path}). Lower training.lr, check the inputs, or use a larger noise budget"
+)
 ERR_EMPTY_TRAIN = "the training set is empty after data.reduce / data.subsample: expected >= 1"
 
 Log = Callable[[str], None]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A run whose loss or parameters became non-finite; never reported as an accuracy."""
+
+    def __init__(self, message: str, *, epoch: int, step: int, what: str) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.what = epoch, step, what
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,9 +282,8 @@ def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -276,14 +291,29 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(res.dumps(m) + "\n" for m in metrics), encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in metrics))
 
 
 def _append_metrics(path: Path, line: Mapping[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write(res.dumps(line) + "\n")
+
+
+def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: Path) -> None:
+    """Raise :class:`TrainingDivergedError` (and write ``diverged.json``) if step ``bad_step``
+    (1-based, -1: none) of ``epoch`` had a non-finite loss or a parameter is non-finite."""
+    if bad_step > 0:
+        step, what = bad_step, "non-finite training loss"
+    else:
+        names = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if not names:
+            return
+        step, what = steps, f"non-finite parameters ({', '.join(names[:3])})"
+    path = out / DIVERGED_FILE
+    res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
+    raise TrainingDivergedError(ERR_DIVERGED.format(epoch=epoch, step=step, what=what,
+                                                    path=path),
+                                epoch=epoch, step=step, what=what)
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,6 +348,7 @@ def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
             + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
 
 
+@fileio.holds_run_dir
 def train(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -384,6 +415,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / res.CONFIG_FILE)
+    (out / DIVERGED_FILE).unlink(missing_ok=True)
     if not resume or state is None:  # a fresh start: no stale files of an earlier run
         (out / res.RESULTS_FILE).unlink(missing_ok=True)
         ckpt_path.unlink(missing_ok=True)
@@ -432,15 +464,18 @@ def train(
             seen = torch.zeros(n_groups, dtype=torch.long, device=device)
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no sync per step
             batches = epoch_batches(config.privacy.sampling, n_train, batch_size, tc.seed, epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
-            for idx in batches:
+            for k, idx in enumerate(batches, start=1):
                 idx = idx.to(device)
                 x, y, g = x_all[idx], y_all[idx], g_all[idx]
                 if augment is not None:
                     x = augment(x, aug_rng)
                 step = optimizer.step(loss_fn, x, y)
                 if idx.numel():
+                    bad = (first_bad < 0) & ~torch.isfinite(step.losses).all()
+                    first_bad = torch.where(bad, torch.full_like(first_bad, k), first_bad)
                     loss_sum += step.losses.double().sum()
                     correct += (step.outputs.argmax(dim=1) == y).sum()
                     seen += torch.bincount(g, minlength=n_groups)
@@ -448,6 +483,7 @@ def train(
                     clipped += torch.bincount(g, weights=(step.clip_weights < 1).double(),
                                               minlength=n_groups).long()
                 bar.update(1)
+            _check_finite(model, int(first_bad), epoch + 1, spe, out)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             n_seen = int(seen.sum())

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from disparate import fileio
 from disparate import results as res
 from disparate.config import ExperimentConfig, apply_overrides, config_hash, save_config
 from disparate.federated import metrics as fm
@@ -168,9 +168,8 @@ class FederatedRun:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def _append(path: Path, line: Mapping[str, Any]) -> None:
@@ -179,9 +178,7 @@ def _append(path: Path, line: Mapping[str, Any]) -> None:
 
 
 def _write_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(res.dumps(m) + "\n" for m in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in lines))
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -237,6 +234,7 @@ def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
     return "plain FedAvg: no clipping, no noise (not private)"
 
 
+@fileio.holds_run_dir
 def train_federated(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -480,8 +478,7 @@ def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
     parts = evaluation.participants
     buckets = fm.bucket_index(data.vocab_sizes[parts], edges)
     acc = evaluation.accuracy
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with fileio.atomic_write(path) as f:
         w = csv.writer(f)
         w.writerow(["participant", "vocab_size", "bucket", "train_tokens", "test_tokens",
                     "correct", "accuracy"])
@@ -492,7 +489,6 @@ def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
                         int(train_sizes[pid]), int(evaluation.tokens[j]),
                         int(evaluation.correct[j]),
                         "" if np.isnan(acc[j]) else f"{acc[j]:.6f}"])
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------- compare
