@@ -140,3 +140,18 @@ def test_the_lock_is_reentrant_in_one_process_and_refuses_another(tmp_path: Path
         assert other().startswith(f"{tmp_path / 'd'} is in use by another run (pid "
                                   f"{os.getpid()} on ")
     assert other() == "locked"
+
+
+# ------------------------------------------------------------------ point 7: resume, no ckpt
+
+
+def test_resume_without_a_checkpoint_keeps_finished_results_and_refuses_another_config(
+        tmp_path: Path, one_thread: None) -> None:
+    out = tmp_path / "run"
+    first = training.train(tiny(), out, progress=False)
+    (out / res.CHECKPOINT_FILE).unlink()
+    again = training.train(tiny(), out, resume=True, progress=False)
+    assert again.results == first.results and len(again.metrics) == 2
+    with pytest.raises(ValueError, match="holds the results of another config"):
+        training.train(tiny("training.lr=0.5"), out, resume=True, progress=False)
+    assert json.loads((out / res.RESULTS_FILE).read_text()) == first.results

@@ -100,12 +100,21 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return fileio.write_text(path, dumps(obj, indent=2) + "\n")
 
 
+def _parse_json(path: Path, text: str | None = None) -> Any:
+    """JSON of ``path`` (or of its ``text``); corrupt content raises a ValueError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8") if text is None else text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({exc}); the file is corrupt: delete "
+                         "it (or its run directory) and run again") from None
+
+
 def load_results(run_dir: str | Path) -> dict[str, Any]:
     """The ``results.json`` of a run directory."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results (has the run finished?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _parse_json(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -113,13 +122,20 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return [_parse_json(path, line) for line in _parse_text(path).splitlines() if line.strip()]
 
 
 def load_comparison(out_dir: str | Path) -> dict[str, Any]:
     """The ``comparison.json`` of a comparison directory."""
-    return json.loads((Path(out_dir) / COMPARISON_FILE).read_text(encoding="utf-8"))
+    return _parse_json(Path(out_dir) / COMPARISON_FILE)
+
+
+def _parse_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}); the file is corrupt: delete it "
+                         "(or its run directory) and run again") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ Files written to the run directory are described in ``docs/results-format.md``.
 
 from __future__ import annotations
 
+import errno
 import functools
 import time
 from collections.abc import Callable, Mapping
@@ -75,6 +76,11 @@ ERR_EXISTING_RUN = (
 ERR_RESUME_MISMATCH = (
     "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
     "{current}; resume with the same experiment and --set overrides (see {config})"
+)
+ERR_STALE_RESULTS = (
+    "{path} holds the results of another config (config_hash {saved}; this config hashes to "
+    "{current}, see {config}): they cannot be this run's results. Choose another --out, or "
+    "pass --overwrite to replace them"
 )
 ERR_FEDERATED = (
     "experiment {name!r} is federated (it has a 'federated' section); this loop trains one "
@@ -272,12 +278,23 @@ def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 102
 # --------------------------------------------------------------------------------------------
 
 
-def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting."""
+def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool,
+                  digest: str | None = None) -> Path:
+    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting,
+    and, resuming, one whose ``results.json`` is of another config hash than ``digest``."""
     out = Path(out_dir)
-    held = (out / res.CHECKPOINT_FILE).exists() or (out / res.RESULTS_FILE).exists()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{out}: exists and is not a directory; "
+                                 "choose another --out")
+    results_path = out / res.RESULTS_FILE
+    held = (out / res.CHECKPOINT_FILE).exists() or results_path.exists()
     if held and not resume and not overwrite:
         raise ValueError(ERR_EXISTING_RUN.format(path=out))
+    if resume and not overwrite and digest is not None and results_path.exists():
+        saved = res.load_results(out).get("config_hash")
+        if saved != digest:
+            raise ValueError(ERR_STALE_RESULTS.format(path=out, saved=saved, current=digest,
+                                                      config=out / res.CONFIG_FILE))
     return out
 
 
@@ -369,7 +386,8 @@ def train(
         resume: Continue from ``out_dir/checkpoint.pt`` (model, optimizer with its noise
             generator, epoch, metrics); the final result equals that of an uninterrupted run.
             Without a checkpoint the run starts from the beginning. A finished run is not
-            retrained; its results are rewritten from the checkpoint's metrics.
+            retrained; its results are rewritten from the checkpoint's metrics (or, without a
+            checkpoint, returned as they are). Results of another config are refused.
         overwrite: Start again even if ``out_dir`` already holds a run (otherwise an error).
         splits: Pre-built (train, test) data, e.g. to share one load between the runs of a
             comparison; must equal :func:`prepare_data` of ``config`` for the saved config to
@@ -381,9 +399,14 @@ def train(
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
+                        digest=config_hash(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
+    if resume and not ckpt_path.exists() and (out / res.RESULTS_FILE).exists():
+        # finished, of this config (checked above), its checkpoint deleted: keep the results
+        return RunResult(run_dir=out, results=res.load_results(out),
+                         metrics=res.read_metrics(out))
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)

@@ -267,7 +267,8 @@ def train_federated(
     if config.federated is None:
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
     fed = config.federated
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
+                        digest=config_hash(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
     if config.training.num_threads is not None:
@@ -550,9 +551,10 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
                 base.training.seed else base
             run_dir = out / f"seed-{seed}" / name
             dirs[name].append(str(run_dir.relative_to(out)))
-            if (run_dir / res.RESULTS_FILE).is_file() and resume:
+            if (resume and (run_dir / res.RESULTS_FILE).is_file()
+                    and res.load_results(run_dir).get("config_hash") == config_hash(cfg)):
                 results[name].append(res.load_results(run_dir))
-                continue
+                continue  # finished before; results of another config are refused by run
             if only is not None and name not in only:
                 continue
             if log is not None:
