@@ -34,9 +34,13 @@ Both backends call the same per-point function, :func:`run_point`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -71,6 +75,10 @@ BACKENDS: tuple[str, ...] = ("local", "ray")
 ERROR_FILE = "error.json"
 LOCK_FILE = fileio.LOCK_FILE
 LOG_FILE = "train.log"
+#: prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: Seconds between two checks of a pool worker's watchdog that its parent is alive.
+WATCHDOG_S = 1.0
 
 #: Statuses of a point on disk (:func:`point_status`).
 PENDING, PARTIAL, FINISHED, FAILED = "pending", "partial", "finished", "failed"
@@ -417,15 +425,57 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"outcome": FAILED, "error": f"{type(exc).__name__}: {exc}", "wall_time_s": 0.0}
 
 
+def _worker_init(parent: int) -> None:
+    """Make a pool worker die with the process that started it (killed by SIGTERM or SIGKILL
+    included): ``PR_SET_PDEATHSIG`` on Linux, and a watchdog of the parent pid everywhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def _run_pool(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
-              jobs: int, log: Log) -> None:
-    """A spawn-context process pool; points whose worker died are retried, each alone."""
+              jobs: int, log: Log, func: Callable[..., dict[str, Any]] = run_point) -> None:
+    """A spawn-context pool of ``jobs`` workers, which die with this process.
+
+    When a worker dies, the pool breaks and every point it had in flight or queued is run
+    again in a new pool of the same width; a point that was taken down twice is then run
+    alone, in its own process, so that a point that kills its worker fails alone.
+    """
     ctx = get_context("spawn")
+    taken_down: dict[int, int] = {}
+    queue = list(tasks)
+    while queue:
+        broken = _pool_round(queue, record, jobs=jobs, ctx=ctx, func=func)
+        for task in broken:
+            taken_down[task[0]] = taken_down.get(task[0], 0) + 1
+        queue = [t for t in broken if taken_down[t[0]] == 1]
+        solo = [t for t in broken if taken_down[t[0]] > 1]
+        if broken:
+            log(f"a worker process died; running the {len(broken)} points it took down again"
+                f" ({len(queue)} in a new pool of {min(jobs, max(len(queue), 1))}, "
+                f"{len(solo)} alone)")
+        for task in solo:
+            _run_alone(task, record, ctx=ctx, func=func)
+
+
+def _pool_round(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
+                jobs: int, ctx: Any, func: Callable[..., dict[str, Any]]) -> list[Task]:
+    """Run ``tasks`` in one pool; return those whose worker died (the pool broke)."""
     broken: list[Task] = []
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx,
+                               initializer=_worker_init, initargs=(os.getpid(),))
     try:
         futures: dict[Future[dict[str, Any]], Task] = {
-            pool.submit(run_point, t[1], t[2], t[3]): t for t in tasks}
+            pool.submit(func, t[1], t[2], t[3]): t for t in tasks}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -439,20 +489,21 @@ def _run_pool(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], 
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    if broken:
-        log(f"a worker process died; running the {len(broken)} points it took down again, "
-            "each in its own process")
-    for task in broken:
-        # One process per point: a point that kills its worker again fails alone.
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
-            try:
-                record(task[0], solo.submit(run_point, task[1], task[2], task[3]).result())
-            except BrokenProcessPool as exc:
-                result = _failure(exc)
-                result["error"] = ("the worker process died (killed, out of memory or a crash "
-                                   f"in native code): {exc}")
-                _record_crash(task, result["error"])
-                record(task[0], result)
+    return broken
+
+
+def _run_alone(task: Task, record: Callable[[int, Mapping[str, Any]], None], *, ctx: Any,
+               func: Callable[..., dict[str, Any]]) -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as solo:
+        try:
+            record(task[0], solo.submit(func, task[1], task[2], task[3]).result())
+        except BrokenProcessPool as exc:
+            result = _failure(exc)
+            result["error"] = ("the worker process died (killed, out of memory or a crash "
+                               f"in native code): {exc}")
+            _record_crash(task, result["error"])
+            record(task[0], result)
 
 
 def _record_crash(task: Task, message: str) -> None:
