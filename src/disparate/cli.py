@@ -14,7 +14,7 @@ import traceback
 from disparate import __version__
 from disparate.commands import compare, demo, epsilon, federated, report, run, study
 from disparate.commands import list as list_command
-from disparate.fileio import RunDirBusyError
+from disparate.fileio import CorruptFileError, RunDirBusyError
 from disparate.training import TrainingDivergedError
 
 COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated]
@@ -27,6 +27,7 @@ EXIT_IO = 3  # a file cannot be read or written: missing, permissions, disk full
 EXIT_BUSY = 4  # the run directory is in use by another run
 EXIT_DIVERGED = 5  # training diverged (non-finite loss, parameters or inputs)
 EXIT_MISSING_PACKAGE = 6  # an optional package is not installed
+EXIT_CORRUPT = 7  # an input file is truncated or corrupt
 EXIT_INTERRUPTED = 130
 
 #: pip extra of each optional package (pyproject.toml).
@@ -78,6 +79,8 @@ def describe_error(exc: BaseException) -> tuple[int, str]:
         return EXIT_DIVERGED, str(exc)
     if isinstance(exc, RunDirBusyError):
         return EXIT_BUSY, str(exc)
+    if isinstance(exc, CorruptFileError):
+        return EXIT_CORRUPT, str(exc)
     if isinstance(exc, ImportError):
         name = (exc.name or "").split(".")[0]
         if name in EXTRAS:

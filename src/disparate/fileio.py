@@ -27,6 +27,7 @@ from typing import IO, Any, TypeVar
 
 __all__ = [
     "LOCK_FILE",
+    "CorruptFileError",
     "RunDirBusyError",
     "atomic_write",
     "holds_run_dir",
@@ -47,6 +48,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class RunDirBusyError(RuntimeError):
     """Another process holds the lock of a run directory."""
+
+
+class CorruptFileError(ValueError):
+    """An input file that is truncated or corrupt; the message names it and the fix."""
 
 
 # --------------------------------------------------------------------------------------------
