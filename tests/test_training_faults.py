@@ -155,3 +155,22 @@ def test_resume_without_a_checkpoint_keeps_finished_results_and_refuses_another_
     with pytest.raises(ValueError, match="holds the results of another config"):
         training.train(tiny("training.lr=0.5"), out, resume=True, progress=False)
     assert json.loads((out / res.RESULTS_FILE).read_text()) == first.results
+
+
+# ------------------------------------------------------------------ point 7: config hash
+
+
+def test_threads_and_eval_batch_size_leave_the_hash_and_old_hashes_stay_valid(
+        tmp_path: Path, one_thread: None) -> None:
+    from disparate.config import config_hashes
+    base = tiny("training.num_threads=1", "training.eval_batch_size=64")
+    other = tiny("training.num_threads=2", "training.eval_batch_size=1000")
+    assert config_hash(base) == config_hash(other)
+    assert config_hash(base, legacy=True) != config_hash(base)  # as hashed before: accepted
+    assert config_hash(base, legacy=True) in config_hashes(base)
+    out = tmp_path / "run"
+    cfg = tiny("training.epochs=1")
+    training.train(cfg, out, progress=False)
+    resumed = training.train(tiny("training.epochs=1", "training.num_threads=2"), out,
+                             resume=True, progress=False)
+    assert resumed.results["config_hash"] == config_hash(cfg)

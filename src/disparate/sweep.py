@@ -53,7 +53,7 @@ from typing import Any
 
 from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, config_hash, from_dict, to_dict
+from disparate.config import ExperimentConfig, config_hash, config_hashes, from_dict, to_dict
 
 __all__ = [
     "BACKENDS",
@@ -131,8 +131,10 @@ def _short(value: Any) -> str:
 
 def make_point(config: ExperimentConfig, runs_dir: str | Path,
                labels: Mapping[str, Any] | None = None) -> SweepPoint:
-    """The point of ``config``: its run directory is ``runs_dir/<config_hash(config)>``."""
-    key = config_hash(config)
+    """The point of ``config``: its run directory is ``runs_dir/<config_hash(config)>`` (or
+    that of its legacy hash, :func:`~disparate.config.config_hashes`, if only that exists)."""
+    keys = config_hashes(config)
+    key = next((k for k in keys if (Path(runs_dir) / k).is_dir()), keys[0])
     return SweepPoint(key=key, config=config, run_dir=Path(runs_dir) / key,
                       labels=dict(labels or {}))
 
@@ -152,7 +154,7 @@ def point_status(point: SweepPoint) -> str:
     """
     run_dir = point.run_dir
     results = _read_json(run_dir / res.RESULTS_FILE)
-    if results is not None and results.get("config_hash") == point.key:
+    if results is not None and results.get("config_hash") in config_hashes(point.config):
         return FINISHED
     if (run_dir / ERROR_FILE).exists():
         return FAILED

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,13 @@ from tqdm.auto import tqdm
 
 from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
+from disparate.config import (
+    ExperimentConfig,
+    PrivacyConfig,
+    config_hash,
+    config_hashes,
+    save_config,
+)
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
 from disparate.models import build_model
@@ -279,9 +285,9 @@ def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 102
 
 
 def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool,
-                  digest: str | None = None) -> Path:
+                  digest: Sequence[str] | None = None) -> Path:
     """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting,
-    and, resuming, one whose ``results.json`` is of another config hash than ``digest``."""
+    and, resuming, one whose ``results.json`` is of none of the config hashes ``digest``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{out}: exists and is not a directory; "
@@ -292,8 +298,8 @@ def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool,
         raise ValueError(ERR_EXISTING_RUN.format(path=out))
     if resume and not overwrite and digest is not None and results_path.exists():
         saved = res.load_results(out).get("config_hash")
-        if saved != digest:
-            raise ValueError(ERR_STALE_RESULTS.format(path=out, saved=saved, current=digest,
+        if saved not in digest:
+            raise ValueError(ERR_STALE_RESULTS.format(path=out, saved=saved, current=digest[0],
                                                       config=out / res.CONFIG_FILE))
     return out
 
@@ -400,7 +406,7 @@ def train(
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
     out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
-                        digest=config_hash(config))
+                        digest=config_hashes(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
     if resume and not ckpt_path.exists() and (out / res.RESULTS_FILE).exists():
@@ -429,7 +435,7 @@ def train(
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
-        if state.get("config_hash") != digest:
+        if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(
                 path=out, saved=state.get("config_hash"), current=digest,
                 config=out / res.CONFIG_FILE))

@@ -34,7 +34,13 @@ from tqdm.auto import tqdm
 
 from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, apply_overrides, config_hash, save_config
+from disparate.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_hash,
+    config_hashes,
+    save_config,
+)
 from disparate.federated import metrics as fm
 from disparate.federated.dpfedavg import (
     EVAL_SUBSET,
@@ -268,7 +274,7 @@ def train_federated(
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
     fed = config.federated
     out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
-                        digest=config_hash(config))
+                        digest=config_hashes(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
     if config.training.num_threads is not None:
@@ -282,7 +288,7 @@ def train_federated(
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("config_hash") != digest:
+        if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(path=out, saved=state.get(
                 "config_hash"), current=digest))
     out.mkdir(parents=True, exist_ok=True)
@@ -552,7 +558,7 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
             run_dir = out / f"seed-{seed}" / name
             dirs[name].append(str(run_dir.relative_to(out)))
             if (resume and (run_dir / res.RESULTS_FILE).is_file()
-                    and res.load_results(run_dir).get("config_hash") == config_hash(cfg)):
+                    and res.load_results(run_dir).get("config_hash") in config_hashes(cfg)):
                 results[name].append(res.load_results(run_dir))
                 continue  # finished before; results of another config are refused by run
             if only is not None and name not in only:
