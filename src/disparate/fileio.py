@@ -31,6 +31,7 @@ __all__ = [
     "RunDirBusyError",
     "atomic_write",
     "holds_run_dir",
+    "load_torch",
     "run_dir_lock",
     "write_text",
 ]
@@ -103,6 +104,24 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         if isinstance(exc, OSError) or "unexpected pos" in str(exc):
             raise _write_error(path, exc) from exc
         raise
+
+
+def load_torch(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a truncated or corrupt file raises
+    :class:`CorruptFileError` naming it and saying to delete it."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL):
+            raise  # permissions and the like, not a corrupt file
+        raise CorruptFileError(
+            f"{path}: cannot be read ({' '.join(str(exc).split())[:200]}); it is truncated or "
+            "corrupt: delete it to start the run again from the beginning") from None
 
 
 def write_text(path: str | Path, text: str) -> Path:

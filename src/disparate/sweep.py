@@ -197,7 +197,10 @@ def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_time_s": time.perf_counter() - started,
     }
-    res.write_json(run_dir / ERROR_FILE, error)
+    try:
+        res.write_json(run_dir / ERROR_FILE, error)
+    except OSError as write_exc:  # e.g. disk full: the outcome still says what failed
+        error["error"] += f" (and {ERROR_FILE} could not be written: {write_exc})"
     return error
 
 
@@ -239,8 +242,9 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
         log_file = (run_dir / LOG_FILE).open("a", encoding="utf-8")
 
         def log(line: str) -> None:
-            log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-            log_file.flush()
+            with contextlib.suppress(OSError):  # a full disk must not hide the point's outcome
+                log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+                log_file.flush()
 
         try:
             log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
@@ -510,10 +514,10 @@ def _run_alone(task: Task, record: Callable[[int, Mapping[str, Any]], None], *, 
 
 def _record_crash(task: Task, message: str) -> None:
     run_dir = Path(task[2])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    res.write_json(run_dir / ERROR_FILE, {"error": message, "type": "BrokenProcessPool",
-                                          "traceback": "", "host": socket.gethostname(),
-                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    with contextlib.suppress(OSError):  # e.g. disk full: the sweep goes on
+        res.write_json(run_dir / ERROR_FILE, {"error": message, "type": "BrokenProcessPool",
+                                              "traceback": "", "host": socket.gethostname(),
+                                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def _import_ray() -> Any:

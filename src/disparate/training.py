@@ -310,7 +310,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return fileio.load_torch(path)
 
 
 def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:

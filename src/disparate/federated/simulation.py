@@ -287,7 +287,7 @@ def train_federated(
 
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = fileio.load_torch(ckpt_path)
         if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(path=out, saved=state.get(
                 "config_hash"), current=digest))
