@@ -322,6 +322,13 @@ def _append_metrics(path: Path, line: Mapping[str, Any]) -> None:
         f.write(res.dumps(line) + "\n")
 
 
+def _data_counts(dataset: GroupedDataset) -> dict[str, Any]:
+    """What reading the data kept and skipped (malformed lines, GloVe coverage), if the
+    dataset records it in its ``info``: shown in the log and saved in ``results.json``."""
+    info = getattr(dataset, "info", None) or {}
+    return {k: info[k] for k in ("counts", "glove") if isinstance(info.get(k), Mapping)}
+
+
 def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: Path) -> None:
     """Raise :class:`TrainingDivergedError` (and write ``diverged.json``) if step ``bad_step``
     (1-based, -1: none) of ``epoch`` had a non-finite loss or a parameter is non-finite."""
@@ -428,6 +435,9 @@ def train(
         raise ValueError(
             f"training.batch_size={batch_size}: expected <= the training-set size {n_train} "
             f"(after data.reduce / data.subsample)")
+    data_counts = _data_counts(train_set)
+    if data_counts and log is not None:
+        log(f"data read: {res.dumps(data_counts)}")
     spe = steps_per_epoch(n_train, batch_size)
     noise = resolve_noise(config, n_train)
     digest = config_hash(config)
@@ -572,6 +582,8 @@ def train(
             privacy=privacy,
             wall_time_s=wall,
         )
+        if data_counts:
+            results["data_counts"] = data_counts
         res.write_json(out / res.RESULTS_FILE, results)
         return results
 
