@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from disparate import fileio, training
 from disparate import results as res
-from disparate import training
 from disparate.config import load_experiment, to_dict
 from disparate.sweep import (
     BUSY,
@@ -26,7 +29,6 @@ from disparate.sweep import (
     PENDING,
     RESUMED,
     SKIPPED,
-    _point_lock,
     make_point,
     point_status,
     read_error,
@@ -147,13 +149,27 @@ def test_interrupted_point_resumes_from_its_checkpoint(tmp_path, monkeypatch):
         res.read_metrics(reference.run_dir)[-1]["train_loss"], rel=1e-9)
 
 
+HOLD_LOCK = """
+import sys
+from disparate import fileio
+with fileio.run_dir_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
 def test_point_running_elsewhere_is_left_alone(tmp_path):
     point = tiny_point(tmp_path)
-    with _point_lock(point.run_dir) as locked:
-        assert locked
+    env = {**os.environ, "PYTHONPATH": str(Path(fileio.__file__).parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(point.run_dir)], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
         out = run_point(to_dict(point.config), point.run_dir)
         assert out["outcome"] == BUSY
         assert not (point.run_dir / res.RESULTS_FILE).exists()
+    finally:
+        holder.communicate("", timeout=60)
     assert run_point(to_dict(point.config), point.run_dir)["outcome"] == DONE
 
 

@@ -33,7 +33,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from disparate import fileio
 from disparate.federated.settings import FederatedConfig
 from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
 
@@ -57,6 +59,7 @@ __all__ = [
     "EvaluationConfig",
     "ExperimentConfig",
     "FrozenMap",
+    "HASH_DEFAULTED_KEYS",
     "HASH_EXCLUDED_KEYS",
     "ModelConfig",
     "PrivacyConfig",
@@ -64,6 +67,7 @@ __all__ = [
     "apply_overrides",
     "check_registered",
     "config_hash",
+    "config_hashes",
     "from_dict",
     "list_presets",
     "load_experiment",
@@ -205,14 +209,16 @@ def _check_bool(key: str, value: Any) -> bool:
     return value
 
 
-def _check_int(key: str, value: Any, *, minimum: int | None = None, optional: bool = False
-               ) -> int | None:
+def _check_int(key: str, value: Any, *, minimum: int | None = None,
+               maximum: int | None = None, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(key, value, "an integer" + (" or null" if optional else ""))
     if minimum is not None and value < minimum:
         raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=f">= {minimum}"))
+    if maximum is not None and value > maximum:
+        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=f"<= {maximum}"))
     return value
 
 
@@ -399,7 +405,7 @@ class DataConfig:
         _set(self, "reduce", _frozen_map("data.reduce", self.reduce, _check_reduction,
                                          int_keys=True))
         _check_count_or_fraction("data.subsample", self.subsample, optional=True)
-        _check_int("data.seed", self.seed, minimum=0)
+        _check_int("data.seed", self.seed, minimum=0, maximum=MAX_SEED)
         _set(self, "options", _frozen_map("data.options", self.options, _freeze))
 
 
@@ -499,6 +505,11 @@ class PrivacyConfig:
         _check_range("privacy.noise_std", std, gt=0.0, expected="> 0")
         _set(self, "delta", _check_float("privacy.delta", self.delta))
         _check_range("privacy.delta", self.delta, gt=0.0, lt=1.0, expected="in (0, 1)")
+        if self.delta > MAX_MEANINGFUL_DELTA:
+            warnings.warn(f"privacy.delta={self.delta:g}: a delta above "
+                          f"{MAX_MEANINGFUL_DELTA:g} allows the mechanism to fail outright with "
+                          "that probability; use delta well below 1/N (the paper: 1e-5, 1e-6)",
+                          stacklevel=2)
         _check_choice("privacy.sampling", self.sampling, SAMPLINGS)
         _check_choice("privacy.shuffle_accounting", self.shuffle_accounting,
                       SHUFFLE_ACCOUNTINGS, optional=True)
@@ -658,7 +669,7 @@ class TrainingConfig:
             raise ConfigError(MSG_MOMENTUM_ADAM.format(value=self.momentum))
         _check_int("training.batch_size", self.batch_size, minimum=1)
         _check_int("training.epochs", self.epochs, minimum=1)
-        _check_int("training.seed", self.seed, minimum=0)
+        _check_int("training.seed", self.seed, minimum=0, maximum=MAX_SEED)
         _check_int("training.num_threads", self.num_threads, minimum=1, optional=True)
         _check_int("training.eval_batch_size", self.eval_batch_size, minimum=1)
 
@@ -767,8 +778,23 @@ class ExperimentConfig:
 
 _TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
 
+#: A delta above this draws a warning (it lets the mechanism fail with that probability).
+MAX_MEANINGFUL_DELTA = 1e-2
+
+#: Largest seed: torch, numpy and the noise generator take seeds of 63 bits.
+MAX_SEED = 2**63 - 1
+
 #: Dotted keys left out of :func:`config_hash`: documentation and data location only.
 HASH_EXCLUDED_KEYS: tuple[str, ...] = ("description", "data.data_dir", "data.download")
+
+#: Settings that do not change results (how many threads, how large the evaluation batches):
+#: :func:`config_hash` hashes them at their defaults, so a run resumes with another thread
+#: count, and every config that keeps the defaults hashes as before (existing run
+#: directories of studies, keyed by hash, stay valid; the hash of a config that set them,
+#: before they were defaulted, is still accepted: :func:`config_hashes`).
+HASH_DEFAULTED_KEYS: dict[str, Any] = {
+    f"training.{f.name}": f.default for f in dataclasses.fields(TrainingConfig)
+    if f.name in ("num_threads", "eval_batch_size")}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -827,8 +853,15 @@ def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     return ExperimentConfig(**kwargs)
 
 
-def config_hash(config: ExperimentConfig, length: int = 12) -> str:
-    """Stable short hex hash of the resolved config (sorted keys; HASH_EXCLUDED_KEYS left out).
+def config_hashes(config: ExperimentConfig) -> tuple[str, ...]:
+    """The hash of ``config`` and, if it differs, the one it had before HASH_DEFAULTED_KEYS
+    were hashed at their defaults: saved results and checkpoints of either are its own."""
+    return tuple(dict.fromkeys((config_hash(config), config_hash(config, legacy=True))))
+
+
+def config_hash(config: ExperimentConfig, length: int = 12, *, legacy: bool = False) -> str:
+    """Stable short hex hash of the resolved config (sorted keys; HASH_EXCLUDED_KEYS left out,
+    HASH_DEFAULTED_KEYS at their defaults).
 
     Two configs that train the same thing hash equal however their YAML was ordered or
     where their data lives; any other value change changes the hash.
@@ -840,6 +873,9 @@ def config_hash(config: ExperimentConfig, length: int = 12) -> str:
         for p in parents:
             node = node[p]
         node.pop(last, None)
+    for dotted, default in ({} if legacy else HASH_DEFAULTED_KEYS).items():
+        section, key = dotted.split(".")
+        data[section][key] = default
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
@@ -849,19 +885,85 @@ def config_hash(config: ExperimentConfig, length: int = 12) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+#: Most aliases (``*name``) a YAML document may use: a few nested aliases expand to billions
+#: of nodes (an "alias bomb"); configs need none or a handful.
+MAX_YAML_ALIASES = 100
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads exponent floats without a dot (``1e-6``) as floats."""
+    """SafeLoader with YAML 1.2 numbers and two refusals.
+
+    Numbers: integers are decimal, ``0x..`` or ``0o..`` only (YAML 1.1 read ``8:10`` as the
+    sexagesimal 490 and ``010`` as octal 8); floats include exponent floats without a dot
+    (``1e-6``). Refused: a key given twice in one mapping (YAML 1.1 keeps the last one) and
+    more than :data:`MAX_YAML_ALIASES` aliases.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name): refused, a "
+                    "few nested aliases can expand to billions of values",
+                    self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} is given twice (first {seen[key]}); keep one of them",
+                    key_node.start_mark)
+            if isinstance(key, Hashable):
+                seen[key] = f"line {key_node.start_mark.line + 1}"
+        return super().construct_mapping(node, deep=deep)
 
 
+def _construct_int(loader: _Loader, node: Any) -> int:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    sign, digits = (-1, text[1:]) if text[0] == "-" else (1, text.lstrip("+"))
+    base = {"0x": 16, "0o": 8}.get(digits[:2].lower(), 10)
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+_Loader.add_constructor(_INT, _construct_int)
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|[-+]?0x[0-9a-fA-F_]+|[-+]?0o[0-7_]+)$"),
+    list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                |[-+]?\.(?:inf|Inf|INF)
+                |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
 )
 
 
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+
+
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    """One line: ``line L, column C: problem`` (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 def _presets_dir() -> Any:
@@ -885,7 +987,11 @@ def _read_source(name_or_path: str) -> tuple[str, str]:
         path = Path(name_or_path)
         if not path.is_file():
             raise ConfigError(MSG_NO_FILE.format(path=name_or_path))
-        return path.read_text(encoding="utf-8"), path.stem
+        try:
+            return path.read_text(encoding="utf-8"), path.stem
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                              "save it as UTF-8") from None
     presets = list_presets()
     if name_or_path not in presets:
         raise ConfigError(MSG_UNKNOWN_PRESET.format(
@@ -902,7 +1008,8 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     try:
         value = _yaml_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"override {override!r}: value is not valid YAML: "
+                          f"{_yaml_error(exc)}") from exc
     return key.split("."), value
 
 
@@ -981,7 +1088,7 @@ def load_experiment(name_or_path: str, overrides: Sequence[str] = ()) -> Experim
     try:
         data = _yaml_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name_or_path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{name_or_path}: not valid YAML: {_yaml_error(exc)}") from exc
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -999,8 +1106,7 @@ def save_config(config: ExperimentConfig, path: str | Path) -> Path:
               f"# Privacy: {config.privacy.describe()}\n")
     body = yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False,
                           allow_unicode=True, width=100)
-    path.write_text(header + body, encoding="utf-8")
-    return path
+    return fileio.write_text(path, header + body)
 
 
 def check_registered(config: ExperimentConfig, *, datasets: Collection[str] | None = None,

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from disparate import fileio
 from disparate.config import (
     ExperimentConfig,
     PrivacyConfig,
@@ -95,10 +95,13 @@ NOT_COVERED = (
 
 
 def _jsonable(value: Any) -> Any:
-    """Plain JSON values: non-finite floats become ``None``, tuples lists, mappings dicts."""
+    """Plain JSON values: infinities become ``None``, NaN the string ``"nan"`` (never ``null``,
+    which means "undefined"), tuples lists, mappings dicts."""
     if isinstance(value, bool) or value is None or isinstance(value, str | int):
         return value
     if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -110,19 +113,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def dumps(obj: Any, *, indent: int | None = None) -> str:
-    """JSON text with sorted keys; non-finite floats are written as ``null``."""
+    """JSON text with sorted keys; infinities are written as ``null``, NaN as ``"nan"``."""
     return json.dumps(_jsonable(obj), sort_keys=True, indent=indent, allow_nan=False,
                       ensure_ascii=False)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as UTF-8 JSON with sorted keys, atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``obj`` as UTF-8 JSON with sorted keys, atomically (:func:`fileio.write_text`)."""
+    return fileio.write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def _parse_json(path: Path, text: str | None = None) -> Any:
+    """JSON of ``path`` (or of its ``text``); corrupt content raises a ValueError naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8") if text is None else text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid UTF-8 JSON ({exc}); the file is corrupt: delete "
+                         "it (or its run directory) and run again") from None
 
 
 def load_results(run_dir: str | Path) -> dict[str, Any]:
@@ -130,7 +137,7 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results (has the run finished?)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return _parse_json(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -138,13 +145,20 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    return [_parse_json(path, line) for line in _parse_text(path).splitlines() if line.strip()]
 
 
 def load_comparison(out_dir: str | Path) -> dict[str, Any]:
     """The ``comparison.json`` of a comparison directory."""
-    return json.loads((Path(out_dir) / COMPARISON_FILE).read_text(encoding="utf-8"))
+    return _parse_json(Path(out_dir) / COMPARISON_FILE)
+
+
+def _parse_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}); the file is corrupt: delete it "
+                         "(or its run directory) and run again") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,6 +180,7 @@ def privacy_block(
     steps: int,
     calibration: Mapping[str, Any] | None = None,
     secret_noise: bool = False,
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The ``privacy`` object of ``results.json``.
 
@@ -179,8 +194,11 @@ def privacy_block(
         calibration: How z was calibrated from ``target_epsilon`` (or ``None``).
         secret_noise: Whether sampling and noise were drawn from the run's secret (else
             from the recorded ``training.seed``); stated in words in ``statement``.
+        skipped: ``{method: reason}`` of methods not computed (the PLD beyond its memory
+            bound); saved as ``skipped_methods``, and the statement names the fallback.
     """
     mode = privacy.mode
+    skipped = dict(skipped or {})
     block: dict[str, Any] = {
         "is_private": privacy.is_private,
         "mode": mode,
@@ -218,6 +236,9 @@ def privacy_block(
     )
     if head.get("note"):
         statement += f". Note: {head['note']}"
+    if privacy.accountant not in dicts and privacy.accountant in skipped:
+        statement += (f". The configured accountant {privacy.accountant!r} fell back to "
+                      f"{head_method!r}: {skipped[privacy.accountant]}")
     statement += caveats(secret_noise=secret_noise)
     block.update(
         noise_seeding="secret" if secret_noise else "reproducible",
@@ -227,6 +248,7 @@ def privacy_block(
         shuffle_accounting=privacy.shuffle_accounting,
         epsilon=dicts,
         statement=statement,
+        skipped_methods=skipped,
     )
     if calibration is not None:
         block["calibration"] = dict(calibration)

@@ -61,6 +61,7 @@ from typing import Any
 
 import yaml
 
+from disparate import fileio
 from disparate import results as res
 from disparate.config import ConfigError, load_experiment, parse_override
 from disparate.plots import new_figure, save_figure
@@ -654,13 +655,11 @@ def _hashable(value: Any) -> Any:
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with fileio.atomic_write(path) as f:
         writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    tmp.replace(path)
     return path
 
 

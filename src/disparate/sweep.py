@@ -13,7 +13,8 @@ Running a sweep again:
 - retries a *failed* point (``error.json``; its checkpoint, if any, is resumed) unless
   ``retry_failed=False``; a failure is recorded and never stops the other points;
 - leaves alone a point another process is running right now (``busy``): each running point
-  holds an OS lock on ``RUN_DIR/.lock``, released by the OS even when the process is killed.
+  holds the OS lock of its run directory (:func:`disparate.fileio.run_dir_lock`, the one lock
+  every run takes), released by the OS even when the process is killed.
 
 Backends (:func:`run_sweep`'s ``backend``):
 
@@ -33,12 +34,16 @@ Both backends call the same per-point function, :func:`run_point`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
+import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -46,8 +51,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, config_hash, from_dict, to_dict
+from disparate.config import ExperimentConfig, config_hash, config_hashes, from_dict, to_dict
 
 __all__ = [
     "BACKENDS",
@@ -67,8 +73,12 @@ __all__ = [
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
 ERROR_FILE = "error.json"
-LOCK_FILE = ".lock"
+LOCK_FILE = fileio.LOCK_FILE
 LOG_FILE = "train.log"
+#: prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+#: Seconds between two checks of a pool worker's watchdog that its parent is alive.
+WATCHDOG_S = 1.0
 
 #: Statuses of a point on disk (:func:`point_status`).
 PENDING, PARTIAL, FINISHED, FAILED = "pending", "partial", "finished", "failed"
@@ -121,8 +131,10 @@ def _short(value: Any) -> str:
 
 def make_point(config: ExperimentConfig, runs_dir: str | Path,
                labels: Mapping[str, Any] | None = None) -> SweepPoint:
-    """The point of ``config``: its run directory is ``runs_dir/<config_hash(config)>``."""
-    key = config_hash(config)
+    """The point of ``config``: its run directory is ``runs_dir/<config_hash(config)>`` (or
+    that of its legacy hash, :func:`~disparate.config.config_hashes`, if only that exists)."""
+    keys = config_hashes(config)
+    key = next((k for k in keys if (Path(runs_dir) / k).is_dir()), keys[0])
     return SweepPoint(key=key, config=config, run_dir=Path(runs_dir) / key,
                       labels=dict(labels or {}))
 
@@ -142,7 +154,7 @@ def point_status(point: SweepPoint) -> str:
     """
     run_dir = point.run_dir
     results = _read_json(run_dir / res.RESULTS_FILE)
-    if results is not None and results.get("config_hash") == point.key:
+    if results is not None and results.get("config_hash") in config_hashes(point.config):
         return FINISHED
     if (run_dir / ERROR_FILE).exists():
         return FAILED
@@ -175,36 +187,6 @@ def threads_per_point(jobs: int, cores: int | None = None) -> int:
     return max(1, cores // max(1, jobs))
 
 
-@contextlib.contextmanager
-def _point_lock(run_dir: Path) -> Iterator[bool]:
-    """Hold an exclusive OS lock on ``run_dir/.lock``; yields False if another process has it.
-
-    The OS drops the lock when the holder exits, however it exits (SIGKILL included). Where
-    ``fcntl`` does not exist (Windows), no lock is taken and True is yielded.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield True
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            yield False
-            return
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str, Any]:
     error = {
         "error": f"{type(exc).__name__}: {exc}",
@@ -215,7 +197,10 @@ def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "wall_time_s": time.perf_counter() - started,
     }
-    res.write_json(run_dir / ERROR_FILE, error)
+    try:
+        res.write_json(run_dir / ERROR_FILE, error)
+    except OSError as write_exc:  # e.g. disk full: the outcome still says what failed
+        error["error"] += f" (and {ERROR_FILE} could not be written: {write_exc})"
     return error
 
 
@@ -241,8 +226,10 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
                            "host": socket.gethostname()}
     if point_status(point) == FINISHED:
         return out
-    with _point_lock(run_dir) as locked:
-        if not locked:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(fileio.run_dir_lock(run_dir))
+        except fileio.RunDirBusyError:
             out["outcome"] = BUSY
             return out
         status = point_status(point)  # re-check under the lock
@@ -255,8 +242,9 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
         log_file = (run_dir / LOG_FILE).open("a", encoding="utf-8")
 
         def log(line: str) -> None:
-            log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-            log_file.flush()
+            with contextlib.suppress(OSError):  # a full disk must not hide the point's outcome
+                log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+                log_file.flush()
 
         try:
             log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
@@ -443,15 +431,57 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"outcome": FAILED, "error": f"{type(exc).__name__}: {exc}", "wall_time_s": 0.0}
 
 
+def _worker_init(parent: int) -> None:
+    """Make a pool worker die with the process that started it (killed by SIGTERM or SIGKILL
+    included): ``PR_SET_PDEATHSIG`` on Linux, and a watchdog of the parent pid everywhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def _run_pool(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
-              jobs: int, log: Log) -> None:
-    """A spawn-context process pool; points whose worker died are retried, each alone."""
+              jobs: int, log: Log, func: Callable[..., dict[str, Any]] = run_point) -> None:
+    """A spawn-context pool of ``jobs`` workers, which die with this process.
+
+    When a worker dies, the pool breaks and every point it had in flight or queued is run
+    again in a new pool of the same width; a point that was taken down twice is then run
+    alone, in its own process, so that a point that kills its worker fails alone.
+    """
     ctx = get_context("spawn")
+    taken_down: dict[int, int] = {}
+    queue = list(tasks)
+    while queue:
+        broken = _pool_round(queue, record, jobs=jobs, ctx=ctx, func=func)
+        for task in broken:
+            taken_down[task[0]] = taken_down.get(task[0], 0) + 1
+        queue = [t for t in broken if taken_down[t[0]] == 1]
+        solo = [t for t in broken if taken_down[t[0]] > 1]
+        if broken:
+            log(f"a worker process died; running the {len(broken)} points it took down again"
+                f" ({len(queue)} in a new pool of {min(jobs, max(len(queue), 1))}, "
+                f"{len(solo)} alone)")
+        for task in solo:
+            _run_alone(task, record, ctx=ctx, func=func)
+
+
+def _pool_round(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], None], *,
+                jobs: int, ctx: Any, func: Callable[..., dict[str, Any]]) -> list[Task]:
+    """Run ``tasks`` in one pool; return those whose worker died (the pool broke)."""
     broken: list[Task] = []
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx,
+                               initializer=_worker_init, initargs=(os.getpid(),))
     try:
         futures: dict[Future[dict[str, Any]], Task] = {
-            pool.submit(run_point, t[1], t[2], t[3]): t for t in tasks}
+            pool.submit(func, t[1], t[2], t[3]): t for t in tasks}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -465,28 +495,29 @@ def _run_pool(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], 
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    if broken:
-        log(f"a worker process died; running the {len(broken)} points it took down again, "
-            "each in its own process")
-    for task in broken:
-        # One process per point: a point that kills its worker again fails alone.
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
-            try:
-                record(task[0], solo.submit(run_point, task[1], task[2], task[3]).result())
-            except BrokenProcessPool as exc:
-                result = _failure(exc)
-                result["error"] = ("the worker process died (killed, out of memory or a crash "
-                                   f"in native code): {exc}")
-                _record_crash(task, result["error"])
-                record(task[0], result)
+    return broken
+
+
+def _run_alone(task: Task, record: Callable[[int, Mapping[str, Any]], None], *, ctx: Any,
+               func: Callable[..., dict[str, Any]]) -> None:
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_init,
+                             initargs=(os.getpid(),)) as solo:
+        try:
+            record(task[0], solo.submit(func, task[1], task[2], task[3]).result())
+        except BrokenProcessPool as exc:
+            result = _failure(exc)
+            result["error"] = ("the worker process died (killed, out of memory or a crash "
+                               f"in native code): {exc}")
+            _record_crash(task, result["error"])
+            record(task[0], result)
 
 
 def _record_crash(task: Task, message: str) -> None:
     run_dir = Path(task[2])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    res.write_json(run_dir / ERROR_FILE, {"error": message, "type": "BrokenProcessPool",
-                                          "traceback": "", "host": socket.gethostname(),
-                                          "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    with contextlib.suppress(OSError):  # e.g. disk full: the sweep goes on
+        res.write_json(run_dir / ERROR_FILE, {"error": message, "type": "BrokenProcessPool",
+                                              "traceback": "", "host": socket.gethostname(),
+                                              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
 def _import_ray() -> Any:

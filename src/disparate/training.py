@@ -24,10 +24,10 @@ Files written to the run directory are described in ``docs/results-format.md``.
 
 from __future__ import annotations
 
+import errno
 import functools
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,18 +37,26 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, PrivacyConfig, config_hash, save_config
+from disparate.config import (
+    ExperimentConfig,
+    PrivacyConfig,
+    config_hash,
+    config_hashes,
+    save_config,
+)
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
 from disparate.privacy.accounting import (
+    AccountantBoundError,
     EpsilonReport,
+    bounded_epsilons,
     calibrate_noise_multiplier,
     compute_epsilon,
-    compute_epsilons,
     supported_methods,
 )
 from disparate.privacy.sampling import epoch_batches, steps_per_epoch
@@ -56,6 +64,8 @@ from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
     "CHECKPOINT_VERSION",
+    "DIVERGED_FILE",
+    "TrainingDivergedError",
     "NoiseSetting",
     "RunResult",
     "build_model_for",
@@ -67,6 +77,8 @@ __all__ = [
 ]
 
 CHECKPOINT_VERSION = 1
+#: Written instead of ``results.json`` by a run that diverged (see :class:`TrainingDivergedError`).
+DIVERGED_FILE = "diverged.json"
 
 ERR_EXISTING_RUN = (
     "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
@@ -76,13 +88,30 @@ ERR_RESUME_MISMATCH = (
     "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
     "{current}; resume with the same experiment and --set overrides (see {config})"
 )
+ERR_STALE_RESULTS = (
+    "{path} holds the results of another config (config_hash {saved}; this config hashes to "
+    "{current}, see {config}): they cannot be this run's results. Choose another --out, or "
+    "pass --overwrite to replace them"
+)
 ERR_FEDERATED = (
     "experiment {name!r} is federated (it has a 'federated' section); this loop trains one "
     "model centrally -- use 'disparate federated run {name}'"
 )
+ERR_DIVERGED = (
+    "training diverged at epoch {epoch}, step {step}: {what}; no results were written "
+    "(see {path}). Lower training.lr, check the inputs, or use a larger noise budget"
+)
 ERR_EMPTY_TRAIN = "the training set is empty after data.reduce / data.subsample: expected >= 1"
 
 Log = Callable[[str], None]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A run whose loss or parameters became non-finite; never reported as an accuracy."""
+
+    def __init__(self, message: str, *, epoch: int, step: int, what: str) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.what = epoch, step, what
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,13 +218,17 @@ def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
 @functools.lru_cache(maxsize=4096)
 def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
     # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
-    report = compute_epsilon(**kwargs)
+    try:
+        report = compute_epsilon(**kwargs)
+    except AccountantBoundError:  # per-epoch progress only; results.json states the fallback
+        report = compute_epsilon(**{**kwargs, "method": "rdp"})
     return report.epsilon, report.approximate
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_reports(**kwargs: Any) -> dict[str, EpsilonReport]:
-    return compute_epsilons(**kwargs)
+def _cached_reports(methods: tuple[str, ...], **kwargs: Any
+                    ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
+    return bounded_epsilons(methods=methods, **kwargs)
 
 
 def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
@@ -210,14 +243,18 @@ def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, s
                                               config.training.batch_size))
 
 
-def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
-                   ) -> dict[str, EpsilonReport] | None:
-    """Epsilon by every method that supports the run's sampling (rdp, rdp_classic, pld)."""
+def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int,
+                   methods: tuple[str, ...]) -> tuple[dict[str, EpsilonReport] | None,
+                                                      dict[str, str]]:
+    """Epsilon by ``methods`` (those the run's sampling supports), and the methods left out
+    beyond the accountant's bound with the reason."""
     if not config.privacy.is_private or noise.z is None:
-        return None
-    return dict(_cached_reports(noise_multiplier=noise.z, steps=steps,
-                                **_accounting_args(config.privacy, dataset_size,
-                                                   config.training.batch_size)))
+        return None, {}
+    args = _accounting_args(config.privacy, dataset_size, config.training.batch_size)
+    supported = supported_methods(args["sampling"], args["shuffle_accounting"])
+    reports, skipped = _cached_reports(tuple(m for m in methods if m in supported),
+                                       noise_multiplier=noise.z, steps=steps, **args)
+    return dict(reports), dict(skipped)
 
 
 @torch.no_grad()
@@ -256,34 +293,66 @@ def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 102
 # --------------------------------------------------------------------------------------------
 
 
-def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool) -> Path:
-    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting."""
+def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool,
+                  digest: Sequence[str] | None = None) -> Path:
+    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting,
+    and, resuming, one whose ``results.json`` is of none of the config hashes ``digest``."""
     out = Path(out_dir)
-    held = (out / res.CHECKPOINT_FILE).exists() or (out / res.RESULTS_FILE).exists()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{out}: exists and is not a directory; "
+                                 "choose another --out")
+    results_path = out / res.RESULTS_FILE
+    held = (out / res.CHECKPOINT_FILE).exists() or results_path.exists()
     if held and not resume and not overwrite:
         raise ValueError(ERR_EXISTING_RUN.format(path=out))
+    if resume and not overwrite and digest is not None and results_path.exists():
+        saved = res.load_results(out).get("config_hash")
+        if saved not in digest:
+            raise ValueError(ERR_STALE_RESULTS.format(path=out, saved=saved, current=digest[0],
+                                                      config=out / res.CONFIG_FILE))
     return out
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return fileio.load_torch(path)
 
 
 def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(res.dumps(m) + "\n" for m in metrics), encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in metrics))
 
 
 def _append_metrics(path: Path, line: Mapping[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as f:
         f.write(res.dumps(line) + "\n")
+
+
+def _data_counts(dataset: GroupedDataset) -> dict[str, Any]:
+    """What reading the data kept and skipped (malformed lines, GloVe coverage), if the
+    dataset records it in its ``info``: shown in the log and saved in ``results.json``."""
+    info = getattr(dataset, "info", None) or {}
+    return {k: info[k] for k in ("counts", "glove") if isinstance(info.get(k), Mapping)}
+
+
+def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: Path) -> None:
+    """Raise :class:`TrainingDivergedError` (and write ``diverged.json``) if step ``bad_step``
+    (1-based, -1: none) of ``epoch`` had a non-finite loss or a parameter is non-finite."""
+    if bad_step > 0:
+        step, what = bad_step, "non-finite training loss"
+    else:
+        names = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+        if not names:
+            return
+        step, what = steps, f"non-finite parameters ({', '.join(names[:3])})"
+    path = out / DIVERGED_FILE
+    res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
+    raise TrainingDivergedError(ERR_DIVERGED.format(epoch=epoch, step=step, what=what,
+                                                    path=path),
+                                epoch=epoch, step=step, what=what)
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,6 +388,7 @@ def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
             + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
 
 
+@fileio.holds_run_dir
 def train(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -341,7 +411,8 @@ def train(
             generator, the secret root of a DP run, epoch, metrics); the final result equals
             that of an uninterrupted run.
             Without a checkpoint the run starts from the beginning. A finished run is not
-            retrained; its results are rewritten from the checkpoint's metrics.
+            retrained; its results are rewritten from the checkpoint's metrics (or, without a
+            checkpoint, returned as they are). Results of another config are refused.
         overwrite: Start again even if ``out_dir`` already holds a run (otherwise an error).
         splits: Pre-built (train, test) data, e.g. to share one load between the runs of a
             comparison; must equal :func:`prepare_data` of ``config`` for the saved config to
@@ -354,9 +425,14 @@ def train(
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
+                        digest=config_hashes(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
+    if resume and not ckpt_path.exists() and (out / res.RESULTS_FILE).exists():
+        # finished, of this config (checked above), its checkpoint deleted: keep the results
+        return RunResult(run_dir=out, results=res.load_results(out),
+                         metrics=res.read_metrics(out))
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
@@ -372,6 +448,9 @@ def train(
         raise ValueError(
             f"training.batch_size={batch_size}: expected <= the training-set size {n_train} "
             f"(after data.reduce / data.subsample)")
+    data_counts = _data_counts(train_set)
+    if data_counts and log is not None:
+        log(f"data read: {res.dumps(data_counts)}")
     spe = steps_per_epoch(n_train, batch_size)
     noise = resolve_noise(config, n_train)
     digest = config_hash(config)
@@ -379,7 +458,7 @@ def train(
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
         state = _load_checkpoint(ckpt_path)
-        if state.get("config_hash") != digest:
+        if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(
                 path=out, saved=state.get("config_hash"), current=digest,
                 config=out / res.CONFIG_FILE))
@@ -388,6 +467,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out / res.CONFIG_FILE)
+    (out / DIVERGED_FILE).unlink(missing_ok=True)
     if not resume or state is None:  # a fresh start: no stale files of an earlier run
         (out / res.RESULTS_FILE).unlink(missing_ok=True)
         ckpt_path.unlink(missing_ok=True)
@@ -442,10 +522,11 @@ def train(
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
             nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no sync per step
             batches = epoch_batches(config.privacy.sampling, n_train, batch_size,
                                     seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
-            for idx in batches:
+            for k, idx in enumerate(batches, start=1):
                 idx = idx.to(device)
                 x, y, g = x_all[idx], y_all[idx], g_all[idx]
                 if augment is not None:
@@ -462,6 +543,10 @@ def train(
                     step = optimizer.step(loss_fn, x, y)
                 if idx.numel():
                     finite = torch.isfinite(step.norms)
+                    # one example's non-finite loss is dropped and counted (clip weight 0);
+                    # a step without any finite loss means the model itself diverged
+                    bad = (first_bad < 0) & ~torch.isfinite(step.losses).any()
+                    first_bad = torch.where(bad, torch.full_like(first_bad, k), first_bad)
                     loss_sum += step.losses.double().sum()
                     correct += (step.outputs.argmax(dim=1) == y).sum()
                     seen += torch.bincount(g, minlength=n_groups)
@@ -472,6 +557,7 @@ def train(
                     nonfinite += torch.bincount(g, weights=(~finite).double(),
                                                 minlength=n_groups).long()
                 bar.update(1)
+            _check_finite(model, int(first_bad), epoch + 1, spe, out)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             n_seen = int(seen.sum())
@@ -528,33 +614,40 @@ def train(
         optimizer.close()
 
     total_steps = tc.epochs * spe
-    privacy = res.privacy_block(
-        config.privacy,
-        noise_multiplier=noise.z,
-        reports=_final_reports(config, noise, n_train, total_steps),
-        steps=total_steps,
-        calibration=noise.calibration,
-        secret_noise=seeds.is_secret,
-    )
     wall = elapsed_before + time.perf_counter() - t_start
     if state is not None and start_epoch >= tc.epochs:
         wall = float(state["elapsed_s"])
-    results = res.build_run_results(
-        config,
-        group_names=group_names,
-        train_sizes=train_set.group_sizes(),
-        test_sizes=test_set.group_sizes(),
-        final_metrics=metrics[-1],
-        privacy=privacy,
-        wall_time_s=wall,
-        device=str(device),
-    )
-    nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
-    for group in results["groups"]:
-        group["nonfinite"] = nonfinite_by_group.get(group["group"])
-    # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
-    results["self_check"] = checked if checked is not None else (state or {}).get("self_check")
-    if (out / PREDICTIONS_FILE).exists():
-        results["group_metrics"] = Predictions.load(out).metrics().to_dict()
-    res.write_json(out / res.RESULTS_FILE, results)
+
+    def write_results(methods: tuple[str, ...]) -> dict[str, Any]:
+        reports, skipped = _final_reports(config, noise, n_train, total_steps, methods)
+        privacy = res.privacy_block(config.privacy, noise_multiplier=noise.z, reports=reports,
+                                    steps=total_steps, calibration=noise.calibration,
+                                    secret_noise=seeds.is_secret, skipped=skipped)
+        results = res.build_run_results(
+            config,
+            group_names=group_names,
+            train_sizes=train_set.group_sizes(),
+            test_sizes=test_set.group_sizes(),
+            final_metrics=metrics[-1],
+            privacy=privacy,
+            wall_time_s=wall,
+            device=str(device),
+        )
+        nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
+        for group in results["groups"]:
+            group["nonfinite"] = nonfinite_by_group.get(group["group"])
+        # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
+        results["self_check"] = (checked if checked is not None
+                                 else (state or {}).get("self_check"))
+        if (out / PREDICTIONS_FILE).exists():
+            results["group_metrics"] = Predictions.load(out).metrics().to_dict()
+        if data_counts:
+            results["data_counts"] = data_counts
+        res.write_json(out / res.RESULTS_FILE, results)
+        return results
+
+    # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
+    results = write_results(("rdp", "rdp_classic"))
+    if config.privacy.is_private and noise.z is not None:
+        results = write_results(("rdp", "rdp_classic", "pld"))
     return RunResult(run_dir=out, results=results, metrics=metrics)

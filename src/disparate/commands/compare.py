@@ -30,7 +30,7 @@ from disparate.commands.run import (
     console_log,
     load_config,
 )
-from disparate.config import ExperimentConfig, config_hash
+from disparate.config import ExperimentConfig, config_hash, config_hashes
 from disparate.data import DatasetNotFoundError
 
 NAME = "compare"
@@ -132,7 +132,7 @@ def _finished(run_dir: Path, config: ExperimentConfig) -> bool:
         result = res.load_results(run_dir)
     except (FileNotFoundError, ValueError):
         return False
-    return result.get("config_hash") == config_hash(config)
+    return result.get("config_hash") in config_hashes(config)
 
 
 def write_report(out_dir: str | Path) -> Any:

@@ -21,9 +21,9 @@ from disparate.privacy.accounting import (
     SAMPLINGS,
     SHUFFLE_ACCOUNTINGS,
     EpsilonReport,
+    bounded_epsilons,
     calibrate_noise_multiplier,
     compute_epsilon,
-    compute_epsilons,
     steps_per_epoch,
     supported_methods,
     total_steps,
@@ -183,8 +183,12 @@ def _run_epsilons(args: argparse.Namespace, steps: int, common: dict[str, Any]) 
         computed = methods  # an explicitly requested unsupported method is an error
     else:
         computed = [m for m in methods if m in available]
-    reports = compute_epsilons(noise_multiplier=args.noise_multiplier, methods=computed, **common)
-    unavailable = {m: ERR_PLD_WITHOUT_REPLACEMENT for m in methods if m not in reports}
+    reports, skipped = bounded_epsilons(noise_multiplier=args.noise_multiplier,
+                                        methods=computed, **common)
+    if not reports:  # only methods beyond the accountant's bound were asked for
+        raise ValueError("; ".join(skipped.values()))
+    unavailable = {m: skipped.get(m, ERR_PLD_WITHOUT_REPLACEMENT)
+                   for m in methods if m not in reports}
 
     if args.json:
         out: dict[str, Any] = {m: _json_number(r.epsilon) for m, r in reports.items()}

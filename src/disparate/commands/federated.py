@@ -166,6 +166,9 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"--variant={args.variant!r}: expected one of {list(variants)}")
         config = variants[args.variant]
     if args.engine == "flower":
+        if args.supernodes < 1:
+            raise ValueError(f"--supernodes={args.supernodes}: expected an integer >= 1 "
+                             "(the number of Flower virtual workers)")
         from disparate.federated.flower_app import run_flower
 
         run_flower(config, args.out, supernodes=args.supernodes, ray_address=args.ray_address,

@@ -130,7 +130,8 @@ def read_glove(
             whose lowercase equals it (an exact entry found later replaces it).
 
     Malformed wanted lines (too few fields, a value that is not a number) are counted and
-    skipped. A file whose first line is not ``word v1 ... vd``, or that has no line, raises
+    skipped. A file whose first line is not ``word v1 ... vd`` (with ``d = dim`` if given), or
+    that has no line, or a wanted vector with a non-finite value, raises
     :class:`GloveFormatError`.
     """
     path = Path(path)
@@ -164,6 +165,11 @@ def read_glove(
                     np.asarray(tail, dtype=np.float64)).all())
             except ValueError:
                 ok = False
+            if ok and dim is not None and len(fields) - 1 != dim:
+                raise GloveFormatError(
+                    f"{path}: line {i + 1} has {len(fields) - 1} values after the word: "
+                    f"expected dim={dim}; set the dimension to {len(fields) - 1} "
+                    "(e.g. data.options.glove_dim) or use a file of that size")
             if not ok:
                 found = (f" (it has {len(fields) - 1} fields after the word: expected "
                          f"dim={dim})" if dim is not None else "")
@@ -190,10 +196,15 @@ def read_glove(
         else:
             continue
         try:
-            vec = np.asarray(values, dtype=np.float32)
+            with np.errstate(over="ignore"):  # 1e39 becomes inf, refused below
+                vec = np.asarray(values, dtype=np.float32)
         except ValueError:
             out.malformed += 1
             continue
+        if not np.isfinite(vec).all():
+            raise GloveFormatError(
+                f"{path}: line {i + 1}: the vector of {head!r} has a non-finite value (nan, "
+                "inf, or beyond float32 such as 1e39); the file is corrupt: download it again")
         if wanted is None or head in wanted:
             if head not in exact:
                 if head in out.vectors:

@@ -278,7 +278,7 @@ class TweetRecord:
 
 def parse_line(line: str | bytes) -> TweetRecord | None:
     """A TwitterAAE line (see the module docstring), or ``None`` if malformed: fewer than
-    ten fields, or a proportion that is not a number."""
+    ten fields, or a proportion that is not a number in [0, 1] (``nan``, ``inf``)."""
     if isinstance(line, bytes):
         line = line.decode("utf-8", errors="replace")
     fields = line.rstrip("\r\n").split("\t")
@@ -287,6 +287,8 @@ def parse_line(line: str | bytes) -> TweetRecord | None:
     try:
         p = [float(v) for v in fields[-4:]]
     except ValueError:
+        return None
+    if not all(0.0 <= v <= 1.0 for v in p):  # also refuses nan and inf
         return None
     return TweetRecord(fields[0], "\t".join(fields[5:-4]), *p)
 
@@ -299,6 +301,8 @@ def _fields(raw: bytes) -> tuple[bytes, bytes, float, float] | None:
     try:
         p = [float(v) for v in fields[-4:]]
     except ValueError:
+        return None
+    if not all(0.0 <= v <= 1.0 for v in p):  # also refuses nan and inf
         return None
     return fields[0], b"\t".join(fields[5:-4]), p[0], p[3]
 

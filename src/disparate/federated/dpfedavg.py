@@ -44,13 +44,17 @@ from torch import Tensor, nn
 
 from disparate.config import ExperimentConfig
 from disparate.federated.model import set_parameters
-from disparate.privacy.accounting import EpsilonReport, compute_epsilon, compute_epsilons
+from disparate.privacy.accounting import (
+    AccountantBoundError,
+    EpsilonReport,
+    bounded_epsilons,
+    compute_epsilon,
+)
 from disparate.privacy.clipping import clip_factors
 from disparate.privacy.noise import add_gaussian_noise
 from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
-    "PLD_MIN_NOISE_MULTIPLIER",
     "DPFedAvgSettings",
     "LocalUpdate",
     "ParticipantStats",
@@ -66,10 +70,6 @@ __all__ = [
     "update_norm",
 ]
 
-#: PLD accounting is skipped below this noise multiplier: the discretised privacy-loss
-#: distribution of a tiny z is huge (z = 0.01 over 2,000 rounds did not finish in minutes);
-#: RDP bounds are reported instead (z = 0.5 over 2,000 rounds: PLD about 3 s).
-PLD_MIN_NOISE_MULTIPLIER = 0.5
 
 #: Above this epsilon the privacy statement says that there is no meaningful guarantee.
 MEANINGLESS_EPSILON = 100.0
@@ -395,20 +395,15 @@ def participant_epsilons(settings: DPFedAvgSettings, *, delta: float, rounds: in
 
     The same subsampled-Gaussian accounting as DP-SGD with N participants, "batch" C,
     noise multiplier z and one step per round. Returns (reports, skipped) where ``skipped``
-    says why a method was not computed (PLD for z < :data:`PLD_MIN_NOISE_MULTIPLIER`).
+    says why a method was not computed (the PLD beyond the accountant's memory bound,
+    :data:`~disparate.privacy.accounting.MAX_PLD_POINTS`).
     """
     z = settings.noise_multiplier
     if z is None or settings.clip_norm is None:
         raise ValueError("participant_epsilons: the run is not in privacy mode 'dp'")
     rounds = settings.rounds if rounds is None else rounds
     requested = list(methods) if methods is not None else ["rdp", "rdp_classic", "pld"]
-    skipped: dict[str, str] = {}
-    if "pld" in requested and z < PLD_MIN_NOISE_MULTIPLIER:
-        requested.remove("pld")
-        skipped["pld"] = (f"not computed: z={z:g} < {PLD_MIN_NOISE_MULTIPLIER:g}, the PLD "
-                          "accountant's discretised loss distribution is too large; the RDP "
-                          "bounds are valid upper bounds")
-    reports = compute_epsilons(
+    reports, skipped = bounded_epsilons(
         dataset_size=settings.num_participants, batch_size=settings.participants_per_round,
         noise_multiplier=z, steps=rounds, delta=delta, sampling="poisson", methods=requested)
     q = settings.sampling_rate
@@ -431,16 +426,18 @@ def participant_epsilons(settings: DPFedAvgSettings, *, delta: float, rounds: in
 
 def participant_epsilon(settings: DPFedAvgSettings, *, delta: float, rounds: int,
                         method: str = "rdp") -> float:
-    """Epsilon after ``rounds`` rounds by one method (PLD falls back to RDP for tiny z)."""
+    """Epsilon after ``rounds`` rounds by one method (PLD falls back to RDP beyond its bound)."""
     z = settings.noise_multiplier
     if z is None or settings.clip_norm is None or rounds < 1:
         raise ValueError("participant_epsilon: the run is not in privacy mode 'dp'")
-    if method == "pld" and z < PLD_MIN_NOISE_MULTIPLIER:
-        method = "rdp"
-    return compute_epsilon(dataset_size=settings.num_participants,
-                           batch_size=settings.participants_per_round, noise_multiplier=z,
-                           steps=rounds, delta=delta, sampling="poisson",
-                           method=method).epsilon
+    args: dict[str, Any] = {"dataset_size": settings.num_participants,
+                            "batch_size": settings.participants_per_round,
+                            "noise_multiplier": z, "steps": rounds, "delta": delta,
+                            "sampling": "poisson"}
+    try:
+        return compute_epsilon(method=method, **args).epsilon
+    except AccountantBoundError:
+        return compute_epsilon(method="rdp", **args).epsilon
 
 
 def privacy_statement(settings: DPFedAvgSettings, report: EpsilonReport | None, *,

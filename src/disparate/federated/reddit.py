@@ -37,6 +37,7 @@ modification times.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import glob
 import gzip
 import hashlib
@@ -57,6 +58,8 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+
+from disparate.fileio import CorruptFileError
 
 __all__ = [
     "CACHE_VERSION",
@@ -102,6 +105,10 @@ ERR_NO_FILES = (
     "monthly comment dump (the paper used RC_2017-11, one JSON object per line, .bz2/.xz/.zst) "
     "into data.data_dir or name the files in data.options.files; this project cannot download "
     "it for you"
+)
+ERR_TRUNCATED = (
+    "{path}: {what}; the dump is truncated or corrupt and was not used (nothing cached): "
+    "download it again"
 )
 ERR_FORMAT = "{path}: unsupported dump format; expected .json/.jsonl/plain, .bz2, .xz, .zst, .gz"
 ERR_NO_PARTICIPANTS = (
@@ -211,13 +218,69 @@ def open_dump(path: str | Path) -> IO[str]:
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError(f"{path}: reading .zst dumps needs the 'zstandard' package "
                               "(pip install 'disparate[reddit]')") from exc
-        raw = path.open("rb")
-        reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(
-            raw, closefd=True)
+        reader = io.BufferedReader(_VerifiedZstd(path, zstandard), buffer_size=1 << 20)
         return io.TextIOWrapper(reader, encoding="utf-8", errors="replace")
     if suffix in (".7z", ".zip", ".tar"):
         raise ValueError(ERR_FORMAT.format(path=path))
     return path.open("r", encoding="utf-8", errors="replace")
+
+
+class _VerifiedZstd(io.RawIOBase):
+    """The decompressed bytes of a ``.zst`` file, frame after frame, read to its verified end.
+
+    ``zstandard``'s stream reader ends quietly at a truncated frame; this one raises
+    :class:`~disparate.fileio.CorruptFileError` naming the file when the input ends inside a
+    frame (or holds no frame), and for data that is not zstd.
+    """
+
+    def __init__(self, path: Path, zstandard: Any) -> None:
+        super().__init__()
+        self._path, self._zstd = path, zstandard
+        self._raw = path.open("rb")
+        self._frame = self._new_frame()
+        self._pending = b""
+        self._frames = 0  # frames read to their end
+        self._fed = False  # the current frame has had input
+
+    def _new_frame(self) -> Any:
+        return self._zstd.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if not self._frame.eof and (self._frames == 0 or self._fed):
+                    raise CorruptFileError(ERR_TRUNCATED.format(
+                        path=self._path, what="the input ends inside a zstd frame"))
+                return 0
+            self._pending = self._decompress(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        out = []
+        try:
+            while chunk:
+                out.append(self._frame.decompress(chunk))
+                self._fed = True
+                chunk = b""
+                if self._frame.eof:  # a frame ended: the rest of the chunk starts the next
+                    self._frames += 1
+                    chunk = self._frame.unused_data
+                    self._frame, self._fed = self._new_frame(), False
+        except self._zstd.ZstdError as exc:
+            raise CorruptFileError(ERR_TRUNCATED.format(
+                path=self._path, what=f"not valid zstd data ({exc})")) from None
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 @dataclass
@@ -237,6 +300,17 @@ class ReadStats:
         out["bots"] = sorted(self.bots)[:200]
         out["bot_accounts"] = len(self.bots)
         return out
+
+
+@contextlib.contextmanager
+def _named_errors(path: Path) -> Iterator[None]:
+    """A truncated or corrupt ``.gz``/``.bz2``/``.xz`` read as :class:`CorruptFileError`."""
+    try:
+        yield
+    except CorruptFileError:
+        raise
+    except (EOFError, OSError, lzma.LZMAError) as exc:
+        raise CorruptFileError(ERR_TRUNCATED.format(path=path, what=str(exc))) from None
 
 
 def is_bot(author: str, extra: Iterable[str] = ()) -> bool:
@@ -265,7 +339,7 @@ def iter_comments(paths: Sequence[str | Path], *, drop_bots: bool = True,
     stats = stats if stats is not None else ReadStats()
     extra = frozenset(e.lower() for e in extra_bots)
     for path in paths:
-        with open_dump(path) as f:
+        with open_dump(path) as f, _named_errors(Path(path)):
             for line in f:
                 if not line.strip():
                     continue

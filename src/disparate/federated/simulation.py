@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,15 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from disparate import fileio
 from disparate import results as res
-from disparate.config import ExperimentConfig, apply_overrides, config_hash, save_config
+from disparate.config import (
+    ExperimentConfig,
+    apply_overrides,
+    config_hash,
+    config_hashes,
+    save_config,
+)
 from disparate.federated import metrics as fm
 from disparate.federated.dpfedavg import (
     DPFedAvgSettings,
@@ -168,9 +174,8 @@ class FederatedRun:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with fileio.atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def _append(path: Path, line: Mapping[str, Any]) -> None:
@@ -179,9 +184,7 @@ def _append(path: Path, line: Mapping[str, Any]) -> None:
 
 
 def _write_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(res.dumps(m) + "\n" for m in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in lines))
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -205,12 +208,12 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
                         if p.is_private else ({}, {}))
     block = res.privacy_block(p, noise_multiplier=settings.noise_multiplier,
                               reports=reports or None, steps=rounds, calibration=calibration,
-                              secret_noise=secret_noise)
-    statement = privacy_statement(settings, _head_report(reports, p.accountant), mode=p.mode,
+                              secret_noise=secret_noise, skipped=skipped)
+    head = _head_report(reports, p.accountant)
+    statement = privacy_statement(settings, head, mode=p.mode,
                                   delta=p.delta if p.is_private else None)
     if p.is_private:
         statement += res.caveats(secret_noise=secret_noise)
-    head = _head_report(reports, p.accountant)
     block.update(
         level="participant",
         rounds=rounds,
@@ -219,7 +222,6 @@ def _privacy_block(config: ExperimentConfig, settings: DPFedAvgSettings,
         participant_sampling=settings.sampling,
         noise_std_average=settings.noise_std,
         clip_mode=settings.clip_mode,
-        skipped_methods=skipped,
         description=(config.federated.describe() + "; " + _mechanism(config, settings)),
         statement=statement,
     )
@@ -247,6 +249,7 @@ def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
     return "plain FedAvg: no clipping, no noise (not private)"
 
 
+@fileio.holds_run_dir
 def train_federated(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -279,7 +282,8 @@ def train_federated(
     if config.federated is None:
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
     fed = config.federated
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
+                        digest=config_hashes(config))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
     if config.training.num_threads is not None:
@@ -292,8 +296,8 @@ def train_federated(
 
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("config_hash") != digest:
+        state = fileio.load_torch(ckpt_path)
+        if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(path=out, saved=state.get(
                 "config_hash"), current=digest))
     out.mkdir(parents=True, exist_ok=True)
@@ -495,8 +499,7 @@ def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
     parts = evaluation.participants
     buckets = fm.bucket_index(data.vocab_sizes[parts], edges)
     acc = evaluation.accuracy
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with fileio.atomic_write(path) as f:
         w = csv.writer(f)
         w.writerow(["participant", "vocab_size", "bucket", "train_tokens", "test_tokens",
                     "correct", "accuracy"])
@@ -507,7 +510,6 @@ def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
                         int(train_sizes[pid]), int(evaluation.tokens[j]),
                         int(evaluation.correct[j]),
                         "" if np.isnan(acc[j]) else f"{acc[j]:.6f}"])
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------- compare
@@ -569,9 +571,10 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
                 base.training.seed else base
             run_dir = out / f"seed-{seed}" / name
             dirs[name].append(str(run_dir.relative_to(out)))
-            if (run_dir / res.RESULTS_FILE).is_file() and resume:
+            if (resume and (run_dir / res.RESULTS_FILE).is_file()
+                    and res.load_results(run_dir).get("config_hash") in config_hashes(cfg)):
                 results[name].append(res.load_results(run_dir))
-                continue
+                continue  # finished before; results of another config are refused by run
             if only is not None and name not in only:
                 continue
             if log is not None:
