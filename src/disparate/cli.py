@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from disparate import __version__
-from disparate.commands import compare, demo, epsilon, federated, report, run, study
+from disparate.commands import audit, compare, demo, epsilon, federated, report, run, study
 from disparate.commands import list as list_command
 
-COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated]
+COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated, audit]
 
 PROG = "disparate"
 

@@ -38,7 +38,8 @@ from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
 
-__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "AuditOptions", "claimed_privacy", "run_audit"]
+__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "claimed_privacy",
+           "run_audit"]
 
 AUDIT_FILE = "audit.json"
 ATTACKS = ("loss", "lira")
@@ -255,6 +256,8 @@ def _aggregate(config: ExperimentConfig, per_seed: Sequence[dict[str, Any]],
             for attack in ATTACKS:
                 row[attack] = {m: res.summarize([e[attack].get(m) for e in entries])
                                for m in METRICS}
+            row["attack_counts"] = {k: [e["lira"][k] for e in entries]
+                                    for k in ("members", "nonmembers")}
             bounds = [e["one_run"] for e in entries]
             row["one_run"] = {"epsilon_lower_bound": [None if b is None
                                                       else b["epsilon_lower_bound"]
