@@ -38,8 +38,8 @@ from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
 
-__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "claimed_privacy",
-           "run_audit"]
+__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "TrainedModel",
+           "canary_bounds", "claimed_privacy", "headline", "run_audit", "train_and_load"]
 
 AUDIT_FILE = "audit.json"
 ATTACKS = ("loss", "lira")
@@ -124,6 +124,19 @@ def _attack(scores: np.ndarray, is_member: np.ndarray, mask: np.ndarray) -> dict
     return mia.attack_metrics(pos, neg)
 
 
+def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions
+                  ) -> dict[str, dict[str, Any] | None]:
+    """One-run bound per group (that group's canaries) and overall; None without canaries."""
+    canaries = data.canaries()
+    loss, _ = mia.per_example_outputs(model, canaries.inputs, canaries.labels)
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, mask in _group_masks(canaries.groups.numpy(), data.pool.group_names):
+        out[name] = (audit_scores(-loss[mask], data.included[mask], delta=delta,
+                                  beta=options.beta, guess_fractions=options.guess_fractions
+                                  ).to_dict() if mask.any() else None)
+    return out
+
+
 def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[TrainedModel],
                 options: AuditOptions, delta: float, highlight: Sequence[str]) -> dict[str, Any]:
     """Attacks and one-run bounds of one trained model, per group and overall."""
@@ -136,10 +149,8 @@ def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[Trai
     ref_phi = np.stack([mia.per_example_outputs(r.model, x, y)[1] for r in references])
     out_mask = np.stack([~np.isin(population, s) for s in data.reference_sets])
     scores = {"loss": -loss, "lira": mia.lira_offline_scores(phi, ref_phi, out_mask)}
-    canaries = data.canaries()
-    canary_loss, _ = mia.per_example_outputs(target.model, canaries.inputs, canaries.labels)
+    bounds = canary_bounds(target.model, data, delta=delta, options=options)
     groups = pool.groups.numpy()[population]
-    canary_groups = canaries.groups.numpy()
     out: dict[str, Any] = {}
     roc: dict[str, list[float]] = {}
     balanced = is_member | np.isin(population, data.balanced_nonmembers)
@@ -147,12 +158,7 @@ def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[Trai
         if name == OVERALL:
             mask = balanced
         entry: dict[str, Any] = {a: _attack(scores[a], is_member, mask) for a in ATTACKS}
-        c_mask = (canary_groups == pool.group_names.index(name)) if name != OVERALL else \
-            np.ones(canary_groups.shape, dtype=bool)
-        entry["one_run"] = (audit_scores(-canary_loss[c_mask], data.included[c_mask],
-                                         delta=delta, beta=options.beta,
-                                         guess_fractions=options.guess_fractions).to_dict()
-                            if c_mask.any() else None)
+        entry["one_run"] = bounds[name]
         out[name] = entry
         if (name in highlight or name == OVERALL) and "auc" in entry["lira"]:
             roc[name] = mia.roc_on_grid(scores["lira"][mask & is_member],
