@@ -1,4 +1,4 @@
-"""One-run lower bound (Steinke, Nasr, Jagielski 2023) against scipy.stats.binom and closed forms."""
+"""One-run lower bound (Steinke, Nasr, Jagielski 2023) vs scipy.stats.binom and closed forms."""
 
 import math
 

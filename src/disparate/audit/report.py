@@ -35,12 +35,16 @@ LIMITS = (
 
 
 def format_stat(summary: Mapping[str, Any] | None, digits: int = 2) -> str:
-    """'0.66 [0.60, 0.72]' for a :func:`disparate.results.summarize` object; 'n/a' if empty."""
+    """'0.66 [0.60, 0.72]' for a :func:`disparate.results.summarize` object; 'n/a' if empty.
+
+    Every number shown here (accuracy, AUC, TPR, advantage) lies in [0, 1]; so does its
+    interval as displayed (a Student-t interval over few seeds can overshoot).
+    """
     if not summary or summary.get("mean") is None:
         return "n/a"
     text = f"{summary['mean']:.{digits}f}"
     if summary.get("ci95"):
-        lo, hi = summary["ci95"]
+        lo, hi = max(summary["ci95"][0], 0.0), min(summary["ci95"][1], 1.0)
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text
 
@@ -129,10 +133,10 @@ def document(audit: Mapping[str, Any], figure: str | None) -> list[Block]:
         marks.append(bool(np_row["highlight"]))
     blocks += [Block("h2", text="Per group: attack AUC and one-run lower bound"),
                Block("table", header=header, rows=tuple(rows), highlighted=tuple(marks)),
-               Block("p", text="AUC: mean [95% Student-t interval] over seeds; accuracy on the "
-                     "test split; lower bounds: one per seed, each at the stated confidence "
-                     "(per group: that group's canaries only). Sizes: per seed (range if they "
-                     "differ).")]
+               Block("p", text="AUC: mean [95% Student-t interval, cut to [0, 1]] over seeds; "
+                     "accuracy on the test split; lower bounds: one per seed, each at the "
+                     "stated confidence (per group: that group's canaries only). Sizes: per "
+                     "seed (range if they differ).")]
     header2 = ("group", "mode", "LiRA TPR@1%FPR", "LiRA TPR@0.1%FPR", "LiRA advantage",
                "loss TPR@1%FPR", "loss advantage")
     rows2, marks2 = [], []
