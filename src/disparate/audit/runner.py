@@ -88,7 +88,7 @@ class TrainedModel:
 
 
 def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
-                   test_set: GroupedDataset, run_dir: Path, *, device: str,
+                   test_set: GroupedDataset, run_dir: str | Path, *, device: str,
                    progress: bool | None, log: Log | None) -> TrainedModel:
     """Train ``config`` on ``train_set`` (the one training loop); load the model it saved."""
     from disparate.training import build_model_for, train
@@ -96,7 +96,8 @@ def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
     result = train(config, run_dir, overwrite=True, splits=DatasetSplits(train_set, test_set),
                    device=device, progress=progress, log=log)
     model = build_model_for(config, train_set)
-    state = torch.load(run_dir / res.CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    state = torch.load(result.run_dir / res.CHECKPOINT_FILE, map_location="cpu",
+                       weights_only=True)
     model.load_state_dict(state["model"])
     return TrainedModel(model.to(device), result.results)
 
