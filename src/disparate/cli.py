@@ -12,12 +12,23 @@ import sys
 import traceback
 
 from disparate import __version__
-from disparate.commands import check_model, compare, demo, epsilon, federated, report, run, study
+from disparate.commands import (
+    audit,
+    check_model,
+    compare,
+    demo,
+    epsilon,
+    federated,
+    report,
+    run,
+    study,
+)
 from disparate.commands import list as list_command
 from disparate.fileio import CorruptFileError, RunDirBusyError
 from disparate.training import TrainingDivergedError
 
-COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated, check_model]
+COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated, check_model,
+            audit]
 
 PROG = "disparate"
 

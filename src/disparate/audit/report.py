@@ -1,0 +1,258 @@
+"""The audit's report: ``audit.md``, ``audit.html`` and the ROC figure, from ``audit.json``.
+
+One document model (a list of blocks) rendered twice, to Markdown and to self-contained HTML,
+with the table and figure helpers of :mod:`disparate.report` and :mod:`disparate.plots`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from disparate import plots
+from disparate.audit.runner import AUDIT_FILE, OVERALL
+from disparate.report import CSS, HIGHLIGHT_MARK, _data_uri, _h, _html_table, _md, _md_table
+from disparate.report import read_json as read_json_file
+
+__all__ = ["AUDIT_HTML", "AUDIT_MARKDOWN", "LIMITS", "ROC_FIGURE", "format_stat",
+           "plot_roc", "write_audit_report"]
+
+AUDIT_MARKDOWN = "audit.md"
+AUDIT_HTML = "audit.html"
+ROC_FIGURE = "audit_roc.png"
+LIMITS = (
+    "What an audit can and cannot show: the one-run bound is a *lower* bound on the epsilon "
+    "of the training run as it was executed, valid at the stated confidence. A lower bound "
+    "far below the claimed epsilon is expected -- black-box attacks with a loss-based "
+    "guesser are weak, and few canaries cap the bound -- and does not prove the claim. A "
+    "lower bound above the claimed epsilon proves (up to the stated confidence) that the "
+    "claim is wrong: a bug in the mechanism or in its accounting. Membership-inference "
+    "metrics measure what these particular attacks achieve, not the worst case."
+)
+
+
+def format_stat(summary: Mapping[str, Any] | None, digits: int = 2) -> str:
+    """'0.66 [0.60, 0.72]' for a :func:`disparate.results.summarize` object; 'n/a' if empty.
+
+    Every number shown here (accuracy, AUC, TPR, advantage) lies in [0, 1]; so does its
+    interval as displayed (a Student-t interval over few seeds can overshoot).
+    """
+    if not summary or summary.get("mean") is None:
+        return "n/a"
+    text = f"{summary['mean']:.{digits}f}"
+    if summary.get("ci95"):
+        lo, hi = max(summary["ci95"][0], 0.0), min(summary["ci95"][1], 1.0)
+        text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return text
+
+
+def _bounds(values: Sequence[float | None]) -> str:
+    shown = ["n/a" if v is None else ("inf" if math.isinf(v) else f"{v:.2f}") for v in values]
+    return ", ".join(shown)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of the document: kind 'h2' | 'p' | 'list' | 'table' | 'figure'."""
+
+    kind: str
+    text: str = ""
+    items: tuple[str, ...] = ()
+    header: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    highlighted: tuple[bool, ...] = ()
+
+
+def _rows(audit: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    return audit["modes"]["non-private"]["groups"], audit["modes"]["dp"]["groups"]
+
+
+def _group_label(row: Mapping[str, Any]) -> str:
+    return row["group"] + (f" {HIGHLIGHT_MARK}" if row["highlight"] else "")
+
+
+def _size(audit: Mapping[str, Any], group: str, key: str) -> str:
+    values = sorted({s[group][key] for s in audit["sizes"]})
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def _count(row: Mapping[str, Any], key: str) -> str:
+    """The members or non-members the attacks used, per seed (range if they differ)."""
+    values = sorted(set(row["attack_counts"][key]))
+    return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
+def document(audit: Mapping[str, Any], figure: str | None) -> list[Block]:
+    """The report's blocks."""
+    non_private, dp = _rows(audit)
+    seeds = audit["seeds"]
+    opts = audit["options"]
+    blocks = [Block("p", text=f"**{audit['headline']}.**"), Block("p", text=LIMITS)]
+    exceeded = sum(audit["claim_exceeded"])
+    verdict = (f"The overall lower bound exceeds the claimed epsilon in {exceeded} of "
+               f"{len(seeds)} seed(s): the claim is refuted." if exceeded else
+               f"The overall lower bound stays below the claimed epsilon in all {len(seeds)} "
+               "seed(s): no evidence against the claim (which this does not prove).")
+    blocks.append(Block("p", text=verdict))
+    blocks += [Block("h2", text="Setup"), Block("list", items=(
+        f"experiment: {audit['experiment']}; seeds {', '.join(map(str, seeds))}",
+        f"DP run: {audit['privacy_description']}; claims per seed: "
+        + "; ".join(f"({c['epsilon']:.2f}, {c['delta']:g}) for N = {c['train_size']:,}"
+                    for c in audit["claims"]),
+        f"statement (seed {seeds[0]}): {audit['claims'][0]['statement']}",
+        f"members: the experiment's training examples less a {opts['holdout_fraction']:g} "
+        "holdout per group; non-members: the held-out and left-out training-split examples "
+        "(never the test split); the overall attack uses non-members cut to the members' "
+        "group proportions",
+        f"canaries: {opts['canaries']:,} mislabeled training-split images (not members, not "
+        "non-members), spread evenly over the groups, each included with probability 1/2; "
+        "N counts the included ones",
+        "guesser: lower canary loss = 'in'; guess counts "
+        f"{', '.join(map(str, opts['guess_fractions']))} of the canaries, Bonferroni over "
+        f"them; confidence {100 * (1 - opts['beta']):g}%",
+        f"attacks: loss threshold, and offline LiRA with {opts['reference_models']} reference "
+        "models per mode (complementary halves, the target's group ratios)",
+    ))]
+    header = ("group", "members", "non-members", "canaries (in)", "non-DP acc",
+              "DP acc", "non-DP LiRA AUC", "DP LiRA AUC", "non-DP loss AUC", "DP loss AUC",
+              "DP eps lower bound", "non-DP eps lower bound")
+    rows, marks = [], []
+    for np_row, dp_row in zip(non_private, dp, strict=True):
+        g = np_row["group"]
+        rows.append((
+            _group_label(np_row), _count(np_row, "members"), _count(np_row, "nonmembers"),
+            f"{_size(audit, g, 'canaries')} ({_size(audit, g, 'canaries_included')})",
+            format_stat(np_row["accuracy"]), format_stat(dp_row["accuracy"]),
+            format_stat(np_row["lira"]["auc"]), format_stat(dp_row["lira"]["auc"]),
+            format_stat(np_row["loss"]["auc"]), format_stat(dp_row["loss"]["auc"]),
+            _bounds(dp_row["one_run"]["epsilon_lower_bound"]),
+            _bounds(np_row["one_run"]["epsilon_lower_bound"])))
+        marks.append(bool(np_row["highlight"]))
+    blocks += [Block("h2", text="Per group: attack AUC and one-run lower bound"),
+               Block("table", header=header, rows=tuple(rows), highlighted=tuple(marks)),
+               Block("p", text="AUC: mean [95% Student-t interval, cut to [0, 1]] over seeds; "
+                     "accuracy on the test split; lower bounds: one per seed, each at the "
+                     "stated confidence (per group: that group's canaries only). Sizes: per "
+                     "seed (range if they differ).")]
+    header2 = ("group", "mode", "LiRA TPR@1%FPR", "LiRA TPR@0.1%FPR", "LiRA advantage",
+               "loss TPR@1%FPR", "loss advantage")
+    rows2, marks2 = [], []
+    for np_row, dp_row in zip(non_private, dp, strict=True):
+        for mode, row in (("non-DP", np_row), ("DP", dp_row)):
+            rows2.append((_group_label(row), mode,
+                          format_stat(row["lira"]["tpr_at_1pct_fpr"], 3),
+                          format_stat(row["lira"]["tpr_at_0.1pct_fpr"], 3),
+                          format_stat(row["lira"]["advantage"], 3),
+                          format_stat(row["loss"]["tpr_at_1pct_fpr"], 3),
+                          format_stat(row["loss"]["advantage"], 3)))
+            marks2.append(bool(row["highlight"]))
+    blocks += [Block("h2", text="TPR at low FPR and membership advantage"),
+               Block("table", header=header2, rows=tuple(rows2), highlighted=tuple(marks2)),
+               Block("p", text="With n non-members the FPR moves in steps of 1/n: with fewer "
+                     "than 1,000 (or 100) non-members, TPR at 0.1% (1%) FPR is TPR at FPR 0.")]
+    blocks.append(Block("h2", text="Leakage by group"))
+    blocks.append(Block("p", text=leakage_sentence(non_private, dp)))
+    if figure:
+        blocks += [Block("h2", text="Figure"), Block(
+            "figure", text=figure,
+            items=(f"Offline-LiRA ROC per group (seed {seeds[0]}), DP vs non-private; "
+                   "log-log axes, dashed: chance",))]
+    return blocks
+
+
+def leakage_sentence(non_private: Sequence[Mapping[str, Any]],
+                     dp: Sequence[Mapping[str, Any]]) -> str:
+    """Which highlighted group leaks more (LiRA AUC), in each model."""
+    marked = [(a, b) for a, b in zip(non_private, dp, strict=True) if a["highlight"]]
+    if len(marked) < 2:
+        return "Fewer than two highlighted groups: no comparison."
+    parts = []
+    for label, idx in (("non-private", 0), ("DP", 1)):
+        rows = [pair[idx] for pair in marked]
+        parts.append(f"{label} model: " + ", ".join(
+            f"group {r['group']} LiRA AUC {format_stat(r['lira']['auc'])}" for r in rows))
+    return "; ".join(parts) + "."
+
+
+def plot_roc(audit: Mapping[str, Any], path: str | Path) -> Path:
+    """Per-group offline-LiRA ROC curves, DP vs non-private (log-log), first seed."""
+    curves = {mode: audit["modes"][mode]["roc_lira"] for mode in ("non-private", "dp")}
+    groups = [g for g in curves["dp"]["tpr"] if g in curves["non-private"]["tpr"]]
+    fig, axes = plots.new_figure(3.6 * max(len(groups), 1), 3.6, 1, max(len(groups), 1))
+    for ax, group in zip(axes[0], groups, strict=False):
+        for mode, color in (("non-private", plots.NON_PRIVATE_COLOR), ("dp", plots.DP_COLOR)):
+            fpr, tpr = curves[mode]["fpr"][1:], curves[mode]["tpr"][group][1:]
+            ax.step(fpr, [max(t, 1e-3) for t in tpr], where="post", color=color, label=mode)
+        ax.plot([1e-3, 1], [1e-3, 1], ls="--", color=plots.OTHER_COLOR, lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_ylim(1e-3, 1)
+        ax.set_xlabel("false-positive rate")
+        ax.set_ylabel("true-positive rate")
+        ax.set_title("all groups" if group == OVERALL else f"group {group}")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{audit['experiment']}: membership inference (offline LiRA)")
+    return plots.save_figure(fig, path)
+
+
+def render_markdown(title: str, blocks: Sequence[Block]) -> str:
+    """The blocks as Markdown."""
+    lines = [f"# {_md(title)}", ""]
+    for b in blocks:
+        if b.kind == "h2":
+            lines += [f"## {_md(b.text)}", ""]
+        elif b.kind == "p":
+            bold = b.text.startswith("**") and b.text.endswith("**")
+            lines += [f"**{_md(b.text[2:-2])}**" if bold else _md(b.text), ""]
+        elif b.kind == "list":
+            lines += [f"- {_md(item)}" for item in b.items] + [""]
+        elif b.kind == "table":
+            rows = [[(f"**{_md(c)}**" if mark and i == 0 else _md(c)) for i, c in enumerate(row)]
+                    for row, mark in zip(b.rows, b.highlighted, strict=True)]
+            lines += _md_table(b.header, rows) + [""]
+        elif b.kind == "figure":
+            lines += [f"![{_md(b.items[0])}]({Path(b.text).name})", "", f"*{_md(b.items[0])}*",
+                      ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def render_html(title: str, blocks: Sequence[Block], directory: Path) -> str:
+    """The blocks as one self-contained HTML page."""
+    body = [f"<h1>{_h(title)}</h1>"]
+    for b in blocks:
+        if b.kind == "h2":
+            body.append(f"<h2>{_h(b.text)}</h2>")
+        elif b.kind == "p":
+            bold = b.text.startswith("**") and b.text.endswith("**")
+            body.append(f'<p class="statement"><strong>{_h(b.text[2:-2])}</strong></p>' if bold
+                        else f"<p>{_h(b.text)}</p>")
+        elif b.kind == "list":
+            body += ["<ul>", *(f"<li>{_h(item)}</li>" for item in b.items), "</ul>"]
+        elif b.kind == "table":
+            cells = [[f"<td>{_h(c)}</td>" for c in row] for row in b.rows]
+            body += _html_table(b.header, cells,
+                                ["highlight" if m else "" for m in b.highlighted])
+        elif b.kind == "figure":
+            body.append(f'<figure><img src="{_data_uri(directory / b.text)}" '
+                        f'alt="{_h(b.items[0])}"><figcaption>{_h(b.items[0])}</figcaption>'
+                        "</figure>")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            + "\n".join(body) + "\n</body>\n</html>\n")
+
+
+def write_audit_report(directory: str | Path) -> dict[str, Path]:
+    """Write ``audit.md``, ``audit.html`` and ``audit_roc.png`` from ``directory/audit.json``."""
+    out = Path(directory)
+    audit = read_json_file(out / AUDIT_FILE)
+    figure = plot_roc(audit, out / ROC_FIGURE)
+    blocks = document(audit, figure.name)
+    title = f"Privacy audit: {audit['experiment']}"
+    md, page = out / AUDIT_MARKDOWN, out / AUDIT_HTML
+    md.write_text(render_markdown(title, blocks), encoding="utf-8")
+    page.write_text(render_html(title, blocks, out), encoding="utf-8")
+    return {"markdown": md, "html": page, "roc": figure}

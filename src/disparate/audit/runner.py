@@ -1,0 +1,319 @@
+"""Orchestration of an audit: train the DP model and its non-private twin, attack, bound.
+
+For every seed (``data.seed`` and ``training.seed`` set to it, as in ``disparate compare``):
+the audit data are drawn (:mod:`disparate.audit.canaries`), the non-private and the DP model
+train on the members plus the included canaries with the one training loop
+(:func:`disparate.training.train`, given the data from outside), and ``reference_models``
+reference models per mode train on the reference sets. Then, per group and overall:
+
+- the loss-threshold and the offline-LiRA attacks on members vs non-members
+  (:mod:`disparate.audit.mia`);
+- the one-run lower bound on epsilon from the canaries' losses (:mod:`disparate.audit.one_run`)
+  at the run's own delta, set beside the epsilon the DP run claims for its N.
+
+``audit.json`` (:data:`AUDIT_FILE`) holds the per-seed numbers and, over seeds, the mean and
+the 95% Student-t interval (:func:`disparate.results.summarize`); run directories are
+``seed-<s>/<mode>`` and ``seed-<s>/<mode>-ref-<k>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from disparate import results as res
+from disparate.audit import mia
+from disparate.audit.canaries import AuditData, build_audit_data, check_counts
+from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check_guess_fractions
+from disparate.config import ExperimentConfig
+from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
+
+__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "TrainedModel",
+           "canary_bounds", "claimed_privacy", "headline", "run_audit", "train_and_load"]
+
+AUDIT_FILE = "audit.json"
+ATTACKS = ("loss", "lira")
+MODES = ("non-private", "dp")
+OVERALL = "all"
+ERR_NOT_DP = (
+    "audit compares a DP model with its non-private twin, but {name!r} is in privacy mode "
+    "{mode!r}; expected mode 'dp'"
+)
+ERR_BETA = "beta={value!r}: expected 0 < beta < 1"
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditOptions:
+    """How an audit is run; checked before any training.
+
+    Attributes:
+        canaries: M, spread evenly over the groups (0: no one-run bound).
+        holdout_fraction: Share of each group's training examples held out as non-members.
+        reference_models: Offline-LiRA reference models per mode (even, >= 2).
+        beta: 1 - the confidence of the lower bound.
+        guess_fractions: The guesser's guess counts, as fractions of the canaries.
+    """
+
+    canaries: int = 200
+    holdout_fraction: float = 0.3
+    reference_models: int = 2
+    beta: float = 0.05
+    guess_fractions: tuple[float, ...] = DEFAULT_GUESS_FRACTIONS
+
+    def __post_init__(self) -> None:
+        check_counts(canaries=self.canaries, holdout_fraction=self.holdout_fraction,
+                     reference_models=self.reference_models)
+        if not (isinstance(self.beta, (int, float)) and 0 < self.beta < 1):
+            raise ValueError(ERR_BETA.format(value=self.beta))
+        object.__setattr__(self, "guess_fractions", check_guess_fractions(self.guess_fractions))
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model and its ``results.json``."""
+
+    model: nn.Module
+    results: dict[str, Any]
+
+
+def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
+                   test_set: GroupedDataset, run_dir: str | Path, *, device: str,
+                   progress: bool | None, log: Log | None) -> TrainedModel:
+    """Train ``config`` on ``train_set`` (the one training loop); load the model it saved."""
+    from disparate.training import build_model_for, train
+
+    result = train(config, run_dir, overwrite=True, splits=DatasetSplits(train_set, test_set),
+                   device=device, progress=progress, log=log)
+    model = build_model_for(config, train_set)
+    state = torch.load(result.run_dir / res.CHECKPOINT_FILE, map_location="cpu",
+                       weights_only=True)
+    model.load_state_dict(state["model"])
+    return TrainedModel(model.to(device), result.results)
+
+
+def claimed_privacy(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The (epsilon, delta) a run's ``results.json`` claims, with its statement; None if not DP."""
+    privacy = results["privacy"]
+    if not privacy.get("is_private"):
+        return None
+    head = privacy["epsilon"][privacy["accountant"]]
+    return {"epsilon": float(head["epsilon"]), "delta": float(privacy["delta"]),
+            "accountant": privacy["accountant"], "statement": privacy["statement"],
+            "train_size": int(results["train_size"])}
+
+
+def _group_masks(groups: np.ndarray, names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    return [(name, groups == g) for g, name in enumerate(names)] + [
+        (OVERALL, np.ones(groups.shape, dtype=bool))]
+
+
+def _attack(scores: np.ndarray, is_member: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    pos, neg = scores[mask & is_member], scores[mask & ~is_member]
+    if pos.size == 0 or neg.size == 0:
+        return {"members": int(pos.size), "nonmembers": int(neg.size)}
+    return mia.attack_metrics(pos, neg)
+
+
+def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions
+                  ) -> dict[str, dict[str, Any] | None]:
+    """One-run bound per group (that group's canaries) and overall; None without canaries."""
+    canaries = data.canaries()
+    loss, _ = mia.per_example_outputs(model, canaries.inputs, canaries.labels)
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, mask in _group_masks(canaries.groups.numpy(), data.pool.group_names):
+        out[name] = (audit_scores(-loss[mask], data.included[mask], delta=delta,
+                                  beta=options.beta, guess_fractions=options.guess_fractions
+                                  ).to_dict() if mask.any() else None)
+    return out
+
+
+def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[TrainedModel],
+                options: AuditOptions, delta: float, highlight: Sequence[str]) -> dict[str, Any]:
+    """Attacks and one-run bounds of one trained model, per group and overall."""
+    pool = data.pool
+    population = np.concatenate([data.members, data.nonmembers])
+    is_member = np.r_[np.ones(data.members.size, bool), np.zeros(data.nonmembers.size, bool)]
+    idx = torch.as_tensor(population)
+    x, y = pool.inputs[idx], pool.labels[idx]
+    loss, phi = mia.per_example_outputs(target.model, x, y)
+    ref_phi = np.stack([mia.per_example_outputs(r.model, x, y)[1] for r in references])
+    out_mask = np.stack([~np.isin(population, s) for s in data.reference_sets])
+    scores = {"loss": -loss, "lira": mia.lira_offline_scores(phi, ref_phi, out_mask)}
+    bounds = canary_bounds(target.model, data, delta=delta, options=options)
+    groups = pool.groups.numpy()[population]
+    out: dict[str, Any] = {}
+    roc: dict[str, list[float]] = {}
+    balanced = is_member | np.isin(population, data.balanced_nonmembers)
+    for name, mask in _group_masks(groups, pool.group_names):
+        if name == OVERALL:
+            mask = balanced
+        entry: dict[str, Any] = {a: _attack(scores[a], is_member, mask) for a in ATTACKS}
+        entry["one_run"] = bounds[name]
+        out[name] = entry
+        if (name in highlight or name == OVERALL) and "auc" in entry["lira"]:
+            roc[name] = mia.roc_on_grid(scores["lira"][mask & is_member],
+                                        scores["lira"][mask & ~is_member])
+    accuracy = {g["group"]: g["accuracy"] for g in target.results["groups"]}
+    accuracy[OVERALL] = target.results["overall_accuracy"]
+    return {"groups": out, "roc_lira": roc, "accuracy": accuracy,
+            "claim": claimed_privacy(target.results)}
+
+
+@contextlib.contextmanager
+def _quiet_accountant() -> Iterator[None]:
+    """dp-accounting's absl warnings (orders excluded from the RDP sum) off for a while."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[int],
+              options: AuditOptions = AuditOptions(), device: str = "cpu",
+              progress: bool | None = None, log: Log | None = None) -> dict[str, Any]:
+    """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json."""
+    from disparate.commands.compare import seeded
+
+    if config.privacy.mode != "dp":
+        raise ValueError(ERR_NOT_DP.format(name=config.name, mode=config.privacy.mode))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    highlight = list(config.evaluation.highlight)
+    per_seed: list[dict[str, Any]] = []
+    for seed in seeds:
+        cfg = seeded(config, seed)
+        dc = cfg.data
+        try:
+            splits = load_dataset(dc.dataset, data_dir=dc.data_dir, download=dc.download,
+                                  seed=dc.seed, **dict(dc.options))
+        except DatasetNotFoundError as exc:
+            raise ValueError(str(exc)) from exc
+        data = build_audit_data(cfg, splits.train, seed=seed, canaries=options.canaries,
+                                holdout_fraction=options.holdout_fraction,
+                                reference_models=options.reference_models)
+        train_set = data.training_set()
+        seed_entry: dict[str, Any] = {"seed": seed, "sizes": _sizes(data)}
+        for mode, run_cfg in (("non-private", cfg.non_private()), ("dp", cfg)):
+            base = out / f"seed-{seed}"
+            if log is not None:
+                log(f"seed {seed}: training the {mode} model on {len(train_set)} examples "
+                    f"({int(data.included.sum())} of {data.included.size} canaries included)")
+            target = train_and_load(run_cfg, train_set, splits.test, base / mode,
+                                    device=device, progress=progress, log=log)
+            with _quiet_accountant():  # the reference models' epsilon is not reported
+                refs = [train_and_load(run_cfg, data.pool.subset(s), splits.test,
+                                       base / f"{mode}-ref-{k}", device=device,
+                                       progress=progress, log=None)
+                        for k, s in enumerate(data.reference_sets)]
+            seed_entry[mode] = _audit_mode(data, target, refs, options, cfg.privacy.delta,
+                                           highlight)
+        per_seed.append(seed_entry)
+    audit = _aggregate(config, per_seed, options, seeds)
+    res.write_json(out / AUDIT_FILE, audit)
+    return audit
+
+
+def _sizes(data: AuditData) -> dict[str, dict[str, int]]:
+    names = data.pool.group_names
+    groups = data.pool.groups.numpy()
+
+    def count(idx: np.ndarray) -> list[int]:
+        return np.bincount(groups[idx], minlength=len(names)).tolist()
+
+    members, nonmembers = count(data.members), count(data.nonmembers)
+    canaries = count(data.canary_index)
+    included = count(data.canary_index[data.included])
+    table = {name: {"members": members[g], "nonmembers": nonmembers[g], "canaries": canaries[g],
+                    "canaries_included": included[g]} for g, name in enumerate(names)}
+    table[OVERALL] = {key: sum(v[key] for v in table.values())
+                      for key in ("members", "nonmembers", "canaries", "canaries_included")}
+    return table
+
+
+METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "advantage")
+
+
+def _aggregate(config: ExperimentConfig, per_seed: Sequence[dict[str, Any]],
+               options: AuditOptions, seeds: Sequence[int]) -> dict[str, Any]:
+    """Mean and 95% interval over seeds of every metric; the bounds beside the claims."""
+    names = [*per_seed[0]["sizes"].keys()]
+    modes: dict[str, Any] = {}
+    for mode in MODES:
+        rows = []
+        for name in names:
+            entries = [s[mode]["groups"][name] for s in per_seed]
+            row: dict[str, Any] = {"group": name,
+                                   "highlight": name in config.evaluation.highlight,
+                                   "accuracy": res.summarize(
+                                       [s[mode]["accuracy"].get(name) for s in per_seed])}
+            for attack in ATTACKS:
+                row[attack] = {m: res.summarize([e[attack].get(m) for e in entries])
+                               for m in METRICS}
+            row["attack_counts"] = {k: [e["lira"][k] for e in entries]
+                                    for k in ("members", "nonmembers")}
+            bounds = [e["one_run"] for e in entries]
+            row["one_run"] = {"epsilon_lower_bound": [None if b is None
+                                                      else b["epsilon_lower_bound"]
+                                                      for b in bounds],
+                              "per_seed": bounds}
+            rows.append(row)
+        modes[mode] = {"groups": rows,
+                       "roc_lira": {"fpr": list(mia.FPR_GRID),
+                                    "tpr": per_seed[0][mode]["roc_lira"], "seed": seeds[0]}}
+    claims = [s["dp"]["claim"] for s in per_seed]
+    overall_bounds = [s["dp"]["groups"][OVERALL]["one_run"] for s in per_seed]
+    exceeded = [b is not None and b["epsilon_lower_bound"] > c["epsilon"]
+                for b, c in zip(overall_bounds, claims, strict=True)]
+    return {
+        "experiment": config.name,
+        "description": config.description,
+        "seeds": list(seeds),
+        "options": dataclasses.asdict(options),
+        "privacy_description": config.privacy.describe(),
+        "claims": claims,
+        "sizes": [s["sizes"] for s in per_seed],
+        "modes": modes,
+        "claim_exceeded": exceeded,
+        "headline": headline(claims, [s["dp"]["groups"] for s in per_seed], options,
+                             config.evaluation.highlight),
+        "per_seed": list(per_seed),
+    }
+
+
+def _eps(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value:.2f}"
+
+
+def headline(claims: Sequence[dict[str, Any]], dp_groups: Sequence[dict[str, Any]],
+             options: AuditOptions, highlight: Sequence[str]) -> str:
+    """'claimed (4.96, 1e-05)-DP; empirical lower bound 0.00 (95%, one-run audit, ...)'."""
+    eps = sorted({round(c["epsilon"], 2) for c in claims})
+    claim = _eps(eps[0]) if len(eps) == 1 else f"{_eps(eps[0])}-{_eps(eps[-1])}"
+    conf = f"{100 * (1 - options.beta):g}%"
+
+    def bounds(name: str) -> str:
+        values = [g[name]["one_run"]["epsilon_lower_bound"] for g in dp_groups
+                  if g[name]["one_run"] is not None]
+        return ", ".join(_eps(v) for v in values) or "n/a"
+
+    seeds = "one per seed, " if len(dp_groups) > 1 else ""
+    text = (f"claimed ({claim}, {claims[0]['delta']:g})-DP; empirical lower bound "
+            f"{bounds(OVERALL)} ({seeds}{conf}, one-run audit, {options.canaries:,} canaries)")
+    groups = [h for h in highlight if h in dp_groups[0]]
+    if groups:
+        text += "; per group: " + "; ".join(f"{h}: {bounds(h)}" for h in groups)
+    return text
