@@ -14,6 +14,7 @@ from disparate import training
 from disparate.config import load_experiment
 from disparate.privacy import SelfCheckError
 from disparate.privacy.sampling import epoch_batches
+from disparate.randomness import SeedTree
 
 TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=1",
         "training.num_threads=1"]
@@ -64,7 +65,8 @@ class NaNForBright(nn.Module):
 @pytest.mark.parametrize("mode", ["dp", "non-private"])
 def test_nonfinite_examples_are_dropped_and_counted_per_group(mode: str, tmp_path: Path,
                                                               monkeypatch) -> None:
-    cfg = tiny().with_mode(mode)
+    cfg = load_experiment("digits-underrep", [*TINY, "privacy.reproducible_noise=true"]
+                          ).with_mode(mode)
     train_set = training.prepare_data(cfg).train
     threshold = float(train_set.inputs.flatten(1).mean(1).quantile(0.8))
     build = training.build_model_for
@@ -76,7 +78,9 @@ def test_nonfinite_examples_are_dropped_and_counted_per_group(mode: str, tmp_pat
 
     monkeypatch.setattr(training, "build_model_for", build_bad)
     r = training.train(cfg, tmp_path, progress=False).results
-    seen = torch.cat(epoch_batches(cfg.privacy.sampling, len(train_set), 30, cfg.training.seed, 0))
+    sampling = SeedTree.for_run(cfg.training.seed, private=cfg.privacy.is_private,
+                                reproducible=True).root("sampling")
+    seen = torch.cat(epoch_batches(cfg.privacy.sampling, len(train_set), 30, sampling, 0))
     bright = train_set.inputs[seen].flatten(1).mean(1) > threshold
     expected = torch.bincount(train_set.groups[seen][bright], minlength=train_set.num_groups)
     assert expected.sum() > 0
