@@ -141,6 +141,15 @@ def test_aggregator_memory_is_one_model_and_denominator_is_fixed() -> None:
     assert len(agg.stats) == 25 and not any(s.clipped for s in agg.stats)
 
 
+@pytest.mark.parametrize("clip_norm", [1.0, None])
+def test_a_non_finite_update_is_dropped_and_keeps_the_sum_finite(clip_norm) -> None:
+    agg = StreamingAggregator({"w": torch.zeros(3)}, denominator=2, clip_norm=clip_norm)
+    agg.add(0, {"w": torch.tensor([0.5, 0.0, 0.0])})
+    bad = agg.add(1, {"w": torch.tensor([float("nan"), 1.0, float("inf")])})
+    assert bad.clip_factor == 0.0
+    assert torch.equal(agg.average()["w"], torch.tensor([0.25, 0.0, 0.0]))
+
+
 def test_local_projection_keeps_every_step_in_the_ball() -> None:
     model = tiny_model()
     g = initial_parameters(model)

@@ -287,7 +287,7 @@ class ParticipantStats:
 
     participant: int
     norm: float  # before the server's clipping
-    clip_factor: float  # min(1, S / norm), 1 without clipping
+    clip_factor: float  # min(1, S / norm), 1 without clipping; 0 for a non-finite update
     clipped: bool  # the update was scaled down (by the server or by local projection)
     loss: float | None
     steps: int
@@ -324,11 +324,10 @@ class StreamingAggregator:
             raise KeyError(f"update of participant {participant} has parameters "
                            f"{sorted(delta)}; expected {sorted(self.names)}")
         norm = update_norm(delta)
-        factor = 1.0
-        if self.clip_norm is not None:
-            factor = float(clip_factors(torch.tensor([norm], dtype=torch.float64),
-                                        self.clip_norm)[0])
-        for name in self.names:
+        # 0 for a non-finite update (dropped: NaN * 0 would still be NaN), with or without S
+        factor = float(clip_factors(torch.tensor([norm], dtype=torch.float64),
+                                    self.clip_norm)[0])
+        for name in self.names if factor else ():
             self.sum[name].add_(delta[name].to(self.sum[name].device, torch.float64),
                                 alpha=factor)
         stat = ParticipantStats(participant=participant, norm=norm, clip_factor=factor,
