@@ -618,6 +618,18 @@ def train(
     if state is not None and start_epoch >= tc.epochs:
         wall = float(state["elapsed_s"])
 
+    # What results.json holds beside the privacy block: computed (and read) once, written
+    # with the RDP bounds and again after the PLD.
+    extra: dict[str, Any] = {
+        # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
+        "self_check": checked if checked is not None else (state or {}).get("self_check"),
+    }
+    if (out / PREDICTIONS_FILE).exists():
+        extra["group_metrics"] = Predictions.load(out).metrics().to_dict()
+    if data_counts:
+        extra["data_counts"] = data_counts
+    nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
+
     def write_results(methods: tuple[str, ...]) -> dict[str, Any]:
         reports, skipped = _final_reports(config, noise, n_train, total_steps, methods)
         privacy = res.privacy_block(config.privacy, noise_multiplier=noise.z, reports=reports,
@@ -633,16 +645,9 @@ def train(
             wall_time_s=wall,
             device=str(device),
         )
-        nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
         for group in results["groups"]:
             group["nonfinite"] = nonfinite_by_group.get(group["group"])
-        # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
-        results["self_check"] = (checked if checked is not None
-                                 else (state or {}).get("self_check"))
-        if (out / PREDICTIONS_FILE).exists():
-            results["group_metrics"] = Predictions.load(out).metrics().to_dict()
-        if data_counts:
-            results["data_counts"] = data_counts
+        results.update(extra)
         res.write_json(out / res.RESULTS_FILE, results)
         return results
 
