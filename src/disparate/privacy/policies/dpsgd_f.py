@@ -59,6 +59,7 @@ class DPSGDF(ClippingPolicy):
         self.num_groups = num_groups
         self.options = options
         self.bounds: Tensor | None = None  # C_k of the last step
+        self.noisy_counts: Tensor | None = None  # (2, K) released counts of the last step
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], *, max_grad_norm: float,
@@ -87,7 +88,8 @@ class DPSGDF(ClippingPolicy):
             torch.bincount(groups[over], minlength=k),
             torch.bincount(groups[finite & ~over], minlength=k),
         ]).to(norms.dtype)  # (2, K): over, not over
-        released = noisy(counts, self.options.count_noise_std, generator).clamp_min(0.0)
+        self.noisy_counts = noisy(counts, self.options.count_noise_std, generator)
+        released = self.noisy_counts.clamp_min(0.0)
         size = released.sum(dim=0)
         frac = torch.where(size > 0, released[0] / size.clamp_min(1e-12),
                            torch.zeros_like(size))
