@@ -100,10 +100,7 @@ class DPPlan:
         if self.method != "dpsgd" and self.max_grad_norm is None:
             raise ValueError(ERR_POLICY_WITHOUT_CLIPPING.format(method=self.method,
                                                                 mode=self.setting))
-        policy = self.policy()  # validates the method's options before any training
-        if policy is not None and policy.needs_groups and not self.num_groups:
-            raise ValueError(f"mitigation.method={self.method!r} needs group labels; "
-                             f"num_groups={self.num_groups!r}")
+        self.policy()  # validates the method's options (and its need of groups) before training
 
     # ----------------------------------------------------------------------- the mechanism
 
