@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from disparate import randomness
+from disparate import randomness, training
 from disparate import results as res
-from disparate import training
 from disparate.config import load_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,10 +12,12 @@ on them with the same sampling. Every method runs in mode ``dp`` with
 ``privacy.target_epsilon = E``: the gradient's noise multiplier is calibrated for the COMPOSED
 mechanism (gradient and the policy's auxiliary statistics), so every method spends the same
 total epsilon (:mod:`disparate.privacy.plan`). Every method's plan is built before anything
-trains, so a bad name, option or target fails first.
+trains, so a bad name, option or target fails first. A method's options come from the
+experiment's ``mitigation`` section when it names that method (``--set mitigation.method=
+dpsgd-f --set mitigation.options.count_noise_std=4``); the other methods take their defaults.
 
 ``--tune N`` gives every method the same N trials (learning rate and its own parameters, drawn
-by one seeded generator) on a validation split (20%, stratified by group) of the first seed's
+by one seeded generator) on a validation split (20% of every group) of the first seed's
 training data -- never the test set -- and trains with the best trial by validation accuracy.
 The tuning looks at private data and is not covered by the stated epsilon (Papernot & Steinke
 2022); ``mitigation.json`` and the report say so.
@@ -85,12 +87,16 @@ def parse_methods(text: str) -> list[str]:
 def method_config(config: ExperimentConfig, method: str, target_epsilon: float, *,
                   options: Mapping[str, Any] | None = None, lr: float | None = None
                   ) -> ExperimentConfig:
-    """``config`` in mode ``dp`` at ``target_epsilon`` with clipping policy ``method``."""
+    """``config`` in mode ``dp`` at ``target_epsilon`` with clipping policy ``method``: its
+    options are those of the config's ``mitigation`` section if that names ``method``, updated
+    with ``options`` (a tuning trial's)."""
     cfg = config.with_mode("dp", target_epsilon=target_epsilon, noise_multiplier=None)
     if lr is not None:
         cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, lr=lr))
-    return dataclasses.replace(cfg, mitigation=MitigationConfig(method=method,
-                                                                options=dict(options or {})))
+    own = config.mitigation
+    merged = {**(dict(own.options) if own is not None and own.method == method else {}),
+              **(options or {})}
+    return dataclasses.replace(cfg, mitigation=MitigationConfig(method=method, options=merged))
 
 
 def check_methods(configs: Mapping[str, ExperimentConfig], train_set: Any) -> dict[str, Any]:
@@ -125,16 +131,17 @@ TUNE_SPACES: dict[str, Callable[[np.random.Generator, float], dict[str, float]]]
 
 
 def validation_splits(splits: Any, seed: int) -> Any:
-    """(training minus a stratified 20%, that 20%) of the training split of ``splits``."""
-    from sklearn.model_selection import train_test_split
-
+    """(training minus the held-out part, the held-out part): round(20%) of every group of
+    the training split, drawn by a generator of ``seed`` (a group of one stays in training)."""
     from disparate.data import DatasetSplits
 
     train = splits.train
-    index = np.arange(len(train))
-    keep, held = train_test_split(index, test_size=VALIDATION_FRACTION, random_state=seed,
-                                  stratify=train.groups.numpy())
-    return DatasetSplits(train.subset(np.sort(keep)), train.subset(np.sort(held)))
+    rng = np.random.default_rng(seed)
+    groups = train.groups.numpy()
+    held = np.concatenate([rng.permutation(np.flatnonzero(groups == g))[
+        :round(VALIDATION_FRACTION * int((groups == g).sum()))] for g in range(train.num_groups)])
+    keep = np.setdiff1d(np.arange(len(train)), held)
+    return DatasetSplits(train.subset(keep), train.subset(np.sort(held)))
 
 
 def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float, trials: int,
@@ -146,11 +153,12 @@ def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
     base_lr, s = config.training.lr, config.privacy.max_grad_norm
     chosen: dict[str, Any] = {}
     for method in methods:
-        rng = np.random.default_rng(TUNE_SEED)  # the same learning rates for every method
+        lr_rng = np.random.default_rng(TUNE_SEED)  # the same learning rates for every method
+        option_rng = np.random.default_rng(TUNE_SEED + 1)
         tried = []
         for k in range(trials):
-            lr = _log_uniform(rng, base_lr / 3, base_lr * 3)
-            options = TUNE_SPACES[method](rng, s)
+            lr = _log_uniform(lr_rng, base_lr / 3, base_lr * 3)
+            options = TUNE_SPACES[method](option_rng, s)
             cfg = method_config(config, method, target_epsilon, options=options, lr=lr)
             result = train(cfg, out / "tuning" / method / f"trial-{k}", splits=val,
                            **train_kwargs).results
