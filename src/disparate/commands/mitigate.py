@@ -16,7 +16,8 @@ trains, so a bad name, option or target fails first. A method's options come fro
 experiment's ``mitigation`` section when it names that method (``--set mitigation.method=
 dpsgd-f --set mitigation.options.count_noise_std=4``); the other methods take their defaults.
 
-``--tune N`` gives every method the same N trials (learning rate and its own parameters, drawn
+``--tune N`` gives every method the same N trials (learning rate log-uniform in [lr/10, 10 lr]
+and its own parameters, drawn
 by one seeded generator) on a validation split (20% of every group) of the first seed's
 training data -- never the test set -- and trains with the best trial by validation accuracy.
 The tuning looks at private data and is not covered by the stated epsilon (Papernot & Steinke
@@ -157,7 +158,7 @@ def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
         option_rng = np.random.default_rng(TUNE_SEED + 1)
         tried = []
         for k in range(trials):
-            lr = _log_uniform(lr_rng, base_lr / 3, base_lr * 3)
+            lr = _log_uniform(lr_rng, base_lr / 10, base_lr * 10)
             options = TUNE_SPACES[method](option_rng, s)
             cfg = method_config(config, method, target_epsilon, options=options, lr=lr)
             result = train(cfg, out / "tuning" / method / f"trial-{k}", splits=val,
