@@ -17,9 +17,9 @@ experiment's ``mitigation`` section when it names that method (``--set mitigatio
 dpsgd-f --set mitigation.options.count_noise_std=4``); the other methods take their defaults.
 
 ``--tune N`` gives every method the same N trials (learning rate log-uniform in [lr/10, 10 lr]
-and its own parameters, drawn
-by one seeded generator) on a validation split (20% of every group) of the first seed's
-training data -- never the test set -- and trains with the best trial by validation accuracy.
+and its own parameters, drawn by seeded generators) on a validation split (20% of every group)
+of the first seed's training data -- never the test set -- and trains with the best trial by
+validation accuracy.
 The tuning looks at private data and is not covered by the stated epsilon (Papernot & Steinke
 2022); ``mitigation.json`` and the report say so.
 
