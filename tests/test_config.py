@@ -195,7 +195,7 @@ def test_unknown_section() -> None:
     assert text == (
         "unknown key 'trainig' (did you mean 'training'?); "
         "valid keys: name, description, data, model, privacy, training, evaluation, federated, "
-            "mitigation"
+        "mitigation"
     )
 
 
