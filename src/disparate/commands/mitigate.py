@@ -146,9 +146,10 @@ def validation_splits(splits: Any, seed: int) -> Any:
 
 
 def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float, trials: int,
-         splits: Any, out: Path, *, train_kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The best of ``trials`` draws per method by validation accuracy: ``{method: {...}}``."""
-    from disparate.training import train
+         splits: Any, out: Path, **train_kwargs: Any) -> dict[str, Any]:
+    """The best of ``trials`` draws per method by validation accuracy: ``{method: {...}}``; a
+    trial that diverges counts as failed (validation accuracy ``None``)."""
+    from disparate.training import TrainingDivergedError
 
     val = validation_splits(splits, config.data.seed)
     base_lr, s = config.training.lr, config.privacy.max_grad_norm
@@ -161,12 +162,14 @@ def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
             lr = _log_uniform(lr_rng, base_lr / 10, base_lr * 10)
             options = TUNE_SPACES[method](option_rng, s)
             cfg = method_config(config, method, target_epsilon, options=options, lr=lr)
-            result = train(cfg, out / "tuning" / method / f"trial-{k}", splits=val,
-                           **train_kwargs).results
-            tried.append({"lr": lr, "options": options,
-                          "validation_accuracy": result["overall_accuracy"]})
+            try:
+                accuracy = _run(cfg, out / "tuning" / method / f"trial-{k}", val,
+                                **train_kwargs)["overall_accuracy"]
+            except TrainingDivergedError:
+                accuracy = None
+            tried.append({"lr": lr, "options": options, "validation_accuracy": accuracy})
         best = max(tried, key=lambda t: -1.0 if t["validation_accuracy"] is None
-                   else t["validation_accuracy"])
+                   else t["validation_accuracy"])  # a diverged trial is never chosen over one
         chosen[method] = {"lr": best["lr"], "options": best["options"], "trials": tried}
     return chosen
 
@@ -174,7 +177,8 @@ def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
 # ------------------------------------------------------------------------------- the runs
 
 def _run(cfg: ExperimentConfig, run_dir: Path, splits: Any, *, resume: bool,
-         train_kwargs: Mapping[str, Any], log: Callable[[str], None] | None) -> dict[str, Any]:
+         log: Callable[[str], None] | None, **train_kwargs: Any) -> dict[str, Any]:
+    """``results.json`` of ``cfg`` trained in ``run_dir`` (reused if finished and resuming)."""
     from disparate.training import train
 
     if resume:
@@ -186,7 +190,7 @@ def _run(cfg: ExperimentConfig, run_dir: Path, splits: Any, *, resume: bool,
             if log is not None:
                 log(f"reusing finished run {run_dir}")
             return result
-    return train(cfg, run_dir, resume=resume, splits=splits, **train_kwargs).results
+    return train(cfg, run_dir, resume=resume, splits=splits, log=log, **train_kwargs).results
 
 
 def method_summary(comparison: Mapping[str, Any]) -> dict[str, Any]:
@@ -230,9 +234,10 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
         raise ValueError(str(exc)) from exc
     plans = check_methods({m: method_config(first, m, target_epsilon) for m in methods},
                           first_splits.train)
-    train_kwargs = {"overwrite": overwrite, "device": device, "progress": progress, "log": log}
+    train_kwargs = {"resume": resume, "overwrite": overwrite, "device": device,
+                    "progress": progress, "log": log}
     chosen = (tune(first, methods, target_epsilon, tune_trials, first_splits, out,
-                   train_kwargs=train_kwargs) if tune_trials else {})
+                   **train_kwargs) if tune_trials else {})
     results: dict[str, list[dict[str, Any]]] = {"non-private": [], **{m: [] for m in methods}}
     run_dirs: dict[str, list[dict[str, str]]] = {m: [] for m in methods}
     for seed in seeds:
@@ -240,14 +245,13 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
         splits = first_splits if seed == seeds[0] else prepare_data(cfg)
         reference = dataclasses.replace(cfg.non_private(), mitigation=None)
         results["non-private"].append(_run(reference, out / f"seed-{seed}" / "non-private",
-                                           splits, resume=resume, train_kwargs=train_kwargs,
-                                           log=log))
+                                           splits, **train_kwargs))
         for method in methods:
             pick = chosen.get(method, {})
             run_cfg = method_config(cfg, method, target_epsilon, options=pick.get("options"),
                                     lr=pick.get("lr"))
             results[method].append(_run(run_cfg, out / f"seed-{seed}" / method, splits,
-                                        resume=resume, train_kwargs=train_kwargs, log=log))
+                                        **train_kwargs))
             run_dirs[method].append({"seed": str(seed), "non_private": f"seed-{seed}/non-private",
                                      "dp": f"seed-{seed}/{method}"})
     comparisons = {
