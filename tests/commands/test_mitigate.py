@@ -132,3 +132,12 @@ def test_tune_gives_every_method_the_same_trials_and_picks_the_best(tmp_path: Pa
     assert m["tuning_note"] == mitigate.TUNING_NOTE and "not covered" in m["tuning_note"]
     tuning_run = res.load_results(out / "tuning" / "dpsgd" / "trial-0")
     assert tuning_run["train_size"] < res.load_results(out / "seed-0" / "dpsgd")["train_size"]
+
+
+def test_a_diverged_trial_counts_as_failed(tmp_path: Path) -> None:
+    cfg = seeded(load_experiment("digits-underrep", [a for a in TINY if a != "--set"]
+                                 + ["training.lr=1e30"]), 0)
+    chosen = mitigate.tune(cfg, ["dpsgd"], 4.0, 1, prepare_data(cfg), tmp_path, progress=False)
+    (trial,) = chosen["dpsgd"]["trials"]
+    assert trial["validation_accuracy"] is None
+    assert (tmp_path / "tuning" / "dpsgd" / "trial-0" / "diverged.json").exists()

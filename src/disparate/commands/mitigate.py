@@ -176,8 +176,8 @@ def tune(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
 
 # ------------------------------------------------------------------------------- the runs
 
-def _run(cfg: ExperimentConfig, run_dir: Path, splits: Any, *, resume: bool,
-         log: Callable[[str], None] | None, **train_kwargs: Any) -> dict[str, Any]:
+def _run(cfg: ExperimentConfig, run_dir: Path, splits: Any, *, resume: bool = False,
+         log: Callable[[str], None] | None = None, **train_kwargs: Any) -> dict[str, Any]:
     """``results.json`` of ``cfg`` trained in ``run_dir`` (reused if finished and resuming)."""
     from disparate.training import train
 
