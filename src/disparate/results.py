@@ -50,6 +50,7 @@ __all__ = [
     "load_results",
     "privacy_block",
     "resolved_settings",
+    "read_json",
     "read_metrics",
     "size_dependence",
     "size_dependence_note",
@@ -132,12 +133,22 @@ def _parse_json(path: Path, text: str | None = None) -> Any:
                          "it (or its run directory) and run again") from None
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a file (``results.json``, ``comparison.json``, ``study.json``, ...);
+    ``ValueError`` naming the file when it is corrupt or not an object."""
+    path = Path(path)
+    data = _parse_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def load_results(run_dir: str | Path) -> dict[str, Any]:
     """The ``results.json`` of a run directory."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results (has the run finished?)")
-    return _parse_json(path)
+    return read_json(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -150,7 +161,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def load_comparison(out_dir: str | Path) -> dict[str, Any]:
     """The ``comparison.json`` of a comparison directory."""
-    return _parse_json(Path(out_dir) / COMPARISON_FILE)
+    return read_json(Path(out_dir) / COMPARISON_FILE)
 
 
 def _parse_text(path: Path) -> str:
