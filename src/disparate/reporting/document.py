@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "CSS",
+    "Block",
     "Bullets",
     "Cell",
     "Code",
@@ -28,6 +29,7 @@ __all__ = [
     "Paragraph",
     "Strong",
     "Table",
+    "Text",
     "render_html",
     "render_markdown",
 ]
