@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ __all__ = [
     "Strong",
     "Table",
     "Text",
+    "markdown_blocks",
     "render_html",
     "render_markdown",
 ]
@@ -178,12 +180,17 @@ def _md_block(block: Block) -> list[str]:
             f"*{_md_escape(block.caption)}*"]
 
 
-def render_markdown(document: Document) -> str:
-    """The document as Markdown; images are referenced by file name."""
-    lines = [f"# {_md_escape(document.title)}", ""]
-    for block in document.blocks:
+def markdown_blocks(blocks: Sequence[Block]) -> str:
+    """Blocks as Markdown, a blank line between two (a part of a larger document)."""
+    lines: list[str] = []
+    for block in blocks:
         lines += [*_md_block(block), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def render_markdown(document: Document) -> str:
+    """The document as Markdown; images are referenced by file name."""
+    return f"# {_md_escape(document.title)}\n\n" + markdown_blocks(document.blocks)
 
 
 # ----------------------------------------------------------------------------- HTML
