@@ -339,7 +339,7 @@ class Row:
     small_test: bool
 
 
-def _table(data: ReportData) -> tuple[list[str], list[Row]]:
+def _group_rows(data: ReportData) -> tuple[list[str], list[Row]]:
     rows: list[Row] = []
     if data.kind == "comparison":
         header = ["group", "train size", "test size", "non-private accuracy", "DP accuracy",
@@ -654,7 +654,7 @@ def write_figures(data: ReportData, directory: str | Path | None = None) -> dict
 
 
 def _group_table(data: ReportData) -> Table:
-    header, rows = _table(data)
+    header, rows = _group_rows(data)
     cells = []
     for row in rows:
         group: Text = (Strong(row.group), f" {HIGHLIGHT_MARK}") if row.highlighted else row.group

@@ -44,7 +44,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 }
 
 
-def _pct(stat: Any) -> str:
+def _accuracy(stat: Any) -> str:
     return fmt.accuracy(stat, digits=2, suffix="")
 
 
@@ -99,8 +99,8 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
             rows.append((v["name"], v["mode"], str(v["rounds"]), "not finished", "", "", "",
                          ""))
             continue
-        rows.append((v["name"], v["mode"], str(v["rounds"]), _pct(v["overall_accuracy"]),
-                     _pct(v["mean_participant_accuracy"]), _num(v["distinct_predicted"]),
+        rows.append((v["name"], v["mode"], str(v["rounds"]), _accuracy(v["overall_accuracy"]),
+                     _accuracy(v["mean_participant_accuracy"]), _num(v["distinct_predicted"]),
                      _epsilon_text(v), _num(v.get("mean_round_s"), "{:.2f}")))
     blocks += [Heading("Models"), Table(
         header=("model", "mode", "rounds", "test acc %", "mean participant acc %",
@@ -115,7 +115,7 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
     present = [v for v in variants if v.get("groups")]
     if present:
         rows = [(b, str(present[0]["groups"][i]["participants"]),
-                 *(_pct(v["groups"][i]["accuracy"]) for v in present))
+                 *(_accuracy(v["groups"][i]["accuracy"]) for v in present))
                 for i, b in enumerate(buckets)]
         blocks += [
             Heading("Accuracy by participant vocabulary size (Figure 3b)"),
