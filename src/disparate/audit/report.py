@@ -65,7 +65,7 @@ def _bounds(values: Sequence[float | None]) -> str:
     return ", ".join(shown)
 
 
-def _table(header: Sequence[str], rows: Sequence[tuple[str, ...]], marks: Sequence[bool]
+def _group_table(header: Sequence[str], rows: Sequence[tuple[str, ...]], marks: Sequence[bool]
            ) -> Table:
     """A per-group table; highlighted groups' names bold and their rows marked."""
     return Table(header=tuple(header),
@@ -141,7 +141,7 @@ def document(audit: Mapping[str, Any], figure: Path | None) -> list[Block]:
             _bounds(np_row["one_run"]["epsilon_lower_bound"])))
         marks.append(bool(np_row["highlight"]))
     blocks += [Heading("Per group: attack AUC and one-run lower bound"),
-               _table(header, rows, marks),
+               _group_table(header, rows, marks),
                Paragraph("AUC: mean [95% Student-t interval, cut to [0, 1]] over seeds; "
                      "accuracy on the test split; lower bounds: one per seed, each at the "
                      "stated confidence (per group: that group's canaries only). Sizes: per "
@@ -159,7 +159,7 @@ def document(audit: Mapping[str, Any], figure: Path | None) -> list[Block]:
                           format_stat(row["loss"]["advantage"], 3)))
             marks2.append(bool(row["highlight"]))
     blocks += [Heading("TPR at low FPR and membership advantage"),
-               _table(header2, rows2, marks2),
+               _group_table(header2, rows2, marks2),
                Paragraph("With n non-members the FPR moves in steps of 1/n: with fewer "
                      "than 1,000 (or 100) non-members, TPR at 0.1% (1%) FPR is TPR at FPR 0.")]
     blocks.append(Heading("Leakage by group"))
