@@ -91,7 +91,7 @@ def test_summary_table_by_hand() -> None:
         "overall": {"non_private_accuracy": stat(0.9), "dp_accuracy": stat(0.8),
                     "drop": stat(0.1)},
         "groups": [{"group": "8", "non_private_accuracy": stat(0.7),
-                    "dp_accuracy": stat(0.25, [0.15, 0.35]), "drop": stat(0.45)}],
+                    "dp_accuracy": stat(0.25, [-0.05, 0.55]), "drop": stat(0.45)}],
     }
     mitigation = {"highlight": ["8"], "comparisons": {"dpsgd-f": comparison},
                   "summary": {"dpsgd-f": {"epsilon": 4.99912, "overall_accuracy": stat(0.8),
@@ -101,7 +101,8 @@ def test_summary_table_by_hand() -> None:
     assert lines[0] == ("| method | epsilon | overall % | overall drop | 8 % | 8 drop | "
                         "worst group | gap (points) |")
     assert lines[2] == "| non-private | - | 90.0 | - | 70.0 | - | - | - |"
-    assert lines[3] == "| dpsgd-f | 4.999 | 80.0 | +10.0 | 25.0 ±10.0 | +45.0 | 8 (25.0) | 60.0 |"
+    assert lines[3] == "| dpsgd-f | 4.999 | 80.0 | +10.0 | 25.0 [0.0, 55.0] | +45.0 | 8 (25.0) | 60.0 |"
+    # the interval of an accuracy is cut to [0, 100]%
 
 
 def test_validation_split_is_stratified_and_disjoint() -> None:

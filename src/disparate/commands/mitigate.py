@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from disparate import results as res
+from disparate.reporting import format as fmt
 from disparate.commands.compare import seed_list, seeded
 from disparate.commands.run import ERR_INTERRUPTED, add_common_arguments, console_log, load_config
 from disparate.config import ExperimentConfig, config_hash, config_hashes
@@ -282,12 +283,11 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
 
 # ------------------------------------------------------------------------------- report
 
-def _pct(summary: Mapping[str, Any] | float | None, *, signed: bool = False) -> str:
-    if isinstance(summary, Mapping):
-        return res._pct(summary, signed=signed) if summary.get("mean") is not None else "n/a"
-    if summary is None:
-        return "n/a"
-    return f"{100 * summary:+.1f}" if signed else f"{100 * summary:.1f}"
+def _pct(value: Mapping[str, Any] | float | None, *, signed: bool = False) -> str:
+    """An accuracy (a drop, ``signed``) in % without the unit, with its clamped interval."""
+    if signed:
+        return fmt.points(value, suffix="")
+    return fmt.accuracy(value, suffix="")
 
 
 def format_summary_table(mitigation: Mapping[str, Any]) -> str:
@@ -325,7 +325,7 @@ def write_report(mitigation: Mapping[str, Any], out_dir: str | Path) -> Path:
              f"Seeds {', '.join(map(str, seeds))}; every method calibrated to the same total "
              f"epsilon (delta = {mitigation['delta']:g}), its auxiliary statistics included. "
              "Accuracies in %, drops in points against the non-private reference"
-             + (", mean ± half-width of the 95% Student-t interval over seeds." if len(seeds) > 1
+             + (", mean [95% Student-t interval over seeds, accuracies within 0-100]." if len(seeds) > 1
                 else " (one seed: no interval)."), "",
              mitigation["tuning_note"], "", format_summary_table(mitigation), "",
              f"![per-group accuracy]({FIGURE_FILE})", ""]
