@@ -1,13 +1,12 @@
 """Gaussian noise for DP-SGD, from a generator of its own (separate from data order).
 
-On the CPU the draw is parallel: the noise of one call is cut into blocks of
-:data:`NOISE_BLOCK` coordinates, each drawn by a Mersenne Twister of its own whose whole
-state (19,937 bits) comes from a key drawn from the caller's generator, on
+On the CPU a tensor of more than :data:`NOISE_BLOCK` coordinates is noised in parallel: its
+noise is cut into blocks of :data:`NOISE_BLOCK` coordinates, each drawn by a Mersenne Twister
+of its own whose whole state comes from a key drawn from the caller's generator, on
 ``torch.get_num_threads()`` threads, straight into the result buffer; the tensor is then
-added in place. A block depends only on the key and its index, so a seed gives the same
-noise bit for bit whatever the thread count. (``torch.Generator.manual_seed`` keeps only 32
-bits of a CPU seed; these generators are seeded through their whole state instead.) Other
-devices draw with ``torch.randn`` on the caller's generator, already parallel there.
+added in place. A block depends only on the key and its index, so a seed gives the same noise
+bit for bit whatever the thread count. Smaller tensors, and other devices (already parallel
+there), draw with ``torch.randn`` on the caller's generator.
 """
 
 from __future__ import annotations
@@ -50,11 +49,8 @@ def _mt_states(entropy: list[int], count: int) -> np.ndarray:
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A seeded generator on ``device``, used for noise only; on the CPU the whole state comes
-    from ``seed`` (not only its low 32 bits, as with ``manual_seed``)."""
-    if torch.device(device).type != "cpu":
-        return torch.Generator(device=device).manual_seed(seed)
-    return _mt_generator(_mt_states([int(seed)], 1)[0])
+    """A seeded generator on ``device``, used for noise only."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 @functools.cache
@@ -91,7 +87,7 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
-    if tensor.device.type == "cpu" and generator.device.type == "cpu":
+    if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
         return _noisy_cpu(tensor, std, generator)
     noise = torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
     return torch.add(tensor, noise, alpha=std)
