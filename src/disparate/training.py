@@ -51,6 +51,7 @@ from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
+from disparate.privacy.noise import add_gaussian_noise
 from disparate.privacy.plan import DPPlan, build_plan
 from disparate.randomness import SeedTree, stream_seed
 
@@ -62,6 +63,7 @@ __all__ = [
     "build_model_for",
     "check_run_dir",
     "evaluate",
+    "plain_step",
     "prepare_data",
     "resolve_noise",
     "train",
@@ -146,6 +148,32 @@ def _base_optimizer(config: ExperimentConfig, model: nn.Module) -> torch.optim.O
     if tc.optimizer == "adam":
         return torch.optim.Adam(params, lr=tc.lr)
     return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum)
+
+
+def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               x: torch.Tensor, y: torch.Tensor, *, expected_batch_size: float,
+               noise_std: float, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of a run that needs neither clipping nor per-example norms (modes non-private
+    and noise-only): a plain forward and backward of the summed per-example losses, then what
+    :class:`DPOptimizer` does with an unclipped sum -- noise of ``noise_std`` per coordinate
+    from ``generator`` (the same draws, in the same order), division by
+    ``expected_batch_size``, ``optimizer.step()``. ``optimizer`` is the wrapped torch
+    optimizer; ``model`` must carry no :class:`GradSampleEngine` hooks. Returns the detached
+    per-example losses and outputs."""
+    optimizer.zero_grad(set_to_none=True)
+    outputs = model(x)
+    losses = loss_fn(outputs, y)
+    losses.sum().backward()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                grad = torch.zeros_like(param) if param.grad is None else param.grad
+                param.grad = add_gaussian_noise(grad, noise_std, generator).div_(
+                    expected_batch_size)
+    optimizer.step()
+    return losses.detach(), outputs.detach()
 
 
 def resolve_noise(config: ExperimentConfig, dataset_size: int, *, num_groups: int | None = None
