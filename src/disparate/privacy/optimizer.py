@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from disparate import distributed
 from disparate.privacy.clipping import clip_factors
 from disparate.privacy.grad_sample.engine import (
     LOSS_REDUCTIONS,
@@ -184,11 +185,14 @@ class DPOptimizer(torch.optim.Optimizer):
             summed = per_example.weighted_sum(weights)
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
+        noise_std = distributed.noise_std_here(self.noise_std)  # once, on rank 0
         for name, param in self._params.items():
             grad = summed.get(name)
             grad = torch.zeros_like(param) if grad is None else grad
-            grad = add_gaussian_noise(grad, self.noise_std, self.noise_generator)
-            param.grad = grad.div_(self.expected_batch_size)
+            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator)
+        distributed.all_reduce_sum([p.grad for p in self._params.values()])
+        for param in self._params.values():
+            param.grad.div_(self.expected_batch_size)  # the expected global batch size
         self.optimizer.step()
         return result
 
