@@ -91,8 +91,11 @@ def _worker(rank: int, port: int, out: Path) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     with distributed.launched("cpu", timeout_s=120):
-        training.train(clip_only(), out / "clip",
-                       progress=False)
+        training.train(clip_only(), out / "clip", progress=False)
+        try:  # rank 0 refuses the finished run; every rank must stop with its error
+            training.train(clip_only(), out / "clip", progress=False)
+        except (ValueError, RuntimeError) as exc:
+            (out / f"refused{rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
         model, x, y = _noise_setup()
         torch.save(_noisy_sum(model, *distributed.shard(x, y), Z), out / f"noise{rank}.pt")
         torch.save(_api_run(rank), out / f"api{rank}.pt")
@@ -134,6 +137,13 @@ def test_clip_only_on_two_processes_ends_with_the_parameters_of_one(
     # rank 0 wrote the run directory once: the files of a 1-process run, no more
     assert sorted(p.name for p in (spawned / "clip").iterdir()) == \
         sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_an_error_of_rank_0_in_the_run_directory_stops_every_rank(spawned: Path) -> None:
+    expected = training.ERR_EXISTING_RUN.format(path=spawned / "clip")
+    assert (spawned / "refused0.txt").read_text() == f"ValueError: {expected}"
+    assert (spawned / "refused1.txt").read_text() == "RuntimeError: " + \
+        distributed.ERR_MAIN_FAILED.format(error=f"ValueError: {expected}")
 
 
 def test_noise_is_added_once_to_the_global_sum_with_std_z_times_s(spawned: Path) -> None:
@@ -245,3 +255,32 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
     for name, tensor in b["model"].items():
         torch.testing.assert_close(a["model"][name], tensor, rtol=0, atol=TOL, msg=name)
     assert torch.equal(a["optimizer"]["noise_generator"], b["optimizer"]["noise_generator"])
+
+
+# --------------------------------------------------------------------------------------------
+# The environment torchrun sets
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_launch_is_read_from_torchruns_environment() -> None:
+    assert distributed.Launch.from_environment({}) is None
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1"}
+    assert distributed.Launch.from_environment(env) == distributed.Launch(
+        rank=3, world_size=4, local_rank=1)
+    with pytest.raises(ValueError, match=r"^environment variable RANK='x': expected an "
+                                         r"integer$"):
+        distributed.Launch.from_environment({**env, "RANK": "x"})
+    with pytest.raises(ValueError, match=r"RANK='4': expected an integer in 0\.\.3$"):
+        distributed.Launch.from_environment({**env, "RANK": "4"})
+    assert distributed.backend_for("cuda:1") == "nccl"
+    assert distributed.backend_for("cpu") == "gloo"
+
+
+def test_train_under_torchrun_without_a_process_group_refuses_to_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ValueError, match=r"started by torchrun \(WORLD_SIZE=2, RANK=1\) but no "
+                                         r"process group"):
+        training.train(clip_only(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()

@@ -71,6 +71,10 @@ class DPOptimizer(torch.optim.Optimizer):
     ``loss_reduction`` declares how the loss given to ``loss.backward()`` combines the
     per-example losses ("mean", as torch's losses by default, or "sum"); it does not
     matter for ``step(loss_fn, inputs, targets)``, whose ``loss_fn`` is per example.
+
+    In a ``torch.distributed`` process group each rank steps on its shard of the global batch:
+    the clipped sums are summed over the ranks with the noise added once, by rank 0, and
+    ``expected_batch_size`` is that of the global batch (``docs/distributed.md``).
     """
 
     def __init__(
