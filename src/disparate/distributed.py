@@ -31,7 +31,6 @@ from torch import Tensor
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
-    "ENV_VARIABLES",
     "Launch",
     "all_reduce_sum",
     "backend_for",
@@ -50,8 +49,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: What torchrun sets for each process; MASTER_ADDR and MASTER_PORT are read by torch itself.
-ENV_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 #: How long a collective waits for the other ranks before it fails (torch's own default).
 DEFAULT_TIMEOUT_S = 1800.0
 
