@@ -219,7 +219,8 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
     for item in KILLED:
         command += ["--set", item]
     launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                start_new_session=True)  # torchrun's signals stay its own
     try:
         deadline = time.monotonic() + 300
         while not (out / "checkpoint.pt").exists():
