@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import fileio
+from disparate import distributed, fileio
 from disparate import results as res
 from disparate.config import (
     ExperimentConfig,
@@ -297,7 +297,8 @@ def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: 
             return
         step, what = steps, f"non-finite parameters ({', '.join(names[:3])})"
     path = out / DIVERGED_FILE
-    res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
+    if distributed.is_main():
+        res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
     raise TrainingDivergedError(ERR_DIVERGED.format(epoch=epoch, step=step, what=what,
                                                     path=path),
                                 epoch=epoch, step=step, what=what)
@@ -336,7 +337,7 @@ def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
             + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
 
 
-@fileio.holds_run_dir
+@distributed.on_main_rank(fileio.holds_run_dir)
 def train(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -369,24 +370,33 @@ def train(
         progress: tqdm progress bar: True / False, or None to show it only on a terminal.
         log: Called with one summary line per epoch (and notes); None for silence.
         on_epoch: Called with each epoch's metrics line (e.g. a TensorBoard writer).
+
+    In a process group (``docs/distributed.md``) every rank calls ``train`` alike; rank 0
+    alone reads and writes ``out_dir`` and calls ``log`` and ``on_epoch``.
     """
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
-                        digest=config_hashes(config))
+    distributed.check_launched()
+    main = distributed.is_main()
+    if not main:
+        log, on_epoch, progress = None, None, False
+    out = distributed.from_main(lambda: check_run_dir(out_dir, resume=resume,
+                                                      overwrite=overwrite,
+                                                      digest=config_hashes(config)))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
-    if resume and not ckpt_path.exists() and (out / res.RESULTS_FILE).exists():
+    if resume and distributed.from_main(
+            lambda: not ckpt_path.exists() and (out / res.RESULTS_FILE).exists()):
         # finished, of this config (checked above), its checkpoint deleted: keep the results
-        return RunResult(run_dir=out, results=res.load_results(out),
-                         metrics=res.read_metrics(out))
+        return distributed.from_main(lambda: RunResult(
+            run_dir=out, results=res.load_results(out), metrics=res.read_metrics(out)))
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
 
     if splits is None:
-        splits = prepare_data(config)
+        splits = distributed.main_first(lambda: prepare_data(config))  # one download
     train_set, test_set = splits
     n_train = len(train_set)
     if n_train == 0:
@@ -404,9 +414,9 @@ def train(
     spe = plan.steps_per_epoch
     digest = config_hash(config)
 
-    state: dict[str, Any] | None = None
-    if resume and ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path)
+    state: dict[str, Any] | None = distributed.from_main(
+        lambda: _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None)
+    if state is not None:
         if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(
                 path=out, saved=state.get("config_hash"), current=digest,
@@ -414,17 +424,19 @@ def train(
     elif resume and log is not None:
         log(f"no checkpoint in {out}; starting from the beginning")
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / res.CONFIG_FILE)
-    (out / DIVERGED_FILE).unlink(missing_ok=True)
-    if not resume or state is None:  # a fresh start: no stale files of an earlier run
-        (out / res.RESULTS_FILE).unlink(missing_ok=True)
-        ckpt_path.unlink(missing_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / res.CONFIG_FILE)
+        (out / DIVERGED_FILE).unlink(missing_ok=True)
+        if not resume or state is None:  # a fresh start: no stale files of an earlier run
+            (out / res.RESULTS_FILE).unlink(missing_ok=True)
+            ckpt_path.unlink(missing_ok=True)
 
     saved_secret = None if state is None else state.get("secret")
-    seeds = SeedTree.for_run(tc.seed, private=config.privacy.is_private,
-                             reproducible=config.privacy.reproducible_noise,
-                             saved_secret=None if saved_secret is None else int(saved_secret, 16))
+    seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
+        tc.seed, private=config.privacy.is_private,
+        reproducible=config.privacy.reproducible_noise,
+        saved_secret=None if saved_secret is None else int(saved_secret, 16)))
     model = build_model_for(config, train_set).to(device)
     model.train()
     optimizer = plan.optimizer(_base_optimizer(config, model), model,
@@ -444,7 +456,8 @@ def train(
         elapsed_before = float(state["elapsed_s"])
         if log is not None:
             log(f"resuming {out} after epoch {start_epoch}/{tc.epochs}")
-    _write_metrics(metrics_path, metrics)
+    if main:
+        _write_metrics(metrics_path, metrics)
 
     # Training data on the device once; batches are index tensors into it.
     x_all = train_set.inputs.to(device)
@@ -463,7 +476,9 @@ def train(
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
             nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no sync per step
+            # per step, over all ranks: examples and finite losses (no sync per step)
+            step_examples = torch.zeros(spe, dtype=torch.long, device=device)
+            step_finite = torch.zeros(spe, dtype=torch.long, device=device)
             batches = plan.batches(seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             for k, idx in enumerate(batches, start=1):
@@ -471,7 +486,8 @@ def train(
                 x, y, g = x_all[idx], y_all[idx], g_all[idx]
                 if augment is not None:
                     x = augment(x, aug_rng)
-                if checked is None and idx.numel():
+                x, y, g = distributed.shard(x, y, g)  # this rank's part of the global batch
+                if checked is None and len(y):
                     checked = self_check(model, loss_fn, x, y).as_dict()
                     t_step = time.perf_counter()
                     step = optimizer.step(loss_fn, x, y, groups=g)
@@ -481,12 +497,12 @@ def train(
                             f"(first step {checked['first_step_seconds']:.2f} s)")
                 else:
                     step = optimizer.step(loss_fn, x, y, groups=g)
-                if idx.numel():
+                if len(y):
                     finite = torch.isfinite(step.norms)
                     # one example's non-finite loss is dropped and counted (clip weight 0);
                     # a step without any finite loss means the model itself diverged
-                    bad = (first_bad < 0) & ~torch.isfinite(step.losses).any()
-                    first_bad = torch.where(bad, torch.full_like(first_bad, k), first_bad)
+                    step_examples[k - 1] = len(y)
+                    step_finite[k - 1] = torch.isfinite(step.losses).sum()
                     loss_sum += step.losses.double().sum()
                     correct += (step.outputs.argmax(dim=1) == y).sum()
                     seen += torch.bincount(g, minlength=n_groups)
@@ -497,7 +513,10 @@ def train(
                     nonfinite += torch.bincount(g, weights=(~finite).double(),
                                                 minlength=n_groups).long()
                 bar.update(1)
-            _check_finite(model, int(first_bad), epoch + 1, spe, out)
+            distributed.all_reduce_sum([loss_sum, correct, seen, norm_sum, clipped, nonfinite,
+                                        step_examples, step_finite])
+            bad = ((step_examples > 0) & (step_finite == 0)).nonzero()
+            _check_finite(model, int(bad[0]) + 1 if len(bad) else -1, epoch + 1, spe, out)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             n_seen = int(seen.sum())
@@ -525,21 +544,22 @@ def train(
                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             }
             metrics.append(line)
-            _append_metrics(metrics_path, line)
-            if epoch + 1 == tc.epochs:
-                evaluation["predictions"].save(out / PREDICTIONS_FILE)
             elapsed = line["elapsed_s"]
-            _save_checkpoint(ckpt_path, {
-                "version": CHECKPOINT_VERSION,
-                "config_hash": digest,
-                "epoch": epoch + 1,
-                "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "metrics": metrics,
-                "elapsed_s": elapsed,
-                "self_check": checked,
-            })
+            if main:
+                _append_metrics(metrics_path, line)
+                if epoch + 1 == tc.epochs:
+                    evaluation["predictions"].save(out / PREDICTIONS_FILE)
+                _save_checkpoint(ckpt_path, {
+                    "version": CHECKPOINT_VERSION,
+                    "config_hash": digest,
+                    "epoch": epoch + 1,
+                    "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "metrics": metrics,
+                    "elapsed_s": elapsed,
+                    "self_check": checked,
+                })
             acc = line["test_accuracy"]
             bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
             if log is not None:
@@ -564,7 +584,7 @@ def train(
         # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
         "self_check": checked if checked is not None else (state or {}).get("self_check"),
     }
-    if (out / PREDICTIONS_FILE).exists():
+    if main and (out / PREDICTIONS_FILE).exists():
         extra["group_metrics"] = Predictions.load(out).metrics().to_dict()
     if data_counts:
         extra["data_counts"] = data_counts
@@ -594,7 +614,8 @@ def train(
         return results
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
-    results = write_results(("rdp", "rdp_classic"))
+    # Rank 0 writes them; every other rank gets what it wrote.
+    results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic")))
     if plan.is_private:
-        results = write_results(("rdp", "rdp_classic", "pld"))
+        results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic", "pld")))
     return RunResult(run_dir=out, results=results, metrics=metrics)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from disparate import distributed
 from disparate.privacy.clipping import clip_factors
 from disparate.privacy.grad_sample.engine import (
     LOSS_REDUCTIONS,
@@ -78,6 +79,10 @@ class DPOptimizer(torch.optim.Optimizer):
     ``loss_reduction`` declares how the loss given to ``loss.backward()`` combines the
     per-example losses ("mean", as torch's losses by default, or "sum"); it does not
     matter for ``step(loss_fn, inputs, targets)``, whose ``loss_fn`` is per example.
+
+    In a ``torch.distributed`` process group each rank steps on its shard of the global batch:
+    the clipped sums are summed over the ranks with the noise added once, by rank 0, and
+    ``expected_batch_size`` is that of the global batch (``docs/distributed.md``).
     """
 
     def __init__(
@@ -210,11 +215,14 @@ class DPOptimizer(torch.optim.Optimizer):
             summed = per_example.weighted_sum(weights)
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
+        noise_std = distributed.noise_std_here(std)  # once, on rank 0
         for name, param in self._params.items():
             grad = summed.get(name)
             grad = torch.zeros_like(param) if grad is None else grad
-            grad = add_gaussian_noise(grad, std, self.noise_generator)
-            param.grad = grad.div_(self.expected_batch_size)
+            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator)
+        distributed.all_reduce_sum([p.grad for p in self._params.values()])
+        for param in self._params.values():
+            param.grad.div_(self.expected_batch_size)  # the expected global batch size
         self.optimizer.step()
         return result
 
