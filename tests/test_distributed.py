@@ -96,6 +96,11 @@ def _worker(rank: int, port: int, out: Path) -> None:
             training.train(clip_only(), out / "clip", progress=False)
         except (ValueError, RuntimeError) as exc:
             (out / f"refused{rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
+        try:  # a policy's private statistics would be released once per rank
+            training.train(load_experiment("digits-underrep", [*TINY, "mitigation.method=dpsgd-f"]),
+                           out / "policy", progress=False)
+        except ValueError as exc:
+            (out / f"policy{rank}.txt").write_text(str(exc))
         model, x, y = _noise_setup()
         torch.save(_noisy_sum(model, *distributed.shard(x, y), Z), out / f"noise{rank}.pt")
         torch.save(_api_run(rank), out / f"api{rank}.pt")
@@ -144,6 +149,12 @@ def test_an_error_of_rank_0_in_the_run_directory_stops_every_rank(spawned: Path)
     assert (spawned / "refused0.txt").read_text() == f"ValueError: {expected}"
     assert (spawned / "refused1.txt").read_text() == "RuntimeError: " + \
         distributed.ERR_MAIN_FAILED.format(error=f"ValueError: {expected}")
+
+
+def test_a_policy_with_private_statistics_is_refused_on_every_rank(spawned: Path) -> None:
+    expected = training.ERR_DISTRIBUTED_POLICY.format(method="dpsgd-f", world=WORLD)
+    assert [(spawned / f"policy{r}.txt").read_text() for r in range(WORLD)] == [expected] * WORLD
+    assert not (spawned / "policy" / res.RESULTS_FILE).exists()
 
 
 def test_noise_is_added_once_to_the_global_sum_with_std_z_times_s(spawned: Path) -> None:

@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 
 from disparate import results as res
-from disparate.reporting import format as fmt
 from disparate.commands.compare import seed_list, seeded
 from disparate.commands.run import ERR_INTERRUPTED, add_common_arguments, console_log, load_config
 from disparate.config import ExperimentConfig, config_hash, config_hashes
 from disparate.privacy.policies import POLICIES, MitigationConfig
+from disparate.reporting import format as fmt
 
 NAME = "mitigate"
 MITIGATION_FILE = "mitigation.json"
@@ -325,8 +325,8 @@ def write_report(mitigation: Mapping[str, Any], out_dir: str | Path) -> Path:
              f"Seeds {', '.join(map(str, seeds))}; every method calibrated to the same total "
              f"epsilon (delta = {mitigation['delta']:g}), its auxiliary statistics included. "
              "Accuracies in %, drops in points against the non-private reference"
-             + (", mean [95% Student-t interval over seeds, accuracies within 0-100]." if len(seeds) > 1
-                else " (one seed: no interval)."), "",
+             + (", mean [95% Student-t interval over seeds, accuracies within 0-100]."
+                if len(seeds) > 1 else " (one seed: no interval)."), "",
              mitigation["tuning_note"], "", format_summary_table(mitigation), "",
              f"![per-group accuracy]({FIGURE_FILE})", ""]
     for method, comparison in mitigation["comparisons"].items():
