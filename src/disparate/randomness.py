@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from disparate.validation import check_seed
+
 __all__ = [
     "NOISE_REPRODUCIBLE",
     "NOISE_SECRET",
@@ -78,8 +80,7 @@ def _stream_index(stream: str) -> int:
 
 def stream_seed(root: int, stream: str, *key: int) -> int:
     """A 64-bit seed of ``stream`` (refined by ``key``, e.g. the epoch) under ``root``."""
-    if isinstance(root, bool) or not isinstance(root, int) or root < 0:
-        raise ValueError(f"root={root!r}: expected an int >= 0")
+    root = check_seed(root, "root")
     seq = np.random.SeedSequence(root, spawn_key=(_stream_index(stream), *map(int, key)))
     hi, lo = seq.generate_state(2, dtype=np.uint32)
     return int(hi) << 32 | int(lo)

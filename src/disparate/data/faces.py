@@ -59,6 +59,7 @@ import torch
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, default_data_dir
 from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.validation import check_one_of, check_seed
 
 __all__ = [
     "ATTRIBUTES",
@@ -881,12 +882,6 @@ def _load_images(records: Sequence[FaceRecord], *, size: int, margin: float, wor
 # --------------------------------------------------------------------------------------------
 
 
-def _check_choice(what: str, value: Any, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{what}={value!r}: expected one of {list(choices)}")
-    return value
-
-
 def _sizes(what: str, value: Any, group_names: Sequence[str], *, allow_none: bool
            ) -> int | float | dict[str, int] | None:
     if value is None and allow_none:
@@ -1060,17 +1055,16 @@ def build_faces(
         workers: Threads decoding images (default: up to 8).
     """
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an int >= 0")
+    seed = check_seed(seed)
     specs = _parse_sources(sources, root)
-    _check_choice("label", label, ATTRIBUTES)
+    check_one_of("label", label, ATTRIBUTES)
     if isinstance(groups, str):
         groups = [groups]
     groups = list(groups)
     if not groups:
         raise ValueError("groups=[]: expected at least one attribute, e.g. [skin]")
     for i, g in enumerate(groups):
-        _check_choice(f"groups[{i}]", g, ATTRIBUTES)
+        check_one_of(f"groups[{i}]", g, ATTRIBUTES)
     if len(set(groups)) != len(groups):
         raise ValueError(f"groups={groups}: attributes must be unique")
     edges = _check_age_bins(age_bins)
@@ -1122,7 +1116,7 @@ def build_faces(
         if name not in counted:
             raise ValueError(f"balance.{name}: balancing needs that group's counts in "
                              "train_sizes or test_sizes (a mapping group -> n)")
-        _check_choice(f"balance.{name}", attr, [a for a in ATTRIBUTES if attr_values[a]])
+        check_one_of(f"balance.{name}", attr, [a for a in ATTRIBUTES if attr_values[a]])
 
     # Read every source.
     records: list[FaceRecord] = []

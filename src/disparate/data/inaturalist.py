@@ -63,6 +63,7 @@ from disparate.data.faces import ScanReport, _load_images
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, default_data_dir
 from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.validation import check_integer, check_seed
 
 __all__ = [
     "PAPER_CLASSES",
@@ -465,14 +466,6 @@ def select_classes(train_sizes: Mapping[str, int], classes: Any) -> list[str]:
     return names
 
 
-def _check_size(what: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what}={value!r}: expected an int >= 1 or null (all)")
-    return value
-
-
 def _draw(records: Sequence[INatRecord], classes: Sequence[str], size: int | None,
           seed: int, split: str) -> tuple[list[INatRecord], dict[str, int]]:
     by_class: dict[str, list[INatRecord]] = {c: [] for c in classes}
@@ -540,12 +533,11 @@ def build_inaturalist(
         workers: Threads decoding images (default: up to 8).
     """
     base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an int >= 0")
+    seed = check_seed(seed)
     rel = _release(version)
     root = _resolve(base, path)
-    subset_size = _check_size("subset_size", subset_size)
-    test_size = _check_size("test_size", test_size)
+    subset_size = check_integer("subset_size", subset_size, 1, optional=True)
+    test_size = check_integer("test_size", test_size, 1, optional=True)
     for what, v in (("image_size", image_size), ("crop_size", crop_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 8:
             raise ValueError(f"{what}={v!r}: expected an int >= 8")

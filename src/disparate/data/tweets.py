@@ -90,6 +90,7 @@ from disparate.data.grouped import (
     default_data_dir,
 )
 from disparate.data.registry import register_dataset
+from disparate.validation import check_fraction, check_integer
 
 __all__ = [
     "CLASS_NAMES",
@@ -587,25 +588,6 @@ def _sizes(name: str, value: Any) -> dict[str, int]:
     return out
 
 
-def _check_fraction(name: str, value: Any, *, upper_open: bool = True) -> float:
-    expected = f"expected a number in [0, 1{')' if upper_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}={value!r}: {expected}")
-    value = float(value)
-    if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name}={value!r}: {expected}")
-    return value
-
-
-def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r}: expected an int >= {minimum}"
-                         + (" or null" if optional else ""))
-    return value
-
-
 def _resolve(base: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else base / p
@@ -705,15 +687,15 @@ def build_tweets(
     test_n = _sizes("test_sizes", test_sizes)
     if sum(train_n.values()) == 0:
         raise ValueError(f"train_sizes={train_n}: expected at least one training tweet")
-    aae_t = _check_fraction("aae_threshold", aae_threshold)
-    sae_t = _check_fraction("sae_threshold", sae_threshold)
-    p_cue = _check_fraction("emoji_probability", emoji_probability, upper_open=False)
-    _check_int("min_tokens", min_tokens, 1)
-    _check_int("max_length", max_length, 2)
-    _check_int("glove_dim", glove_dim, 1)
-    _check_int("max_lines", max_lines, 1, optional=True)
+    aae_t = check_fraction("aae_threshold", aae_threshold)
+    sae_t = check_fraction("sae_threshold", sae_threshold)
+    p_cue = check_fraction("emoji_probability", emoji_probability, closed=True)
+    check_integer("min_tokens", min_tokens, 1)
+    check_integer("max_length", max_length, 2)
+    check_integer("glove_dim", glove_dim, 1)
+    check_integer("max_lines", max_lines, 1, optional=True)
     specials = list(SPECIALS) + (list(CUE_TOKENS.values()) if p_cue > 0 else [])
-    _check_int("vocab_size", vocab_size, len(specials))
+    check_integer("vocab_size", vocab_size, len(specials))
     if glove is not None and (not isinstance(glove, str) or not glove):
         raise ValueError(f"glove={glove!r}: expected a file path or null")
 
