@@ -85,8 +85,6 @@ from disparate.data.grouped import (
     DatasetNotFoundError,
     DatasetSplits,
     GroupedDataset,
-    IndexLike,
-    _as_index_tensor,
     default_data_dir,
 )
 from disparate.data.registry import register_dataset
@@ -546,24 +544,6 @@ class TextGroupedDataset(GroupedDataset):
     def decode(self, i: int) -> list[str]:
         """The tokens of example ``i`` (padding left out)."""
         return [self.vocabulary[t] for t in self.inputs[i].tolist() if t != 0]
-
-    def _like(self, inputs: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
-              name: str) -> TextGroupedDataset:
-        like = TextGroupedDataset(inputs, labels, groups, vocabulary=self.vocabulary,
-                                  info=self.info, group_names=self.group_names,
-                                  num_classes=self.num_classes,
-                                  class_names=self.class_names, name=name)
-        like.embedding_init = self.embedding_init
-        return like
-
-    def subset(self, indices: IndexLike, *, name: str | None = None) -> TextGroupedDataset:
-        idx = _as_index_tensor(indices, len(self))
-        return self._like(self.inputs[idx], self.labels[idx], self.groups[idx],
-                          self.name if name is None else name)
-
-    def to(self, device: torch.device | str) -> TextGroupedDataset:
-        return self._like(self.inputs.to(device), self.labels.to(device),
-                          self.groups.to(device), self.name)
 
 
 # --------------------------------------------------------------------------------------------
