@@ -59,6 +59,7 @@ import torch
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, default_data_dir
 from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
 from disparate.validation import check_one_of, check_seed
 
 __all__ = [
@@ -918,7 +919,7 @@ class _Draw:
 
     def __init__(self, split: Sequence[str | None], group: np.ndarray,
                  attrs: Mapping[str, Sequence[str | None]], seed: int):
-        rng = np.random.default_rng([int(seed), 0xFACE5])
+        rng = data_generator(seed, "faces_split")
         self.order = [int(i) for i in rng.permutation(len(split))]
         self.split = split
         self.attrs = attrs

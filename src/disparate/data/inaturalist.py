@@ -63,6 +63,7 @@ from disparate.data.faces import ScanReport, _load_images
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, default_data_dir
 from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
 from disparate.validation import check_integer, check_seed
 
 __all__ = [
@@ -476,7 +477,7 @@ def _draw(records: Sequence[INatRecord], classes: Sequence[str], size: int | Non
     counts = available if size is None else proportional_counts(available, size)
     chosen: list[INatRecord] = []
     for c in classes:
-        rng = np.random.default_rng([int(seed), 0x1A7, zlib.crc32(f"{split}/{c}".encode())])
+        rng = data_generator(seed, "inat_draw", zlib.crc32(f"{split}/{c}".encode()))
         order = rng.permutation(available[c])[: counts[c]]
         chosen += [by_class[c][i] for i in sorted(int(i) for i in order)]
     return chosen, available

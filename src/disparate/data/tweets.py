@@ -88,6 +88,7 @@ from disparate.data.grouped import (
     default_data_dir,
 )
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
 from disparate.validation import check_fraction, check_integer
 
 __all__ = [
@@ -409,7 +410,7 @@ def _sample(paths: Sequence[Path], *, train_sizes: Mapping[str, int],
                     f"{n_test} test tweets asked for (train_sizes={dict(train_sizes)}, "
                     f"test_sizes={dict(test_sizes)}); eligible per dialect and class: "
                     f"{eligible}; counts: {counts}")
-            rng = np.random.default_rng([int(seed), 0x7EE7, g, y])
+            rng = data_generator(seed, "tweets_sample", g, y)
             picked = rows[rng.permutation(rows.size)[: n_train + n_test]]
             chosen["train"] += [(int(r), g, y) for r in picked[:n_train]]
             chosen["test"] += [(int(r), g, y) for r in picked[n_train:]]
@@ -698,7 +699,7 @@ def build_tweets(
     for split_i, split in enumerate(("train", "test")):
         part = sample[split]
         n = len(part["labels"])
-        rng = np.random.default_rng([int(seed), 0xC0E, split_i])
+        rng = data_generator(seed, "tweets_cues", split_i)
         cue_on = rng.random(n) < p_cue
         rows = []
         for i in range(n):
