@@ -91,6 +91,7 @@ __all__ = [
     "PrivacyConfig",
     "TrainingConfig",
     "apply_overrides",
+    "check_dataset_options",
     "check_registered",
     "config_hash",
     "config_hashes",
@@ -902,7 +903,24 @@ def _apply_all(data: Mapping[str, Any], overrides: Sequence[str]) -> ExperimentC
     merged = dict(data)
     for override in overrides:
         _apply_override(merged, override)
-    return from_dict(merged)
+    config = from_dict(merged)
+    check_dataset_options(config)
+    return config
+
+
+def check_dataset_options(config: ExperimentConfig) -> None:
+    """Raise ConfigError if ``data.options`` has an option the registered dataset does not
+    declare, or a value of the wrong type (an unregistered name is left to the registry).
+
+    A federated run's data (``reddit``) checks its own options (``RedditOptions``).
+    """
+    if config.federated is not None:
+        return
+    # Imported here, not at the top: the datasets import torch, this module must not.
+    from disparate.data import registry
+
+    if config.data.dataset in registry.list_datasets():
+        registry.check_options(config.data.dataset, config.data.options)
 
 
 def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
