@@ -27,7 +27,7 @@ print(json.dumps({"status": status, "heavy": heavy}))
 def _start(*argv: str) -> dict[str, object]:
     done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
                           text=True, check=True, env={"PYTHONPATH": SRC, "PATH": ""},
-                          timeout=120)
+                          timeout=600)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
