@@ -40,6 +40,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "check-model": ("check_model", "run the step-1 self-check of an experiment's model on its "
                                    "first batch"),
     "audit": ("audit", "membership inference per group and a one-run lower bound on epsilon"),
+    "mitigate": ("mitigate", "compare clipping policies (DPSGD-F, DPSGD-Global-Adapt, ...) at "
+                             "one epsilon"),
 }
 
 PROG = "disparate"

@@ -104,7 +104,7 @@ def test_a_bad_dataset_option_fails_when_the_experiment_is_loaded():
 
 
 def test_a_bad_dataset_option_in_a_later_point_fails_at_study_expansion(tmp_path):
-    from disparate.studies import expand, load_study
+    from disparate.study import expand, load_study
 
     spec = tmp_path / "opts.yaml"
     spec.write_text("name: opts\nbase: faces-gender\n"
