@@ -18,8 +18,8 @@ from disparate.federated.simulation import (
     load_federated_data,
     train_federated,
 )
-from disparate.federated.synthetic import default_population, tiny_config, write_dump
 from disparate.results import read_metrics
+from disparate.synthetic.reddit import default_population, tiny_config, write_dump
 
 # Runs compared bit for bit (resume, order, engines): noise from the recorded seed.
 REPRODUCIBLE = {"privacy": {"reproducible_noise": True}}

@@ -42,6 +42,10 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.pld import privacy_loss_distribution as pld_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from disparate.validation import ERR_CHOICE as ERR_CHOICE  # re-exported: tests and callers
+from disparate.validation import ERR_INTEGER as ERR_INTEGER
+from disparate.validation import check_integer, check_one_of
+
 __all__ = [
     "METHODS",
     "SAMPLINGS",
@@ -87,7 +91,6 @@ MAX_PLD_POINTS: int = 4_000_000
 MAX_NOISE_MULTIPLIER: float = 1e4
 
 # Error texts (tests assert them). Fields are filled with ``str.format``.
-ERR_INTEGER = "{name}={value!r}: expected an integer >= {minimum}"
 ERR_BATCH_GT_DATASET = (
     "batch_size={batch_size!r}: expected <= dataset_size={dataset_size!r} "
     "(valid range: 1 <= batch_size <= dataset_size)"
@@ -98,7 +101,6 @@ ERR_NOT_DP = (
     "expected noise_multiplier > 0"
 )
 ERR_DELTA = "delta={value!r}: expected 0 < delta < 1"
-ERR_CHOICE = "{name}={value!r}: expected one of {choices}"
 ERR_PLD_WITHOUT_REPLACEMENT = (
     "method='pld' does not support sampling='shuffle' with "
     "shuffle_accounting='without_replacement': dp_accounting's PLDAccountant has no "
@@ -179,15 +181,9 @@ class EpsilonReport:
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(ERR_INTEGER.format(name=name, value=value, minimum=minimum))
-    return int(value)
-
-
 def _check_sizes(dataset_size: Any, batch_size: Any) -> tuple[int, int]:
-    dataset_size = _check_int("dataset_size", dataset_size, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    dataset_size = check_integer("dataset_size", dataset_size, 1)
+    batch_size = check_integer("batch_size", batch_size, 1)
     if batch_size > dataset_size:
         raise ValueError(
             ERR_BATCH_GT_DATASET.format(batch_size=batch_size, dataset_size=dataset_size)
@@ -258,12 +254,6 @@ def _check_positive(template: str, value: Any) -> float:
     return v
 
 
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(ERR_CHOICE.format(name=name, value=value, choices=list(choices)))
-    return value
-
-
 class AccountantBoundError(ValueError):
     """The PLD accountant would exceed :data:`MAX_PLD_POINTS` (memory and time bound)."""
 
@@ -323,7 +313,7 @@ def steps_per_epoch(dataset_size: int, batch_size: int) -> int:
 def total_steps(dataset_size: int, batch_size: int, epochs: int) -> int:
     """Number of DP-SGD steps of ``epochs`` epochs: ``epochs * ceil(N / b)``."""
     per_epoch = steps_per_epoch(dataset_size, batch_size)
-    return _check_int("epochs", epochs, 1) * per_epoch
+    return check_integer("epochs", epochs, 1) * per_epoch
 
 
 # --------------------------------------------------------------------------- accounting
@@ -468,8 +458,8 @@ def supported_methods(
     sampling: str = "poisson", shuffle_accounting: str = "poisson"
 ) -> tuple[str, ...]:
     """Methods that can account for this sampling (PLD lacks sampling w/o replacement)."""
-    _check_choice("sampling", sampling, SAMPLINGS)
-    _check_choice("shuffle_accounting", shuffle_accounting, SHUFFLE_ACCOUNTINGS)
+    check_one_of("sampling", sampling, SAMPLINGS)
+    check_one_of("shuffle_accounting", shuffle_accounting, SHUFFLE_ACCOUNTINGS)
     if sampling == "shuffle" and shuffle_accounting == "without_replacement":
         return ("rdp", "rdp_classic")
     return METHODS
@@ -500,9 +490,9 @@ def compute_epsilon(
     """
     dataset_size, batch_size = _check_sizes(dataset_size, batch_size)
     z = _check_noise(noise_multiplier)
-    steps = _check_int("steps", steps, 1)
+    steps = check_integer("steps", steps, 1)
     delta = _check_delta(delta)
-    _check_choice("method", method, METHODS)
+    check_one_of("method", method, METHODS)
     if method not in supported_methods(sampling, shuffle_accounting):
         raise ValueError(ERR_PLD_WITHOUT_REPLACEMENT)
     discretization = _check_positive(ERR_DISCRETIZATION, pld_discretization)
@@ -556,7 +546,7 @@ def compute_epsilons(
     if methods is None:
         methods = supported_methods(sampling, shuffle_accounting)
     for method in methods:
-        _check_choice("method", method, METHODS)
+        check_one_of("method", method, METHODS)
     return {
         method: compute_epsilon(
             dataset_size=dataset_size,

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from disparate.validation import check_choice, freeze, frozen_map
+
 if TYPE_CHECKING:
     from disparate.privacy.policies.base import ClippingPolicy
 
@@ -67,7 +69,6 @@ class MitigationConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from disparate import config as C
-
-        C._check_choice("mitigation.method", self.method, tuple(POLICIES))
-        C._set(self, "options", C._frozen_map("mitigation.options", self.options, C._freeze))
+        check_choice("mitigation.method", self.method, tuple(POLICIES))
+        object.__setattr__(self, "options",
+                           frozen_map("mitigation.options", self.options, freeze))
