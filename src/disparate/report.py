@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from disparate import plots
+from disparate import fileio, plots
 from disparate.results import (
     COMPARISON_FILE,
     CONFIG_FILE,
@@ -91,7 +91,6 @@ ERR_NOTHING_TO_REPORT = (
 )
 ERR_BAD_JSON = "{path}: not valid JSON: {error}"
 ERR_NOT_OBJECT = "{path}: expected a JSON object, got {kind}"
-ERR_BAD_METRICS = "{path}: line {line} is not a JSON object: {error}"
 
 
 # ----------------------------------------------------------------------------- reading
@@ -110,31 +109,8 @@ def read_json(path: str | Path) -> dict[str, Any]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a ``metrics.jsonl`` (``[]`` if the file does not exist).
-
-    A last line that does not parse is skipped (a run still writing it); a bad line before
-    the last raises ``ValueError`` naming the file and the line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"got {type(record).__name__}")
-        except ValueError as exc:
-            if number == len(lines):
-                break
-            raise ValueError(ERR_BAD_METRICS.format(path=path, line=number, error=exc)) from exc
-        records.append(record)
-    return records
+    """The per-epoch records of a ``metrics.jsonl`` (:func:`disparate.fileio.read_jsonl`)."""
+    return fileio.read_jsonl(path)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
