@@ -166,13 +166,28 @@ class ReportData:
     runs: dict[str, list[RunFiles]] = field(default_factory=dict)
 
 
-def _seed_dirs(directory: Path, comparison: Mapping[str, Any]) -> list[tuple[Any, Path]]:
+_RUN_KEYS = (("non-private", "non_private"), ("dp", "dp"))
+
+
+def _seed_dirs(directory: Path, comparison: Mapping[str, Any]
+               ) -> list[tuple[Any, dict[str, Path]]]:
+    """Per seed, the run directory of each kind: the ones its ``runs`` entries name
+    (relative to ``directory``; schema 2 keeps them in a run store), else -- schema 1
+    without ``runs`` -- ``seed-<s>/non-private`` and ``seed-<s>/dp``."""
     seeds = comparison.get("seeds")
-    if isinstance(seeds, list) and seeds:
-        return [(s, directory / f"seed-{s}") for s in seeds]
-    found = sorted((p for p in directory.glob("seed-*") if p.is_dir()),
-                   key=lambda p: plots.group_sort_key(p.name[len("seed-"):]))
-    return [(p.name[len("seed-"):], p) for p in found]
+    seeds = list(seeds) if isinstance(seeds, list) and seeds else []
+    entries = [e for e in comparison.get("runs") or [] if isinstance(e, Mapping)]
+    if entries:
+        return [(seeds[i] if len(seeds) == len(entries) else e.get("seed"),
+                 {kind: directory / str(e[key]) for kind, key in _RUN_KEYS if e.get(key)})
+                for i, e in enumerate(entries)]
+    if seeds:
+        found = [(s, directory / f"seed-{s}") for s in seeds]
+    else:
+        found = [(p.name[len("seed-"):], p) for p in sorted(
+            (p for p in directory.glob("seed-*") if p.is_dir()),
+            key=lambda p: plots.group_sort_key(p.name[len("seed-"):]))]
+    return [(s, {kind: seed_dir / kind for kind, _ in _RUN_KEYS}) for s, seed_dir in found]
 
 
 def _evaluation(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -206,10 +221,10 @@ def _load_comparison(directory: Path) -> ReportData:
     comparison = read_json(directory / COMPARISON_FILE)
     seed_dirs = _seed_dirs(directory, comparison)
     runs: dict[str, list[RunFiles]] = {"non-private": [], "dp": []}
-    for _, seed_dir in seed_dirs:
-        for kind in runs:
-            if (seed_dir / kind).is_dir():
-                runs[kind].append(_load_run(seed_dir / kind))
+    for _, dirs in seed_dirs:
+        for kind, run_dir in dirs.items():
+            if run_dir.is_dir():
+                runs[kind].append(_load_run(run_dir))
     config: dict[str, Any] = {}
     for run in runs["dp"] + runs["non-private"]:
         if run.config:

@@ -45,6 +45,7 @@ __all__ = [
     "RunDir",
     "file_log",
     "finished_results",
+    "reset",
     "run_status",
 ]
 
@@ -102,6 +103,13 @@ def run_status(run_dir: str | Path, config: ExperimentConfig) -> str:
     if (run_dir / res.CHECKPOINT_FILE).exists():
         return PARTIAL
     return PENDING
+
+
+def reset(run_dir: str | Path, config: ExperimentConfig) -> None:
+    """Make ``run_dir`` start again from the beginning (``--overwrite`` of a run that another
+    command will train): under its lock, remove its results, checkpoint and failure record."""
+    with RunDir.open(run_dir, config, overwrite=True) as run:
+        run.start(fresh=True, stale=(ERROR_FILE,))
 
 
 @contextlib.contextmanager
