@@ -8,6 +8,7 @@ are bit-identical and a resumed comparison can be compared with an uninterrupted
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,30 @@ def test_failed_runs_make_the_comparison_fail_naming_them(tmp_path):
                                          r"training.batch_size=5000"):
         run_comparison(tiny("training.batch_size=5000"), tmp_path, seeds=[0])
     assert not (tmp_path / res.COMPARISON_FILE).exists()
+
+
+DOCS_V1 = Path(__file__).resolve().parents[1] / "docs" / "results" / "mnist-underrep-60ep" \
+    / "comparison"
+
+
+def test_the_report_reads_the_runs_of_both_layouts(tmp_path):
+    from disparate.report import load_report_data
+
+    out = tmp_path / "cmp"
+    run_comparison(tiny(), out, seeds=[0])
+    data = load_report_data(out)  # schema 2: the runs of the store
+    assert [r.results["mode"] for r in data.runs["non-private"]] == ["non-private"]
+    assert [r.results["mode"] for r in data.runs["dp"]] == ["dp"]
+    assert [len(m) for m in data.panels["DP"]] == [3] and data.seeds == [0]
+
+    old = tmp_path / "v1"  # schema 1: seed-<s>/{non-private,dp}, with and without "runs"
+    shutil.copytree(DOCS_V1, old)
+    for strip_runs in (False, True):
+        if strip_runs:
+            c = res.load_comparison(old)
+            del c["runs"]
+            res.write_json(old / res.COMPARISON_FILE, c)
+        data = load_report_data(old)
+        assert [r.results["mode"] for r in data.runs["dp"]] == ["dp"]
+        assert [r.results["mode"] for r in data.runs["non-private"]] == ["non-private"]
+        assert [len(m) for m in data.panels["non-private"]] == [60] and data.seeds == [0]
