@@ -8,13 +8,16 @@ are bit-identical and a resumed comparison can be compared with an uninterrupted
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from disparate import fileio, training
 from disparate import results as res
-from disparate import training
 from disparate.cli import main
 from disparate.comparison import comparison_points, run_comparison, seeded
 from disparate.config import config_hash, load_experiment
@@ -160,3 +163,31 @@ def test_the_report_reads_the_runs_of_both_layouts(tmp_path):
         assert [r.results["mode"] for r in data.runs["dp"]] == ["dp"]
         assert [r.results["mode"] for r in data.runs["non-private"]] == ["non-private"]
         assert [len(m) for m in data.panels["non-private"]] == [60] and data.seeds == [0]
+
+
+HOLD_LOCKS = """
+import contextlib, sys
+from disparate import fileio
+with contextlib.ExitStack() as stack:
+    for path in sys.argv[1:]:
+        stack.enter_context(fileio.run_dir_lock(path))
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_runs_held_by_another_process_make_the_comparison_busy(tmp_path):
+    points = comparison_points(tiny(), [0], tmp_path / "runs")
+    env = {**os.environ, "PYTHONPATH": str(Path(fileio.__file__).parents[1])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCKS,
+                               *(str(p.run_dir) for p in points)], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(fileio.RunDirBusyError,
+                           match="2 of 2 runs of the comparison failed: variant=non-private "
+                                 "seed=0: busy"):
+            run_comparison(tiny(), tmp_path, seeds=[0])
+    finally:
+        holder.communicate("", timeout=60)
+    assert not (tmp_path / res.COMPARISON_FILE).exists()

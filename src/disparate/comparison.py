@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from disparate import fileio, rundir
 from disparate import results as res
-from disparate import rundir
 from disparate.config import ExperimentConfig
 from disparate.sweep import (
     BUSY,
@@ -144,9 +144,11 @@ def run_comparison(
                       device=device, log=log, echo=echo)
     unfinished = [o for o in sweep.outcomes if o.outcome in (FAILED, BUSY)]
     if unfinished:
-        raise ValueError(ERR_FAILED.format(count=len(unfinished), total=len(points), failures=(
-            "; ".join(f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
-                      + f", see {o.point.run_dir}" for o in unfinished))))
+        text = ERR_FAILED.format(count=len(unfinished), total=len(points), failures="; ".join(
+            f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
+            + f", see {o.point.run_dir}" for o in unfinished))
+        busy = all(o.outcome == BUSY for o in unfinished)
+        raise (fileio.RunDirBusyError if busy else ValueError)(text)
     by_seed = [points[i:i + len(MODES)] for i in range(0, len(points), len(MODES))]
     run_dirs = [{"seed": str(seed), **{key: _relative(p.run_dir, out)
                                        for (key, _), p in zip(MODES, pair, strict=True)}}
