@@ -194,7 +194,8 @@ def test_unknown_section() -> None:
     text = error_text(mnist, "trainig.lr=0.1")
     assert text == (
         "unknown key 'trainig' (did you mean 'training'?); "
-        "valid keys: name, description, data, model, privacy, training, evaluation, federated"
+        "valid keys: name, description, data, model, privacy, training, evaluation, federated, "
+        "mitigation"
     )
 
 

@@ -19,6 +19,7 @@ from disparate.commands import (
     demo,
     epsilon,
     federated,
+    mitigate,
     report,
     run,
     study,
@@ -28,7 +29,7 @@ from disparate.fileio import CorruptFileError, RunDirBusyError
 from disparate.training import TrainingDivergedError
 
 COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated, check_model,
-            audit]
+            audit, mitigate]
 
 PROG = "disparate"
 

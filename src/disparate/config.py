@@ -45,6 +45,7 @@ import yaml
 from disparate import fileio
 from disparate.federated.settings import FederatedConfig
 from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
+from disparate.privacy.policies import MitigationConfig
 
 __all__ = [
     "ACCOUNTANTS",
@@ -717,10 +718,11 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
     "federated": FederatedConfig,
+    "mitigation": MitigationConfig,
 }
 
 #: Sections that may be absent (``None``); an absent one is left out of to_dict and the hash.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("federated",)
+OPTIONAL_SECTIONS: tuple[str, ...] = ("federated", "mitigation")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -737,6 +739,8 @@ class ExperimentConfig:
         evaluation: :class:`EvaluationConfig` (defaults if omitted).
         federated: :class:`~disparate.federated.settings.FederatedConfig` for a federated
             (DP-FedAvg) run, else ``None`` (omitted from to_dict and the hash).
+        mitigation: :class:`~disparate.privacy.policies.MitigationConfig`, the clipping policy
+            of a run (``docs/mitigations.md``); ``None``: DP-SGD's flat clipping (omitted).
     """
 
     name: str
@@ -747,6 +751,7 @@ class ExperimentConfig:
     training: TrainingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     federated: FederatedConfig | None = None
+    mitigation: MitigationConfig | None = None
 
     def __post_init__(self) -> None:
         _check_str("name", self.name)

@@ -45,6 +45,7 @@ __all__ = [
     "RunDir",
     "file_log",
     "finished_results",
+    "holds_run",
     "reset",
     "run_status",
 ]
@@ -90,6 +91,13 @@ def finished_results(run_dir: str | Path, config: ExperimentConfig) -> dict[str,
     if data is not None and data.get("config_hash") in config_hashes(config):
         return data
     return None
+
+
+def holds_run(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a run (``checkpoint.pt`` or ``results.json``): opening it
+    needs resume or overwrite."""
+    run_dir = Path(run_dir)
+    return (run_dir / res.CHECKPOINT_FILE).exists() or (run_dir / res.RESULTS_FILE).exists()
 
 
 def run_status(run_dir: str | Path, config: ExperimentConfig) -> str:
@@ -158,8 +166,7 @@ class RunDir:
             raise NotADirectoryError(errno.ENOTDIR, f"{out}: exists and is not a directory; "
                                      "choose another --out")
         results_path = out / res.RESULTS_FILE
-        held = self.checkpoint_path.exists() or results_path.exists()
-        if held and not resume and not overwrite:
+        if holds_run(out) and not resume and not overwrite:
             raise ValueError(ERR_EXISTING_RUN.format(path=out))
         if resume and not overwrite and results_path.exists():
             saved = res.load_results(out).get("config_hash")

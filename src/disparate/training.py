@@ -2,12 +2,14 @@
 
 Every run -- private or not -- trains through :class:`~disparate.privacy.DPOptimizer`, so the
 per-example gradient norms (before clipping) are measured in every mode, and the baselines
-train with exactly the batches the DP run uses. What the mechanism does comes from
-``config.privacy.mode``::
+train with exactly the batches the DP run uses. The mechanism -- sampler, clipping policy
+(``config.mitigation``; default DP-SGD's flat clipping), noise and accounting -- is one
+:class:`~disparate.privacy.plan.DPPlan` built from the config (:func:`resolve_noise`), whose
+named settings are the modes of ``config.privacy.mode``::
 
     mode          DPOptimizer
-    dp            max_grad_norm=S, noise_multiplier=z (calibrated first if target_epsilon)
-    clip-only     max_grad_norm=S, no noise
+    dp            the policy's weights (S), noise_multiplier=z (calibrated first if target_epsilon)
+    clip-only     the policy's weights (S), no noise
     noise-only    no clipping, noise_std
     non-private   no clipping, no noise
 
@@ -24,7 +26,6 @@ Files written to the run directory are described in ``docs/results-format.md``.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,21 +38,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from disparate import results as res
-from disparate.config import ExperimentConfig, PrivacyConfig
+from disparate.config import ExperimentConfig
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
-from disparate.privacy.accounting import (
-    AccountantBoundError,
-    EpsilonReport,
-    bounded_epsilons,
-    calibrate_noise_multiplier,
-    compute_epsilon,
-    supported_methods,
-)
-from disparate.privacy.sampling import epoch_batches, steps_per_epoch
+from disparate.privacy.plan import DPPlan, build_plan
 from disparate.randomness import SeedTree, stream_seed
 from disparate.rundir import CHECKPOINT_VERSION, DIVERGED_FILE, RunDir
 
@@ -59,7 +52,6 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "DIVERGED_FILE",
     "TrainingDivergedError",
-    "NoiseSetting",
     "RunResult",
     "build_model_for",
     "evaluate",
@@ -132,104 +124,33 @@ def _base_optimizer(config: ExperimentConfig, model: nn.Module) -> torch.optim.O
     return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum)
 
 
-@dataclass(frozen=True)
-class NoiseSetting:
-    """The DPOptimizer arguments of a run and, if any, how z was calibrated."""
-
-    max_grad_norm: float | None
-    noise_multiplier: float
-    noise_std: float | None
-    calibration: dict[str, Any] | None = None
-
-    @property
-    def z(self) -> float | None:
-        """The noise multiplier of a ``dp`` run, else ``None``."""
-        return self.noise_multiplier if self.noise_multiplier > 0 else None
-
-
-def _accounting_args(privacy: PrivacyConfig, dataset_size: int, batch_size: int
-                     ) -> dict[str, Any]:
-    return {
-        "dataset_size": dataset_size,
-        "batch_size": batch_size,
-        "delta": privacy.delta,
-        "sampling": privacy.sampling,
-        "shuffle_accounting": privacy.shuffle_accounting or "poisson",
-    }
-
-
-def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
-    """What the optimizer gets; with ``privacy.target_epsilon``, z is calibrated here first.
+def resolve_noise(config: ExperimentConfig, dataset_size: int, *, num_groups: int | None = None
+                  ) -> DPPlan:
+    """The run's mechanism (:class:`~disparate.privacy.plan.DPPlan`); with
+    ``privacy.target_epsilon``, z is calibrated here first.
 
     Calibration uses ``privacy.calibrate_with`` (default: the configured accountant) for the
     run's total number of steps, ``epochs * ceil(N / b)`` with N the training-set size after
-    imbalance.
+    imbalance, composed with the clipping policy's auxiliary statistics (``mitigation``).
     """
-    p = config.privacy
-    mode = p.mode
-    if mode == "dp":
-        args = _accounting_args(p, dataset_size, config.training.batch_size)
-        if p.accountant not in supported_methods(args["sampling"], args["shuffle_accounting"]):
-            compute_epsilon(noise_multiplier=1.0, steps=1, method=p.accountant, **args)  # raises
-        calibration = None
-        z = p.noise_multiplier
-        if z is None:
-            steps = config.training.epochs * steps_per_epoch(dataset_size,
-                                                             config.training.batch_size)
-            method = p.calibrate_with or p.accountant
-            z = calibrate_noise_multiplier(target_epsilon=p.target_epsilon, steps=steps,
-                                           method=method, **args)
-            calibration = {"target_epsilon": p.target_epsilon, "method": method,
-                           "steps": steps, "noise_multiplier": z}
-        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=z, noise_std=None,
-                            calibration=calibration)
-    if mode == "clip-only":
-        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=0.0, noise_std=None)
-    if mode == "noise-only":
-        return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=p.noise_std)
-    return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=None)
+    return build_plan(config.privacy, dataset_size=dataset_size,
+                      batch_size=config.training.batch_size, epochs=config.training.epochs,
+                      mitigation=config.mitigation, num_groups=num_groups)
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
-    # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
-    try:
-        report = compute_epsilon(**kwargs)
-    except AccountantBoundError:  # per-epoch progress only; results.json states the fallback
-        report = compute_epsilon(**{**kwargs, "method": "rdp"})
-    return report.epsilon, report.approximate
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_reports(methods: tuple[str, ...], **kwargs: Any
-                    ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
-    return bounded_epsilons(methods=methods, **kwargs)
-
-
-def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
-             ) -> tuple[float | None, bool | None]:
-    """(epsilon spent after ``steps`` steps by the configured accountant, whether it is
-    approximate -- shuffled batches); ``(None, None)`` if not private."""
-    if not config.privacy.is_private or noise.z is None or steps < 1:
-        return None, None
-    return _cached_epsilon(noise_multiplier=noise.z, steps=steps,
-                           method=config.privacy.accountant,
-                           **_accounting_args(config.privacy, dataset_size,
-                                              config.training.batch_size))
-
-
-def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int,
-                   methods: tuple[str, ...]) -> tuple[dict[str, EpsilonReport] | None,
-                                                      dict[str, str]]:
-    """Epsilon by ``methods`` (those the run's sampling supports), and the methods left out
-    beyond the accountant's bound with the reason."""
-    if not config.privacy.is_private or noise.z is None:
-        return None, {}
-    args = _accounting_args(config.privacy, dataset_size, config.training.batch_size)
-    supported = supported_methods(args["sampling"], args["shuffle_accounting"])
-    reports, skipped = _cached_reports(tuple(m for m in methods if m in supported),
-                                       noise_multiplier=noise.z, steps=steps, **args)
-    return dict(reports), dict(skipped)
+def _with_policy(privacy: Mapping[str, Any], plan: DPPlan, optimizer: DPOptimizer
+                 ) -> dict[str, Any]:
+    """The privacy block with the clipping policy's components (noise multipliers) and, in
+    words, in the statement; the policy's final settings (an adapted bound)."""
+    block = dict(privacy)
+    mechanism = plan.mechanism()
+    if optimizer.policy is not None:
+        mechanism["policy_settings"] = optimizer.policy.settings()
+    block["mechanism"] = mechanism
+    extra = plan.statement_extra()
+    if extra:
+        block["statement"] = f"{block['statement']}. {extra}"
+    return block
 
 
 @torch.no_grad()
@@ -309,12 +230,12 @@ def _run_epoch(model: nn.Module, optimizer: DPOptimizer, loss_fn: nn.Module,
         if checked is None and idx.numel():
             checked = self_check(model, loss_fn, x, y).as_dict()
             t_step = time.perf_counter()
-            step = optimizer.step(loss_fn, x, y)
+            step = optimizer.step(loss_fn, x, y, groups=g)
             checked["first_step_seconds"] = time.perf_counter() - t_step
             log(f"self-check passed in {checked['seconds']:.2f} s "
                 f"(first step {checked['first_step_seconds']:.2f} s)")
         else:
-            step = optimizer.step(loss_fn, x, y)
+            step = optimizer.step(loss_fn, x, y, groups=g)
         if idx.numel():
             finite = torch.isfinite(step.norms)
             # one example's non-finite loss is dropped and counted (clip weight 0);
@@ -488,8 +409,9 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
     data_counts = _data_counts(train_set)
     if data_counts:
         run.log(f"data read: {res.dumps(data_counts)}")
-    spe = steps_per_epoch(n_train, batch_size)
-    noise = resolve_noise(config, n_train)
+    group_names = list(train_set.group_names)
+    plan = resolve_noise(config, n_train, num_groups=len(group_names))
+    spe = plan.steps_per_epoch
 
     state = run.resume_state()
     metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
@@ -501,17 +423,9 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                              saved_secret=None if saved_secret is None else int(saved_secret, 16))
     model = build_model_for(config, train_set).to(device)
     model.train()
-    optimizer = DPOptimizer(
-        _base_optimizer(config, model),
-        model,
-        expected_batch_size=batch_size,
-        max_grad_norm=noise.max_grad_norm,
-        noise_multiplier=noise.noise_multiplier,
-        noise_std=noise.noise_std,
-        noise_seed=seeds.seed_of("noise"),
-    )
+    optimizer = plan.optimizer(_base_optimizer(config, model), model,
+                               noise_seed=seeds.seed_of("noise"))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
-    group_names = list(train_set.group_names)
 
     start_epoch = 0
     elapsed_before = 0.0
@@ -533,8 +447,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                disable=(None if progress is None else not progress), dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, tc.epochs):
-            batches = epoch_batches(config.privacy.sampling, n_train, batch_size,
-                                    seeds.root("sampling"), epoch)
+            batches = plan.batches(seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             sums, checked = _run_epoch(model, optimizer, loss_fn, batches, data, augment,
                                        aug_rng, len(group_names), bar, checked, run.log)
@@ -542,7 +455,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             line = _metrics_line(epoch + 1, steps_done, sums, evaluation, group_names,
-                                 _epsilon(config, noise, n_train, steps_done),
+                                 plan.epsilon(steps_done),
                                  elapsed_before + time.perf_counter() - t_start)
             metrics.append(line)
             run.append_metrics(line)
@@ -588,10 +501,12 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
     nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
 
     def write_results(methods: tuple[str, ...]) -> dict[str, Any]:
-        reports, skipped = _final_reports(config, noise, n_train, total_steps, methods)
-        privacy = res.privacy_block(config.privacy, noise_multiplier=noise.z, reports=reports,
-                                    steps=total_steps, calibration=noise.calibration,
+        reports, skipped = plan.reports(total_steps, methods)
+        privacy = res.privacy_block(config.privacy, noise_multiplier=plan.z, reports=reports,
+                                    steps=total_steps, calibration=plan.calibration,
                                     secret_noise=seeds.is_secret, skipped=skipped)
+        if config.mitigation is not None:
+            privacy = _with_policy(privacy, plan, optimizer)
         results = res.build_run_results(
             config,
             group_names=group_names,
@@ -610,6 +525,6 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
     results = write_results(("rdp", "rdp_classic"))
-    if config.privacy.is_private and noise.z is not None:
+    if plan.is_private:
         results = write_results(("rdp", "rdp_classic", "pld"))
     return RunResult(run_dir=out, results=results, metrics=metrics)
