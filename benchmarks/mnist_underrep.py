@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from disparate import results as res
-from disparate.commands.compare import run_comparison, seed_list, write_report
+from disparate.commands.compare import write_report
 from disparate.commands.run import console_log
+from disparate.comparison import run_comparison, seed_list
 from disparate.config import load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,10 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else REPO / "runs" / (
         f"bench-{PRESET}-e{config.training.epochs}")
     start = time.perf_counter()
+    log = console_log(args.quiet)
     comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
-                                overwrite=not args.resume, device=args.device,
-                                progress=False if args.quiet else None,
-                                log=console_log(args.quiet))
+                                overwrite=not args.resume, device=args.device, log=log,
+                                echo=log)
     train_time = time.perf_counter() - start
     if not args.no_report:
         write_report(out)

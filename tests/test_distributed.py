@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from disparate import distributed, randomness, training
+from disparate import distributed, randomness, rundir, training
 from disparate import results as res
 from disparate.config import load_experiment
 from disparate.privacy import DPDataLoader, DPOptimizer, make_private
@@ -145,7 +145,7 @@ def test_clip_only_on_two_processes_ends_with_the_parameters_of_one(
 
 
 def test_an_error_of_rank_0_in_the_run_directory_stops_every_rank(spawned: Path) -> None:
-    expected = training.ERR_EXISTING_RUN.format(path=spawned / "clip")
+    expected = rundir.ERR_EXISTING_RUN.format(path=spawned / "clip")
     assert (spawned / "refused0.txt").read_text() == f"ValueError: {expected}"
     assert (spawned / "refused1.txt").read_text() == "RuntimeError: " + \
         distributed.ERR_MAIN_FAILED.format(error=f"ValueError: {expected}")

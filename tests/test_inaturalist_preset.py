@@ -18,7 +18,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from disparate import report
 from disparate import results as res
-from disparate.commands.compare import run_comparison
+from disparate.comparison import run_comparison
 from disparate.config import load_experiment
 from disparate.data import dataset_options
 from disparate.data.inaturalist import (
@@ -79,13 +79,13 @@ def test_inaturalist_end_to_end_with_a_small_model(tmp_path: Path, name: str,
     out = tmp_path / "cmp"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MalformedINaturalistWarning)
-        comparison = run_comparison(cfg, out, seeds=[0], progress=False)
+        comparison = run_comparison(cfg, out, seeds=[0])
     groups = {g["group"]: g for g in comparison["groups"]}
     assert list(groups) == list(PAPER_CLASSES)  # Fungi and Animalia dropped
     # floor(24 * n_c / 31) training images per class; all validation images as the test set
     assert [groups[c]["train_size"] for c in PAPER_CLASSES] == [6, 4, 3, 2, 2, 1, 1, 1]
     assert [groups[c]["test_size"] for c in PAPER_CLASSES] == [3, 3, 2, 2, 2, 2, 2, 2]
-    dp = res.load_results(out / "seed-0" / "dp")
+    dp = res.load_results(out / comparison["runs"][0]["dp"])
     assert dp["privacy"]["is_private"] and dp["privacy"]["noise_multiplier"] == 0.6
     assert "poor_get_poorer" in comparison
     sd = comparison["size_dependence"]

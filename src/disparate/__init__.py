@@ -20,7 +20,7 @@ _EXPORTS = {
     "make_private": "disparate.privacy.private",
     "load_experiment": "disparate.config",
     "train": "disparate.training",
-    "run_comparison": "disparate.commands.compare",
+    "run_comparison": "disparate.comparison",
     "Predictions": "disparate.metrics",
     "GroupMetrics": "disparate.metrics",
 }

@@ -6,8 +6,9 @@ its own examples; the clipped sums are summed across ranks (:func:`all_reduce_su
 Gaussian noise added once, by rank 0, to its part before the sum (:func:`noise_std_here`:
 one secret stream, never one draw per rank); every rank then divides by the same expected
 global batch size and takes the same optimizer step. Rank 0 owns the run directory
-(:func:`from_main`, :func:`on_main_rank`): it alone reads and writes files, and shares what
-it read. Without a process group (one process) every function here is the identity.
+(:func:`from_main`, through :class:`disparate.rundir.RunDir`): it alone reads and writes
+files, and shares what it read. Without a process group (one process) every function here
+is the identity.
 
 ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 :func:`launched` reads them and starts the process group (gloo on CPUs, NCCL on GPUs).
@@ -17,7 +18,6 @@ See ``docs/distributed.md``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,7 +40,6 @@ __all__ = [
     "launched",
     "main_first",
     "noise_std_here",
-    "on_main_rank",
     "rank",
     "share",
     "shard",
@@ -209,22 +208,6 @@ def main_first(func: Callable[[], T]) -> T:
     if error is not None:
         raise RuntimeError(ERR_MAIN_FAILED.format(error=error))
     return func()
-
-
-def on_main_rank(decorator: Callable[[Callable[..., T]], Callable[..., T]]
-                 ) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """``decorator`` (e.g. the run-directory lock) applied on rank 0 only."""
-
-    def apply(func: Callable[..., T]) -> Callable[..., T]:
-        decorated = decorator(func)
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            return (decorated if is_main() else func)(*args, **kwargs)
-
-        return wrapper
-
-    return apply
 
 
 def shard(*tensors: Tensor) -> tuple[Tensor, ...]:

@@ -9,14 +9,15 @@
   released by the OS however the holder exits (SIGKILL included). A second process is
   refused at once with :class:`RunDirBusyError`; within one process the lock is re-entrant
   (a study point holds it and calls :func:`disparate.training.train`, which takes it again).
-  :func:`holds_run_dir` decorates a ``func(config, out_dir, ...)`` to run under the lock.
+- :func:`read_jsonl`: the one reader of JSON-lines files (``metrics.jsonl``), with one rule
+  for a truncated last line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
+import json
 import os
 import socket
 import tempfile
@@ -30,8 +31,8 @@ __all__ = [
     "CorruptFileError",
     "RunDirBusyError",
     "atomic_write",
-    "holds_run_dir",
     "load_torch",
+    "read_jsonl",
     "run_dir_lock",
     "write_text",
 ]
@@ -43,6 +44,10 @@ ERR_BUSY = (
     "would mix their files. Wait for it to finish, or choose another --out"
 )
 ERR_WRITE = "{path}: cannot write ({reason}){hint}"
+ERR_BAD_LINE = (
+    "{path}: line {line} is not a JSON object ({error}); the file is corrupt: delete it (or "
+    "its run directory) and run again"
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -124,6 +129,40 @@ def load_torch(path: str | Path) -> Any:
             "corrupt: delete it to start the run again from the beginning") from None
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file, one per line (``[]`` if the file is missing).
+
+    Blank lines are skipped. The last line is appended last, so a process killed while
+    writing it leaves it cut short: a last line that does not parse is skipped. A bad line
+    before the last (or text that is not UTF-8) raises :class:`CorruptFileError` naming the
+    file and the line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CorruptFileError(ERR_BAD_LINE.format(path=path, line="?", error=exc)) from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError(f"got {type(record).__name__}")
+        except ValueError as exc:
+            if number == len(lines):
+                break
+            raise CorruptFileError(ERR_BAD_LINE.format(path=path, line=number,
+                                                       error=exc)) from None
+        records.append(record)
+    return records
+
+
 def write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write`."""
     with atomic_write(path) as f:
@@ -201,14 +240,3 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-def holds_run_dir(func: F) -> F:
-    """Run ``func(config, out_dir, ...)`` holding :func:`run_dir_lock` of ``out_dir``."""
-
-    @functools.wraps(func)
-    def wrapper(config: Any, out_dir: str | Path, *args: Any, **kwargs: Any) -> Any:
-        with run_dir_lock(out_dir):
-            return func(config, out_dir, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]

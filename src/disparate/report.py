@@ -17,7 +17,6 @@ render as ``n/a``; a run that is not private says so instead of showing an epsil
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,38 +100,14 @@ ERR_NOTHING_TO_REPORT = (
     "by 'disparate compare') or a run directory (with {results}, written by 'disparate run'); "
     "found neither"
 )
-ERR_BAD_METRICS = "{path}: line {line} is not a JSON object: {error}"
 
 
 # ----------------------------------------------------------------------------- reading
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch records of a ``metrics.jsonl`` (``[]`` if the file does not exist).
-
-    A last line that does not parse is skipped (a run still writing it); a bad line before
-    the last raises ``ValueError`` naming the file and the line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError(f"got {type(record).__name__}")
-        except ValueError as exc:
-            if number == len(lines):
-                break
-            raise ValueError(ERR_BAD_METRICS.format(path=path, line=number, error=exc)) from exc
-        records.append(record)
-    return records
+    """The per-epoch records of a ``metrics.jsonl`` (:func:`disparate.fileio.read_jsonl`)."""
+    return fileio.read_jsonl(path)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -188,13 +163,28 @@ class ReportData:
     runs: dict[str, list[RunFiles]] = field(default_factory=dict)
 
 
-def _seed_dirs(directory: Path, comparison: Mapping[str, Any]) -> list[tuple[Any, Path]]:
+_RUN_KEYS = (("non-private", "non_private"), ("dp", "dp"))
+
+
+def _seed_dirs(directory: Path, comparison: Mapping[str, Any]
+               ) -> list[tuple[Any, dict[str, Path]]]:
+    """Per seed, the run directory of each kind: the ones its ``runs`` entries name
+    (relative to ``directory``; schema 2 keeps them in a run store), else -- schema 1
+    without ``runs`` -- ``seed-<s>/non-private`` and ``seed-<s>/dp``."""
     seeds = comparison.get("seeds")
-    if isinstance(seeds, list) and seeds:
-        return [(s, directory / f"seed-{s}") for s in seeds]
-    found = sorted((p for p in directory.glob("seed-*") if p.is_dir()),
-                   key=lambda p: plots.group_sort_key(p.name[len("seed-"):]))
-    return [(p.name[len("seed-"):], p) for p in found]
+    seeds = list(seeds) if isinstance(seeds, list) and seeds else []
+    entries = [e for e in comparison.get("runs") or [] if isinstance(e, Mapping)]
+    if entries:
+        return [(seeds[i] if len(seeds) == len(entries) else e.get("seed"),
+                 {kind: directory / str(e[key]) for kind, key in _RUN_KEYS if e.get(key)})
+                for i, e in enumerate(entries)]
+    if seeds:
+        found = [(s, directory / f"seed-{s}") for s in seeds]
+    else:
+        found = [(p.name[len("seed-"):], p) for p in sorted(
+            (p for p in directory.glob("seed-*") if p.is_dir()),
+            key=lambda p: plots.group_sort_key(p.name[len("seed-"):]))]
+    return [(s, {kind: seed_dir / kind for kind, _ in _RUN_KEYS}) for s, seed_dir in found]
 
 
 def _evaluation(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -228,10 +218,10 @@ def _load_comparison(directory: Path) -> ReportData:
     comparison = read_json(directory / COMPARISON_FILE)
     seed_dirs = _seed_dirs(directory, comparison)
     runs: dict[str, list[RunFiles]] = {"non-private": [], "dp": []}
-    for _, seed_dir in seed_dirs:
-        for kind in runs:
-            if (seed_dir / kind).is_dir():
-                runs[kind].append(_load_run(seed_dir / kind))
+    for _, dirs in seed_dirs:
+        for kind, run_dir in dirs.items():
+            if run_dir.is_dir():
+                runs[kind].append(_load_run(run_dir))
     config: dict[str, Any] = {}
     for run in runs["dp"] + runs["non-private"]:
         if run.config:

@@ -155,24 +155,14 @@ def load_results(run_dir: str | Path) -> dict[str, Any]:
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-epoch lines of a run's ``metrics.jsonl`` (empty if the file is missing)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return []
-    return [_parse_json(path, line) for line in _parse_text(path).splitlines() if line.strip()]
+    """The per-epoch lines of a run's ``metrics.jsonl`` (:func:`disparate.fileio.read_jsonl`:
+    empty if the file is missing, a truncated last line skipped)."""
+    return fileio.read_jsonl(Path(run_dir) / METRICS_FILE)
 
 
 def load_comparison(out_dir: str | Path) -> dict[str, Any]:
     """The ``comparison.json`` of a comparison directory."""
     return read_json(Path(out_dir) / COMPARISON_FILE)
-
-
-def _parse_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc}); the file is corrupt: delete it "
-                         "(or its run directory) and run again") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,15 +51,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio
+from disparate import fileio, rundir
 from disparate import results as res
 from disparate.config import ExperimentConfig, config_hash, config_hashes, from_dict, to_dict
+from disparate.rundir import ERROR_FILE, FAILED, FINISHED, LOG_FILE, PARTIAL, PENDING
 
 __all__ = [
     "BACKENDS",
     "ERROR_FILE",
+    "FAILED",
+    "FINISHED",
     "LOCK_FILE",
     "LOG_FILE",
+    "PARTIAL",
+    "PENDING",
     "PointOutcome",
     "SweepPoint",
     "SweepReport",
@@ -72,16 +77,12 @@ __all__ = [
 ]
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
-ERROR_FILE = "error.json"
 LOCK_FILE = fileio.LOCK_FILE
-LOG_FILE = "train.log"
 #: prctl option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
 #: Seconds between two checks of a pool worker's watchdog that its parent is alive.
 WATCHDOG_S = 1.0
 
-#: Statuses of a point on disk (:func:`point_status`).
-PENDING, PARTIAL, FINISHED, FAILED = "pending", "partial", "finished", "failed"
 #: Outcomes of a point in one sweep (:class:`PointOutcome`).
 SKIPPED, DONE, RESUMED, BUSY = "skipped", "done", "resumed", "busy"
 
@@ -147,20 +148,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def point_status(point: SweepPoint) -> str:
-    """``"finished"``, ``"failed"``, ``"partial"`` (a checkpoint to resume) or ``"pending"``.
-
-    A point is finished only if its ``results.json`` is of the same config hash (the file is
-    written atomically, after the last checkpoint).
-    """
-    run_dir = point.run_dir
-    results = _read_json(run_dir / res.RESULTS_FILE)
-    if results is not None and results.get("config_hash") in config_hashes(point.config):
-        return FINISHED
-    if (run_dir / ERROR_FILE).exists():
-        return FAILED
-    if (run_dir / res.CHECKPOINT_FILE).exists():
-        return PARTIAL
-    return PENDING
+    """``"finished"``, ``"failed"``, ``"partial"`` (a checkpoint to resume) or ``"pending"``
+    (:func:`disparate.rundir.run_status` of its run directory)."""
+    return rundir.run_status(point.run_dir, point.config)
 
 
 def read_error(point: SweepPoint) -> dict[str, Any] | None:
@@ -205,8 +195,10 @@ def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str,
 
 
 def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
-              threads: int | None = None) -> dict[str, Any]:
-    """Train one point into ``run_dir``, resuming its checkpoint if there is one.
+              threads: int | None = None, device: str = "cpu", *,
+              echo: Log | None = None) -> dict[str, Any]:
+    """Train one point into ``run_dir`` on ``device``, resuming its checkpoint if there is
+    one; its log lines go to ``train.log`` (and to ``echo``, in-process only).
 
     Runs in a worker (process pool or Ray task) or in-process; takes and returns plain data.
     A finished point is not touched. An exception is caught, written to ``error.json`` and
@@ -239,18 +231,18 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
         if threads is not None and config.training.num_threads is None:
             torch.set_num_threads(threads)
         resumed = (run_dir / res.CHECKPOINT_FILE).exists()
-        log_file = (run_dir / LOG_FILE).open("a", encoding="utf-8")
+        file_log = stack.enter_context(rundir.file_log(run_dir))
 
         def log(line: str) -> None:
-            with contextlib.suppress(OSError):  # a full disk must not hide the point's outcome
-                log_file.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-                log_file.flush()
+            file_log(line)
+            if echo is not None:
+                echo(line)
 
         try:
             log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
                 f"({'resume' if resumed else 'new'}, {torch.get_num_threads()} threads)")
-            training.train(config, run_dir, resume=True, progress=False, log=log)
-            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            training.train(config, run_dir, resume=True, progress=False, log=log,
+                           device=device)
             out["outcome"] = RESUMED if resumed else DONE
             log(f"finished point {key} in {time.perf_counter() - started:.1f} s")
         except Exception as exc:  # recorded, never propagated: the other points go on
@@ -258,7 +250,6 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
             log(f"FAILED point {key}: {error['error']}")
             out.update(outcome=FAILED, error=error["error"])
         finally:
-            log_file.close()
             torch.set_num_threads(previous_threads)
     out["wall_time_s"] = time.perf_counter() - started
     return out
@@ -315,7 +306,7 @@ class SweepReport:
                 + f" ({self.backend} backend, {self.jobs} jobs, {self.wall_time_s:.1f} s)")
 
 
-Task = tuple[int, dict[str, Any], str, int]
+Task = tuple[int, dict[str, Any], str, int, str]  # index, then run_point's arguments
 
 
 def _check_points(points: Sequence[SweepPoint]) -> None:
@@ -335,7 +326,9 @@ def run_sweep(
     threads: int | None = None,
     address: str | None = None,
     retry_failed: bool = True,
+    device: str = "cpu",
     log: Log | None = None,
+    echo: Log | None = None,
 ) -> SweepReport:
     """Run every point that is not finished; return what happened to each.
 
@@ -346,7 +339,10 @@ def run_sweep(
         threads: Torch threads per point; ``None``: ``max(1, cores // jobs)``.
         address: Ray cluster address (``backend="ray"`` only); ``None`` starts a local Ray.
         retry_failed: Run points that failed before again (default); else leave them failed.
+        device: Torch device every point trains on.
         log: Called with one line per point as it ends (and a few notes).
+        echo: Called with the points' own log lines (per epoch), when they run in this
+            process (local backend, ``jobs=1``); they always go to each ``train.log``.
     """
     if backend not in BACKENDS:
         raise ValueError(ERR_BACKEND.format(value=backend))
@@ -367,7 +363,8 @@ def run_sweep(
             err = read_error(p) or {}
             outcomes[i] = PointOutcome(p, FAILED, error=err.get("error", "failed before"))
         else:
-            tasks.append((i, _portable(p.config), str(p.run_dir.resolve()), threads))
+            tasks.append((i, _portable(p.config), str(p.run_dir.resolve()), threads,
+                          device))
     if outcomes:
         say(f"{len(outcomes)} of {len(points)} points need no run "
             f"({sum(o.outcome == SKIPPED for o in outcomes.values())} finished before)")
@@ -392,7 +389,7 @@ def run_sweep(
             _run_ray(tasks, record, jobs=jobs, threads=threads, address=address, log=say)
         elif jobs == 1:
             for task in tasks:
-                record(task[0], run_point(task[1], task[2], task[3]))
+                record(task[0], run_point(*task[1:], echo=echo))
         else:
             _run_pool(tasks, record, jobs=jobs, log=say)
     ordered = [outcomes[i] for i in range(len(points))]
@@ -481,7 +478,7 @@ def _pool_round(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]]
                                initializer=_worker_init, initargs=(os.getpid(),))
     try:
         futures: dict[Future[dict[str, Any]], Task] = {
-            pool.submit(func, t[1], t[2], t[3]): t for t in tasks}
+            pool.submit(func, *t[1:]): t for t in tasks}
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -503,7 +500,7 @@ def _run_alone(task: Task, record: Callable[[int, Mapping[str, Any]], None], *, 
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_init,
                              initargs=(os.getpid(),)) as solo:
         try:
-            record(task[0], solo.submit(func, task[1], task[2], task[3]).result())
+            record(task[0], solo.submit(func, *task[1:]).result())
         except BrokenProcessPool as exc:
             result = _failure(exc)
             result["error"] = ("the worker process died (killed, out of memory or a crash "
@@ -545,7 +542,7 @@ def _run_ray(tasks: Sequence[Task], record: Callable[[int, Mapping[str, Any]], N
     refs: dict[Any, Task] = {}
     try:
         remote = ray.remote(num_cpus=threads, max_retries=1)(run_point)
-        refs = {remote.remote(t[1], t[2], t[3]): t for t in tasks}
+        refs = {remote.remote(*t[1:]): t for t in tasks}
         pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)

@@ -26,7 +26,6 @@ Files written to the run directory are described in ``docs/results-format.md``.
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,14 +37,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import distributed, fileio
+from disparate import distributed
 from disparate import results as res
-from disparate.config import (
-    ExperimentConfig,
-    config_hash,
-    config_hashes,
-    save_config,
-)
+from disparate.config import ExperimentConfig
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
 from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
@@ -54,6 +48,7 @@ from disparate.privacy import DPOptimizer, self_check
 from disparate.privacy.noise import add_gaussian_noise
 from disparate.privacy.plan import DPPlan, build_plan
 from disparate.randomness import SeedTree, stream_seed
+from disparate.rundir import CHECKPOINT_VERSION, DIVERGED_FILE, RunDir
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -61,7 +56,6 @@ __all__ = [
     "TrainingDivergedError",
     "RunResult",
     "build_model_for",
-    "check_run_dir",
     "evaluate",
     "plain_step",
     "prepare_data",
@@ -69,23 +63,6 @@ __all__ = [
     "train",
 ]
 
-CHECKPOINT_VERSION = 1
-#: Written instead of ``results.json`` by a run that diverged (see :class:`TrainingDivergedError`).
-DIVERGED_FILE = "diverged.json"
-
-ERR_EXISTING_RUN = (
-    "{path} already holds a run (checkpoint.pt or results.json); pass --resume to continue "
-    "it, --overwrite to start it again, or choose another --out"
-)
-ERR_RESUME_MISMATCH = (
-    "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
-    "{current}; resume with the same experiment and --set overrides (see {config})"
-)
-ERR_STALE_RESULTS = (
-    "{path} holds the results of another config (config_hash {saved}; this config hashes to "
-    "{current}, see {config}): they cannot be this run's results. Choose another --out, or "
-    "pass --overwrite to replace them"
-)
 ERR_FEDERATED = (
     "experiment {name!r} is federated (it has a 'federated' section); this loop trains one "
     "model centrally -- use 'disparate federated run {name}'"
@@ -242,46 +219,117 @@ def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 102
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
+# One epoch of steps
 # --------------------------------------------------------------------------------------------
 
 
-def check_run_dir(out_dir: str | Path, *, resume: bool, overwrite: bool,
-                  digest: Sequence[str] | None = None) -> Path:
-    """``out_dir`` as a Path; refuses one that holds a run unless resuming or overwriting,
-    and, resuming, one whose ``results.json`` is of none of the config hashes ``digest``."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{out}: exists and is not a directory; "
-                                 "choose another --out")
-    results_path = out / res.RESULTS_FILE
-    held = (out / res.CHECKPOINT_FILE).exists() or results_path.exists()
-    if held and not resume and not overwrite:
-        raise ValueError(ERR_EXISTING_RUN.format(path=out))
-    if resume and not overwrite and digest is not None and results_path.exists():
-        saved = res.load_results(out).get("config_hash")
-        if saved not in digest:
-            raise ValueError(ERR_STALE_RESULTS.format(path=out, saved=saved, current=digest[0],
-                                                      config=out / res.CONFIG_FILE))
-    return out
+@dataclass
+class _EpochSums:
+    """What the steps of one epoch add up, per group, on the device (no sync per step)."""
+
+    loss: torch.Tensor  # () float64: sum of the examples' losses
+    correct: torch.Tensor  # () long
+    seen: torch.Tensor  # (G,) long: examples per group
+    norm: torch.Tensor  # (G,) float64: sum of the finite per-example gradient norms
+    clipped: torch.Tensor  # (G,) long: finite gradients that were clipped
+    nonfinite: torch.Tensor  # (G,) long: examples whose gradient was not finite
+    step_examples: torch.Tensor  # (steps,) long: examples of each step
+    step_finite: torch.Tensor  # (steps,) long: finite losses of each step
+
+    @classmethod
+    def zeros(cls, n_groups: int, steps: int, device: str | torch.device) -> _EpochSums:
+        def z(*shape: int, dtype: torch.dtype = torch.long) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        return cls(z(dtype=torch.float64), z(), z(n_groups), z(n_groups, dtype=torch.float64),
+                   z(n_groups), z(n_groups), z(steps), z(steps))
+
+    def all_reduce(self) -> None:
+        """Sum every count over the ranks of a process group (a no-op in one process)."""
+        distributed.all_reduce_sum([self.loss, self.correct, self.seen, self.norm,
+                                    self.clipped, self.nonfinite, self.step_examples,
+                                    self.step_finite])
+
+    @property
+    def first_bad(self) -> int:
+        """The 1-based step that had examples but no finite loss, -1: none."""
+        bad = ((self.step_examples > 0) & (self.step_finite == 0)).nonzero()
+        return int(bad[0]) + 1 if len(bad) else -1
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with fileio.atomic_write(path, "wb") as f:
-        torch.save(state, f)
+def _run_epoch(model: nn.Module, optimizer: DPOptimizer, loss_fn: nn.Module,
+               batches: Sequence[torch.Tensor], data: tuple[torch.Tensor, ...],
+               augment: Callable[..., torch.Tensor] | None, aug_rng: Any, n_groups: int,
+               bar: Any, checked: dict[str, Any] | None, log: Log
+               ) -> tuple[_EpochSums, dict[str, Any] | None]:
+    """The optimizer steps of one epoch over ``batches`` (index tensors into ``data`` =
+    (inputs, labels, groups) on the device); the first step of the process is preceded by
+    the self-check (returned, with that step's time)."""
+    x_all, y_all, g_all = data
+    device = x_all.device
+    sums = _EpochSums.zeros(n_groups, len(batches), device)
+    for k, idx in enumerate(batches, start=1):
+        idx = idx.to(device)
+        x, y, g = x_all[idx], y_all[idx], g_all[idx]
+        if augment is not None:
+            x = augment(x, aug_rng)
+        x, y, g = distributed.shard(x, y, g)  # this rank's part of the global batch
+        if checked is None and len(y):
+            checked = self_check(model, loss_fn, x, y).as_dict()
+            t_step = time.perf_counter()
+            step = optimizer.step(loss_fn, x, y, groups=g)
+            checked["first_step_seconds"] = time.perf_counter() - t_step
+            log(f"self-check passed in {checked['seconds']:.2f} s "
+                f"(first step {checked['first_step_seconds']:.2f} s)")
+        else:
+            step = optimizer.step(loss_fn, x, y, groups=g)
+        if len(y):
+            finite = torch.isfinite(step.norms)
+            # one example's non-finite loss is dropped and counted (clip weight 0);
+            # a step without any finite loss means the model itself diverged
+            sums.step_examples[k - 1] = len(y)
+            sums.step_finite[k - 1] = torch.isfinite(step.losses).sum()
+            sums.loss += step.losses.double().sum()
+            sums.correct += (step.outputs.argmax(dim=1) == y).sum()
+            sums.seen += torch.bincount(g, minlength=n_groups)
+            sums.norm += torch.bincount(g, weights=step.norms.double().where(finite, 0.0),
+                                        minlength=n_groups)
+            sums.clipped += torch.bincount(g, weights=((step.clip_weights < 1) & finite)
+                                           .double(), minlength=n_groups).long()
+            sums.nonfinite += torch.bincount(g, weights=(~finite).double(),
+                                             minlength=n_groups).long()
+        bar.update(1)
+    sums.all_reduce()
+    return sums, checked
 
 
-def _load_checkpoint(path: Path) -> dict[str, Any]:
-    return fileio.load_torch(path)
-
-
-def _write_metrics(path: Path, metrics: list[dict[str, Any]]) -> None:
-    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in metrics))
-
-
-def _append_metrics(path: Path, line: Mapping[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(res.dumps(line) + "\n")
+def _metrics_line(epoch: int, steps_done: int, sums: _EpochSums, evaluation: Mapping[str, Any],
+                  group_names: Sequence[str], epsilon: tuple[float | None, bool | None],
+                  elapsed_s: float) -> dict[str, Any]:
+    """The ``metrics.jsonl`` line of an epoch."""
+    n_seen = int(sums.seen.sum())
+    seen_l, norm_l, clip_l = sums.seen.tolist(), sums.norm.tolist(), sums.clipped.tolist()
+    bad_l = sums.nonfinite.tolist()
+    finite_l = [n - b for n, b in zip(seen_l, bad_l, strict=True)]
+    return {
+        "epoch": epoch,
+        "steps": steps_done,
+        "examples": n_seen,
+        "train_loss": float(sums.loss) / n_seen if n_seen else None,
+        "train_accuracy": int(sums.correct) / n_seen if n_seen else None,
+        "test_loss": evaluation["test_loss"],
+        "test_accuracy": evaluation["test_accuracy"],
+        "group_accuracy": evaluation["group_accuracy"],
+        "group_grad_norm": {name: (norm_l[i] / finite_l[i] if finite_l[i] else None)
+                            for i, name in enumerate(group_names)},
+        "group_clipped_fraction": {name: (clip_l[i] / finite_l[i] if finite_l[i] else None)
+                                   for i, name in enumerate(group_names)},
+        # examples whose gradient was not finite, dropped (clip weight 0)
+        "group_nonfinite": {name: bad_l[i] for i, name in enumerate(group_names)},
+        "epsilon": epsilon[0],
+        "epsilon_approximate": epsilon[1],
+        "elapsed_s": elapsed_s,
+    }
 
 
 def _data_counts(dataset: GroupedDataset) -> dict[str, Any]:
@@ -291,7 +339,8 @@ def _data_counts(dataset: GroupedDataset) -> dict[str, Any]:
     return {k: info[k] for k in ("counts", "glove") if isinstance(info.get(k), Mapping)}
 
 
-def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: Path) -> None:
+def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, run: RunDir
+                  ) -> None:
     """Raise :class:`TrainingDivergedError` (and write ``diverged.json``) if step ``bad_step``
     (1-based, -1: none) of ``epoch`` had a non-finite loss or a parameter is non-finite."""
     if bad_step > 0:
@@ -301,9 +350,7 @@ def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: 
         if not names:
             return
         step, what = steps, f"non-finite parameters ({', '.join(names[:3])})"
-    path = out / DIVERGED_FILE
-    if distributed.is_main():
-        res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
+    path = run.diverged({"status": "diverged", "epoch": epoch, "step": step, "what": what})
     raise TrainingDivergedError(ERR_DIVERGED.format(epoch=epoch, step=step, what=what,
                                                     path=path),
                                 epoch=epoch, step=step, what=what)
@@ -342,7 +389,6 @@ def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
             + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
 
 
-@distributed.on_main_rank(fileio.holds_run_dir)
 def train(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -360,7 +406,7 @@ def train(
 
     Args:
         config: The resolved experiment.
-        out_dir: The run directory (created if needed).
+        out_dir: The run directory (created if needed; :class:`~disparate.rundir.RunDir`).
         resume: Continue from ``out_dir/checkpoint.pt`` (model, optimizer with its noise
             generator, the secret root of a DP run, epoch, metrics); the final result equals
             that of an uninterrupted run.
@@ -383,19 +429,21 @@ def train(
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
     distributed.check_launched()
-    main = distributed.is_main()
-    if not main:
+    if not distributed.is_main():
         log, on_epoch, progress = None, None, False
-    out = distributed.from_main(lambda: check_run_dir(out_dir, resume=resume,
-                                                      overwrite=overwrite,
-                                                      digest=config_hashes(config)))
-    ckpt_path = out / res.CHECKPOINT_FILE
-    metrics_path = out / res.METRICS_FILE
-    if resume and distributed.from_main(
-            lambda: not ckpt_path.exists() and (out / res.RESULTS_FILE).exists()):
-        # finished, of this config (checked above), its checkpoint deleted: keep the results
-        return distributed.from_main(lambda: RunResult(
-            run_dir=out, results=res.load_results(out), metrics=res.read_metrics(out)))
+    with RunDir.open(out_dir, config, resume=resume, overwrite=overwrite, log=log) as run:
+        finished = run.finished()
+        if finished is not None:
+            return RunResult(run_dir=run.path, results=finished, metrics=run.read_metrics())
+        return _train(run, t_start=t_start, splits=splits, device=device, progress=progress,
+                      on_epoch=on_epoch)
+
+
+def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
+           device: str | torch.device, progress: bool | None,
+           on_epoch: Callable[[Mapping[str, Any]], None] | None) -> RunResult:
+    """Build, loop, log, checkpoint, finish: :func:`train` in an open run directory."""
+    config, out = run.config, run.path
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
@@ -412,8 +460,8 @@ def train(
             f"training.batch_size={batch_size}: expected <= the training-set size {n_train} "
             f"(after data.reduce / data.subsample)")
     data_counts = _data_counts(train_set)
-    if data_counts and log is not None:
-        log(f"data read: {res.dumps(data_counts)}")
+    if data_counts:
+        run.log(f"data read: {res.dumps(data_counts)}")
     group_names = list(train_set.group_names)
     plan = resolve_noise(config, n_train, num_groups=len(group_names))
     if distributed.world_size() > 1 and plan.aux_noise_multipliers:
@@ -421,25 +469,10 @@ def train(
         raise ValueError(ERR_DISTRIBUTED_POLICY.format(method=plan.method,
                                                        world=distributed.world_size()))
     spe = plan.steps_per_epoch
-    digest = config_hash(config)
 
-    state: dict[str, Any] | None = distributed.from_main(
-        lambda: _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None)
-    if state is not None:
-        if state.get("config_hash") not in config_hashes(config):
-            raise ValueError(ERR_RESUME_MISMATCH.format(
-                path=out, saved=state.get("config_hash"), current=digest,
-                config=out / res.CONFIG_FILE))
-    elif resume and log is not None:
-        log(f"no checkpoint in {out}; starting from the beginning")
-
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(config, out / res.CONFIG_FILE)
-        (out / DIVERGED_FILE).unlink(missing_ok=True)
-        if not resume or state is None:  # a fresh start: no stale files of an earlier run
-            (out / res.RESULTS_FILE).unlink(missing_ok=True)
-            ckpt_path.unlink(missing_ok=True)
+    state = run.resume_state()
+    metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
+    run.start(fresh=state is None, metrics=metrics)
 
     saved_secret = None if state is None else state.get("secret")
     seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
@@ -451,27 +484,20 @@ def train(
     optimizer = plan.optimizer(_base_optimizer(config, model), model,
                                noise_seed=seeds.seed_of("noise"))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
-    n_groups = len(group_names)
 
     start_epoch = 0
-    metrics: list[dict[str, Any]] = []
     elapsed_before = 0.0
     checked: dict[str, Any] | None = None  # the step-1 self-check of this process
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
-        metrics = list(state["metrics"])
         elapsed_before = float(state["elapsed_s"])
-        if log is not None:
-            log(f"resuming {out} after epoch {start_epoch}/{tc.epochs}")
-    if main:
-        _write_metrics(metrics_path, metrics)
+        run.log(f"resuming {out} after epoch {start_epoch}/{tc.epochs}")
 
     # Training data on the device once; batches are index tensors into it.
-    x_all = train_set.inputs.to(device)
-    y_all = train_set.labels.to(device)
-    g_all = train_set.groups.to(device)
+    data = (train_set.inputs.to(device), train_set.labels.to(device),
+            train_set.groups.to(device))
     augment = train_set.train_transform  # per-batch augmentation (image datasets) or None
 
     bar = tqdm(total=tc.epochs * spe, initial=start_epoch * spe, unit="step",
@@ -479,102 +505,35 @@ def train(
                disable=(None if progress is None else not progress), dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, tc.epochs):
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            seen = torch.zeros(n_groups, dtype=torch.long, device=device)
-            norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
-            clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
-            nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
-            # per step, over all ranks: examples and finite losses (no sync per step)
-            step_examples = torch.zeros(spe, dtype=torch.long, device=device)
-            step_finite = torch.zeros(spe, dtype=torch.long, device=device)
             batches = plan.batches(seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
-            for k, idx in enumerate(batches, start=1):
-                idx = idx.to(device)
-                x, y, g = x_all[idx], y_all[idx], g_all[idx]
-                if augment is not None:
-                    x = augment(x, aug_rng)
-                x, y, g = distributed.shard(x, y, g)  # this rank's part of the global batch
-                if checked is None and len(y):
-                    checked = self_check(model, loss_fn, x, y).as_dict()
-                    t_step = time.perf_counter()
-                    step = optimizer.step(loss_fn, x, y, groups=g)
-                    checked["first_step_seconds"] = time.perf_counter() - t_step
-                    if log is not None:
-                        log(f"self-check passed in {checked['seconds']:.2f} s "
-                            f"(first step {checked['first_step_seconds']:.2f} s)")
-                else:
-                    step = optimizer.step(loss_fn, x, y, groups=g)
-                if len(y):
-                    finite = torch.isfinite(step.norms)
-                    # one example's non-finite loss is dropped and counted (clip weight 0);
-                    # a step without any finite loss means the model itself diverged
-                    step_examples[k - 1] = len(y)
-                    step_finite[k - 1] = torch.isfinite(step.losses).sum()
-                    loss_sum += step.losses.double().sum()
-                    correct += (step.outputs.argmax(dim=1) == y).sum()
-                    seen += torch.bincount(g, minlength=n_groups)
-                    norm_sum += torch.bincount(g, weights=step.norms.double().where(finite, 0.0),
-                                               minlength=n_groups)
-                    clipped += torch.bincount(g, weights=((step.clip_weights < 1) & finite)
-                                              .double(), minlength=n_groups).long()
-                    nonfinite += torch.bincount(g, weights=(~finite).double(),
-                                                minlength=n_groups).long()
-                bar.update(1)
-            distributed.all_reduce_sum([loss_sum, correct, seen, norm_sum, clipped, nonfinite,
-                                        step_examples, step_finite])
-            bad = ((step_examples > 0) & (step_finite == 0)).nonzero()
-            _check_finite(model, int(bad[0]) + 1 if len(bad) else -1, epoch + 1, spe, out)
+            sums, checked = _run_epoch(model, optimizer, loss_fn, batches, data, augment,
+                                       aug_rng, len(group_names), bar, checked, run.log)
+            _check_finite(model, sums.first_bad, epoch + 1, spe, run)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
-            n_seen = int(seen.sum())
-            seen_l, norm_l, clip_l = seen.tolist(), norm_sum.tolist(), clipped.tolist()
-            bad_l = nonfinite.tolist()
-            finite_l = [n - b for n, b in zip(seen_l, bad_l, strict=True)]
-            epsilon, epsilon_approximate = plan.epsilon(steps_done)
-            line = {
-                "epoch": epoch + 1,
-                "steps": steps_done,
-                "examples": n_seen,
-                "train_loss": float(loss_sum) / n_seen if n_seen else None,
-                "train_accuracy": int(correct) / n_seen if n_seen else None,
-                "test_loss": evaluation["test_loss"],
-                "test_accuracy": evaluation["test_accuracy"],
-                "group_accuracy": evaluation["group_accuracy"],
-                "group_grad_norm": {name: (norm_l[i] / finite_l[i] if finite_l[i] else None)
-                                    for i, name in enumerate(group_names)},
-                "group_clipped_fraction": {name: (clip_l[i] / finite_l[i] if finite_l[i] else None)
-                                           for i, name in enumerate(group_names)},
-                # examples whose gradient was not finite, dropped (clip weight 0)
-                "group_nonfinite": {name: bad_l[i] for i, name in enumerate(group_names)},
-                "epsilon": epsilon,
-                "epsilon_approximate": epsilon_approximate,
-                "elapsed_s": elapsed_before + time.perf_counter() - t_start,
-            }
+            line = _metrics_line(epoch + 1, steps_done, sums, evaluation, group_names,
+                                 plan.epsilon(steps_done),
+                                 elapsed_before + time.perf_counter() - t_start)
             metrics.append(line)
-            elapsed = line["elapsed_s"]
-            if main:
-                _append_metrics(metrics_path, line)
-                if epoch + 1 == tc.epochs:
-                    evaluation["predictions"].save(out / PREDICTIONS_FILE)
-                _save_checkpoint(ckpt_path, {
-                    "version": CHECKPOINT_VERSION,
-                    "config_hash": digest,
-                    "epoch": epoch + 1,
-                    "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "metrics": metrics,
-                    "elapsed_s": elapsed,
-                    "self_check": checked,
-                })
-            acc = line["test_accuracy"]
-            bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
-            if log is not None:
-                log(_epoch_line(config, line))
-                if sum(bad_l):
-                    log(f"note: {sum(bad_l)} examples had a non-finite gradient and were "
+            run.append_metrics(line)
+            if epoch + 1 == tc.epochs and distributed.is_main():
+                evaluation["predictions"].save(out / PREDICTIONS_FILE)
+            run.save_checkpoint({
+                "epoch": epoch + 1,
+                "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "metrics": metrics,
+                "elapsed_s": line["elapsed_s"],
+                "self_check": checked,
+            })
+            bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} "
+                                f"acc {_fmt_pct(line['test_accuracy'])}")
+            run.log(_epoch_line(config, line))
+            dropped = sum(line["group_nonfinite"].values())
+            if dropped:
+                run.log(f"note: {dropped} examples had a non-finite gradient and were "
                         "dropped (clip weight 0)")
             if on_epoch is not None:
                 on_epoch(line)
@@ -593,8 +552,11 @@ def train(
         # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
         "self_check": checked if checked is not None else (state or {}).get("self_check"),
     }
-    if main and (out / PREDICTIONS_FILE).exists():
-        extra["group_metrics"] = Predictions.load(out).metrics().to_dict()
+    group_metrics = distributed.from_main(
+        lambda: Predictions.load(out).metrics().to_dict()
+        if (out / PREDICTIONS_FILE).exists() else None)
+    if group_metrics is not None:
+        extra["group_metrics"] = group_metrics
     if data_counts:
         extra["data_counts"] = data_counts
     nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
@@ -619,12 +581,11 @@ def train(
         for group in results["groups"]:
             group["nonfinite"] = nonfinite_by_group.get(group["group"])
         results.update(extra)
-        res.write_json(out / res.RESULTS_FILE, results)
+        run.finish(results)
         return results
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
-    # Rank 0 writes them; every other rank gets what it wrote.
-    results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic")))
+    results = write_results(("rdp", "rdp_classic"))
     if plan.is_private:
-        results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic", "pld")))
+        results = write_results(("rdp", "rdp_classic", "pld"))
     return RunResult(run_dir=out, results=results, metrics=metrics)

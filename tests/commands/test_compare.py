@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from disparate import comparison
 from disparate import report as report_module
 from disparate import results as res
 from disparate.cli import COMMANDS, main
 from disparate.commands import compare as compare_command
-from disparate.config import load_experiment
+from disparate.config import config_hash, load_experiment
 
 TINY = ["--set", "data.subsample=120", "--set", "training.batch_size=30",
         "--set", "training.epochs=1", "--set", "evaluation.min_group_test_size=20"]
@@ -61,19 +62,23 @@ def test_compare_two_seeds_writes_comparison_json(tmp_path: Path, no_report: lis
     assert c["privacy"]["is_private"] and c["privacy"]["epsilon"]["rdp"]["epsilon"] > 0
 
     for seed in (0, 1):
-        np_r = res.load_results(tmp_path / f"seed-{seed}" / "non-private")
-        dp_r = res.load_results(tmp_path / f"seed-{seed}" / "dp")
+        np_r = res.load_results(tmp_path / c["runs"][seed]["non_private"])
+        dp_r = res.load_results(tmp_path / c["runs"][seed]["dp"])
         assert np_r["mode"] == "non-private" and dp_r["mode"] == "dp"
         assert np_r["seed"] == dp_r["seed"] == np_r["data_seed"] == seed
         assert [(g["train_size"], g["test_size"]) for g in np_r["groups"]] == \
             [(g["train_size"], g["test_size"]) for g in dp_r["groups"]]
-        assert res.read_metrics(tmp_path / f"seed-{seed}" / "dp")[0]["examples"] == \
-            res.read_metrics(tmp_path / f"seed-{seed}" / "non-private")[0]["examples"]
+        assert res.read_metrics(tmp_path / c["runs"][seed]["dp"])[0]["examples"] == \
+            res.read_metrics(tmp_path / c["runs"][seed]["non_private"])[0]["examples"]
         # The drop in comparison.json is exactly non-private minus DP accuracy.
         for g, a, b in zip(c["groups"], np_r["groups"], dp_r["groups"], strict=True):
             assert g["drop"]["values"][seed] == pytest.approx(a["accuracy"] - b["accuracy"])
-    assert c["runs"][1] == {"seed": "1", "non_private": "seed-1/non-private",
-                            "dp": "seed-1/dp"}
+    # schema 2: the runs are sweep points of the run store OUT/runs, keyed by config hash
+    dp1 = comparison.seeded(load_experiment("digits-underrep", [
+        *TINY[1::2], "privacy.reproducible_noise=true"]), 1)
+    assert c["schema_version"] == 2
+    assert c["runs"][1] == {"seed": "1", "non_private": f"runs/{config_hash(dp1.non_private())}",
+                            "dp": f"runs/{config_hash(dp1)}"}
     # The resolved config and the settings actually used, overrides included.
     assert c["config"]["dp"]["training"]["epochs"] == 1
     assert c["config"]["dp"]["privacy"]["reproducible_noise"] is True
@@ -111,11 +116,12 @@ def test_compare_resume_reuses_finished_runs(tmp_path: Path, no_report: list[Pat
     argv = ["compare", "digits-underrep", *TINY, "--out", str(tmp_path), "--quiet",
             "--no-report"]
     assert main(argv) == 0
-    stamp = (tmp_path / "seed-0" / "dp" / "results.json").stat().st_mtime_ns
+    dp_dir = tmp_path / res.load_comparison(tmp_path)["runs"][0]["dp"]
+    stamp = (dp_dir / "results.json").stat().st_mtime_ns
     first = res.load_comparison(tmp_path)
     assert main(argv) == 2  # the runs exist: neither --resume nor --overwrite
     assert main([*argv, "--resume"]) == 0
-    assert (tmp_path / "seed-0" / "dp" / "results.json").stat().st_mtime_ns == stamp
+    assert (dp_dir / "results.json").stat().st_mtime_ns == stamp
     again = res.load_comparison(tmp_path)
     assert again["groups"] == first["groups"]
     assert no_report == []
@@ -130,9 +136,9 @@ def test_compare_needs_a_dp_config(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_seeded_sets_data_and_training_seed() -> None:
-    cfg = compare_command.seeded(load_experiment("digits-underrep"), 7)
+    cfg = comparison.seeded(load_experiment("digits-underrep"), 7)
     assert cfg.data.seed == cfg.training.seed == 7
-    assert compare_command.seed_list(cfg, 3) == [7, 8, 9]
+    assert comparison.seed_list(cfg, 3) == [7, 8, 9]
 
 
 def test_mnist_benchmark_script_on_tiny_idx_files(tmp_path: Path, no_report: list[Path],

@@ -11,7 +11,7 @@ import pytest
 from disparate import results as res
 from disparate.cli import COMMANDS, main
 from disparate.commands import mitigate
-from disparate.commands.compare import seeded
+from disparate.comparison import seeded
 from disparate.config import load_experiment
 from disparate.training import prepare_data
 

@@ -186,7 +186,7 @@ def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[
               options: AuditOptions = AuditOptions(), device: str = "cpu",
               progress: bool | None = None, log: Log | None = None) -> dict[str, Any]:
     """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json."""
-    from disparate.commands.compare import seeded
+    from disparate.comparison import seeded
 
     if config.privacy.mode != "dp":
         raise ValueError(ERR_NOT_DP.format(name=config.name, mode=config.privacy.mode))

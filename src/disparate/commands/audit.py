@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from disparate.commands.compare import seed_list
 from disparate.commands.run import add_common_arguments, console_log, load_config
+from disparate.comparison import seed_list
 from disparate.config import config_hash
 
 NAME = "audit"

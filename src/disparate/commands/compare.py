@@ -4,22 +4,21 @@ Examples::
 
     disparate compare digits-underrep --seeds 3 --out runs/cmp
     disparate compare mnist-underrep --data-dir ~/data/mnist --set training.epochs=5
+    disparate compare mnist-underrep --seeds 5 --jobs 2 --backend ray --resume
 
-For each seed s, the config's ``data.seed`` and ``training.seed`` are set to s, the data are
-built once, and ``seed-<s>/non-private`` (``config.non_private()``) and ``seed-<s>/dp`` are
-trained on them. ``comparison.json`` (docs/results-format.md) holds per-group accuracies,
-drops, group sizes, the "poor get poorer" rank correlation, the best-worst gaps and, over
-several seeds, 95% Student-t intervals. Then the report is rendered
-(``disparate.report.write_report``).
+The runs are those of :func:`disparate.comparison.run_comparison` (one sweep point per seed
+and mode, in ``--runs-dir``, default ``OUT/runs``); ``comparison.json``
+(docs/results-format.md) holds per-group accuracies, drops, group sizes, the "poor get
+poorer" rank correlation, the best-worst gaps and, over several seeds, 95% Student-t
+intervals. Then the report is rendered (``disparate.report.write_report``). This module
+parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,109 +29,11 @@ from disparate.commands.run import (
     console_log,
     load_config,
 )
-from disparate.config import ExperimentConfig, config_hash, config_hashes
-from disparate.data import DatasetNotFoundError
+from disparate.comparison import run_comparison, seed_list
+from disparate.config import config_hash
+from disparate.sweep import BACKENDS
 
 NAME = "compare"
-
-ERR_NOT_DP = (
-    "compare trains a DP model against the non-private one, but {name!r} is in privacy mode "
-    "{mode!r}; expected mode 'dp' (privacy.clipping=true, privacy.noise=true and a "
-    "noise_multiplier or target_epsilon)"
-)
-ERR_SEEDS = "--seeds={value!r}: expected an integer >= 1"
-
-
-def seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
-    """A copy with ``data.seed`` and ``training.seed`` set to ``seed``."""
-    return dataclasses.replace(
-        config,
-        data=dataclasses.replace(config.data, seed=seed),
-        training=dataclasses.replace(config.training, seed=seed),
-    )
-
-
-def seed_list(config: ExperimentConfig, count: int) -> list[int]:
-    """``count`` seeds starting at the config's ``training.seed``."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(ERR_SEEDS.format(value=count))
-    return [config.training.seed + i for i in range(count)]
-
-
-def run_comparison(
-    config: ExperimentConfig,
-    out_dir: str | Path,
-    *,
-    seeds: Sequence[int],
-    resume: bool = False,
-    overwrite: bool = False,
-    device: str = "cpu",
-    progress: bool | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train both models for every seed, write and return ``comparison.json``.
-
-    A run directory that already holds a run is an error unless ``overwrite`` (start it
-    again) or ``resume`` (continue it from its checkpoint; a finished run is reused).
-    """
-    from disparate.training import prepare_data, train
-
-    if config.privacy.mode != "dp":
-        raise ValueError(ERR_NOT_DP.format(name=config.name, mode=config.privacy.mode))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    non_private: list[dict[str, Any]] = []
-    dp: list[dict[str, Any]] = []
-    run_dirs: list[dict[str, str]] = []
-    configs: dict[str, ExperimentConfig] = {}
-    for seed in seeds:
-        cfg = seeded(config, seed)
-        try:
-            splits = prepare_data(cfg)
-        except DatasetNotFoundError as exc:
-            raise ValueError(str(exc)) from exc
-        dirs = {"seed": str(seed)}
-        for key, label, run_cfg in (("non_private", "non-private", cfg.non_private()),
-                                    ("dp", "dp", cfg)):
-            run_dir = out / f"seed-{seed}" / label
-            dirs[key] = str(run_dir.relative_to(out))
-            configs.setdefault(key, run_cfg)
-            reuse = resume and _finished(run_dir, run_cfg)
-            if reuse:
-                result = res.load_results(run_dir)
-                if log is not None:
-                    log(f"reusing finished run {run_dir}")
-            else:
-                result = train(run_cfg, run_dir, resume=resume, overwrite=overwrite,
-                               splits=splits, device=device, progress=progress, log=log).results
-            (non_private if key == "non_private" else dp).append(result)
-        run_dirs.append(dirs)
-    comparison = res.compare_runs(non_private, dp, seeds=seeds,
-                                  highlight=config.evaluation.highlight,
-                                  experiment=config.name, run_dirs=run_dirs,
-                                  configs=configs)
-    res.write_json(out / res.COMPARISON_FILE, comparison)
-    _write_group_metrics(out, run_dirs)
-    return comparison
-
-
-def _write_group_metrics(out: Path, run_dirs: list[dict[str, str]]) -> None:
-    """``group_metrics.csv``: the tidy metrics rows of every run, with seed and mode."""
-    from disparate.metrics import GROUP_METRICS_CSV, PREDICTIONS_FILE, Predictions, write_rows
-
-    rows = [{"seed": int(d["seed"]), "mode": mode, **row}
-            for d in run_dirs for mode in ("non_private", "dp")
-            if (out / d[mode] / PREDICTIONS_FILE).exists()
-            for row in Predictions.load(out / d[mode]).metrics().to_rows()]
-    write_rows(out / GROUP_METRICS_CSV, rows)
-
-
-def _finished(run_dir: Path, config: ExperimentConfig) -> bool:
-    try:
-        result = res.load_results(run_dir)
-    except (FileNotFoundError, ValueError):
-        return False
-    return result.get("config_hash") in config_hashes(config)
 
 
 def write_report(out_dir: str | Path) -> Any:
@@ -165,6 +66,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="number of seeds, starting at training.seed (default: 1)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="comparison directory (default: runs/<experiment>-compare-<hash>)")
+    parser.add_argument("--runs-dir", metavar="DIR", default=None,
+                        help="where the run directories go (default: OUT/runs); a study's "
+                             "--runs-dir shares the runs they have in common")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="runs trained at the same time (default 1: in this process)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="'local' process pool (default) or 'ray' (pip install "
+                             "'disparate[ray]')")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (with --backend ray), e.g. 'auto'")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--resume", action="store_true",
                       help="continue unfinished runs from their checkpoints; reuse finished")
@@ -201,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if log is not None:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
     try:
-        comparison = run_comparison(config, out, seeds=seeds, resume=args.resume,
-                                    overwrite=args.overwrite, device=args.device,
-                                    progress=False if args.quiet else None, log=log)
+        comparison = run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
+                                    resume=args.resume, overwrite=args.overwrite,
+                                    backend=args.backend, jobs=args.jobs, address=args.address,
+                                    device=args.device, log=log, echo=log)
     except KeyboardInterrupt:
         print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
         return 130

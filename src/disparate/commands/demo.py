@@ -9,13 +9,13 @@ per-class table (classes 8 and 2 highlighted) and the report.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from disparate.commands.compare import print_summary, run_comparison, seed_list, write_report
+from disparate.commands.compare import print_summary, write_report
 from disparate.commands.run import console_log
+from disparate.comparison import run_comparison, seed_list
 from disparate.config import load_experiment
 
 NAME = "demo"
@@ -57,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo: {PRESET}, class 8 has "
           f"{config.data.reduce.get('8', 'all')} training examples; "
           f"non-private vs {config.privacy.describe()}; seeds {seeds}")
-    # On a terminal the bar shows progress; elsewhere (CI, a pipe) one plain line per epoch.
-    log = console_log(args.quiet or sys.stderr.isatty())
-    comparison = run_comparison(config, out, seeds=seeds, overwrite=True,
-                                progress=False if args.quiet else None, log=log)
+    log = console_log(args.quiet)
+    comparison = run_comparison(config, out, seeds=seeds, overwrite=True, log=log, echo=log)
     report = None if args.no_report else write_report(out)
     print_summary(comparison, out, report, time.perf_counter() - start)
     _explain(comparison)

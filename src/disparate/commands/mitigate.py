@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from disparate import results as res
-from disparate.commands.compare import seed_list, seeded
 from disparate.commands.run import ERR_INTERRUPTED, add_common_arguments, console_log, load_config
+from disparate.comparison import seed_list, seeded
 from disparate.config import ExperimentConfig, config_hash, config_hashes
 from disparate.privacy.policies import POLICIES, MitigationConfig
 from disparate.reporting import format as fmt
@@ -221,13 +221,16 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
                    ) -> dict[str, Any]:
     """Train the reference and every method for every seed; write and return mitigation.json."""
     from disparate.data import DatasetNotFoundError
-    from disparate.training import check_run_dir, prepare_data
+    from disparate.rundir import ERR_EXISTING_RUN, holds_run
+    from disparate.training import prepare_data
 
     if isinstance(tune_trials, bool) or not isinstance(tune_trials, int) or tune_trials < 0:
         raise ValueError(ERR_TUNE.format(value=tune_trials))
     out = Path(out_dir)
     if not resume and not overwrite and (out / MITIGATION_FILE).exists():
-        check_run_dir(out / f"seed-{seeds[0]}" / "non-private", resume=False, overwrite=False)
+        held = out / f"seed-{seeds[0]}" / "non-private"
+        if holds_run(held):
+            raise ValueError(ERR_EXISTING_RUN.format(path=held))
     first = seeded(config, seeds[0])
     try:
         first_splits = prepare_data(first)

@@ -34,13 +34,7 @@ from tqdm.auto import tqdm
 
 from disparate import fileio
 from disparate import results as res
-from disparate.config import (
-    ExperimentConfig,
-    apply_overrides,
-    config_hash,
-    config_hashes,
-    save_config,
-)
+from disparate.config import ExperimentConfig, apply_overrides, config_hash
 from disparate.federated import metrics as fm
 from disparate.federated.dpfedavg import (
     DPFedAvgSettings,
@@ -57,7 +51,7 @@ from disparate.federated.dpfedavg import (
 from disparate.federated.model import build_word_model, parameter_count, set_parameters
 from disparate.federated.reddit import FederatedTextData, RedditOptions, load_reddit
 from disparate.randomness import SeedTree, stream_seed
-from disparate.training import check_run_dir
+from disparate.rundir import CHECKPOINT_VERSION, RunDir, finished_results
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -74,7 +68,6 @@ __all__ = [
     "variant_configs",
 ]
 
-CHECKPOINT_VERSION = 1
 ENGINES: tuple[str, ...] = ("simulation", "flower")
 PARTICIPANTS_FILE = "participants.csv"
 PREDICTIONS_FILE = "predictions.json"
@@ -85,10 +78,6 @@ ERR_NOT_FEDERATED = (
     "reddit-fl, reddit-fl-s8, reddit-fl-small"
 )
 ERR_DATASET = "data.dataset={name!r}: federated runs support 'reddit'"
-ERR_RESUME_MISMATCH = (
-    "cannot resume {path}: its checkpoint is of config_hash {saved} but this config hashes to "
-    "{current}"
-)
 
 Log = Callable[[str], None]
 
@@ -173,20 +162,6 @@ class FederatedRun:
     metrics: list[dict[str, Any]]
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with fileio.atomic_write(path, "wb") as f:
-        torch.save(state, f)
-
-
-def _append(path: Path, line: Mapping[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
-        f.write(res.dumps(line) + "\n")
-
-
-def _write_lines(path: Path, lines: Sequence[Mapping[str, Any]]) -> None:
-    fileio.write_text(path, "".join(res.dumps(m) + "\n" for m in lines))
-
-
 def _mean(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return sum(vals) / len(vals) if vals else None
@@ -259,7 +234,6 @@ def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
     return "plain FedAvg: no clipping, no noise (not private)"
 
 
-@fileio.holds_run_dir
 def train_federated(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -291,30 +265,34 @@ def train_federated(
     t_start = time.perf_counter()
     if config.federated is None:
         raise ValueError(ERR_NOT_FEDERATED.format(name=config.name))
+    with RunDir.open(out_dir, config, resume=resume, overwrite=overwrite, log=log) as run:
+        finished = run.finished()
+        if finished is not None:
+            return FederatedRun(run_dir=run.path, results=finished,
+                                metrics=run.read_metrics())
+        return _train_federated(run, t_start=t_start, data=data, executor=executor,
+                                device=device, progress=progress, engine=engine)
+
+
+def _train_federated(run: RunDir, *, t_start: float, data: FederatedTextData | None,
+                     executor: Executor | Callable[..., Executor] | None,
+                     device: str | torch.device, progress: bool | None, engine: str
+                     ) -> FederatedRun:
+    """Build, loop, log, checkpoint, finish: :func:`train_federated` in an open run
+    directory."""
+    config, out = run.config, run.path
     fed = config.federated
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
-                        digest=config_hashes(config))
-    ckpt_path = out / res.CHECKPOINT_FILE
-    metrics_path = out / res.METRICS_FILE
     if config.training.num_threads is not None:
         torch.set_num_threads(config.training.num_threads)
-    data = data if data is not None else load_federated_data(config, log=log)
+    data = data if data is not None else load_federated_data(config, log=run.log)
     n = data.num_participants
     settings, calibration = resolve_settings(config, n)
     seq_len = settings.seq_len
-    digest = config_hash(config)
 
-    state: dict[str, Any] | None = None
-    if resume and ckpt_path.exists():
-        state = fileio.load_torch(ckpt_path)
-        if state.get("config_hash") not in config_hashes(config):
-            raise ValueError(ERR_RESUME_MISMATCH.format(path=out, saved=state.get(
-                "config_hash"), current=digest))
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / res.CONFIG_FILE)
-    if state is None:
-        for name in (res.RESULTS_FILE, PARTICIPANTS_FILE, PREDICTIONS_FILE):
-            (out / name).unlink(missing_ok=True)
+    state = run.resume_state()
+    metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
+    run.start(fresh=state is None, stale=(PARTICIPANTS_FILE, PREDICTIONS_FILE),
+              metrics=metrics)
 
     saved_secret = None if state is None else state.get("secret")
     seeds = SeedTree.for_run(config.training.seed, private=config.privacy.is_private,
@@ -323,21 +301,17 @@ def train_federated(
     model = build_global_model(config, data.num_tokens).to(device)
     global_params = initial_parameters(model)
     start_round = 0
-    metrics: list[dict[str, Any]] = []
     elapsed_before = 0.0
     bucket_sums: dict[str, list[float]] = {"norm": [], "clipped": [], "count": []}
     names = fed.bucket_names()
     if state is not None:
         global_params = {k: v.to(device) for k, v in state["global"].items()}
         start_round = int(state["round"])
-        metrics = list(state["metrics"])
         elapsed_before = float(state["elapsed_s"])
         bucket_sums = {k: list(v) for k, v in state["bucket_sums"].items()}
-        if log is not None:
-            log(f"resuming {out} after round {start_round}/{fed.rounds}")
+        run.log(f"resuming {out} after round {start_round}/{fed.rounds}")
     if not bucket_sums["count"]:
         bucket_sums = {k: [0.0] * len(names) for k in ("norm", "clipped", "count")}
-    _write_lines(metrics_path, metrics)
 
     if executor is None:
         executor = InProcessExecutor(config, data, settings, device=device)
@@ -411,10 +385,10 @@ def train_federated(
                     line["epsilon"], line["epsilon_approximate"] = None, None
             line["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
             metrics.append(line)
-            _append(metrics_path, line)
+            run.append_metrics(line)
             if last or round_index % fed.checkpoint_every == 0:
-                _save_checkpoint(ckpt_path, {
-                    "version": CHECKPOINT_VERSION, "config_hash": digest, "round": round_index,
+                run.save_checkpoint({
+                    "round": round_index,
                     "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
                     "global": {k: v.detach().cpu() for k, v in global_params.items()},
                     "metrics": metrics, "elapsed_s": line["elapsed_s"],
@@ -424,8 +398,7 @@ def train_federated(
             if "test_accuracy" in line:
                 acc = line["test_accuracy"]
                 bar.set_postfix_str(f"acc {100 * acc:.1f}%" if acc is not None else "")
-                if log is not None:
-                    log(_round_line(config, line))
+                run.log(_round_line(config, line))
     finally:
         bar.close()
 
@@ -437,7 +410,7 @@ def train_federated(
     _write_participants(out / PARTICIPANTS_FILE, final_eval, data, fed.vocab_buckets, names)
     res.write_json(out / PREDICTIONS_FILE, fm.output_diversity(final_eval, data.vocab,
                                                                 top=200))
-    res.write_json(out / res.RESULTS_FILE, results)
+    run.finish(results)
     return FederatedRun(run_dir=out, results=results, metrics=metrics)
 
 
@@ -582,9 +555,9 @@ def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
                 base.training.seed else base
             run_dir = out / f"seed-{seed}" / name
             dirs[name].append(str(run_dir.relative_to(out)))
-            if (resume and (run_dir / res.RESULTS_FILE).is_file()
-                    and res.load_results(run_dir).get("config_hash") in config_hashes(cfg)):
-                results[name].append(res.load_results(run_dir))
+            done = finished_results(run_dir, cfg) if resume else None
+            if done is not None:
+                results[name].append(done)
                 continue  # finished before; results of another config are refused by run
             if only is not None and name not in only:
                 continue

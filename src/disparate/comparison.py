@@ -1,0 +1,176 @@
+"""Comparisons: the non-private and the DP model of one experiment on identical data and
+seeds, run as a sweep over the run store that studies use.
+
+For each seed s, ``data.seed`` and ``training.seed`` are set to s (:func:`seeded`) and two
+points are trained: ``config.non_private()`` and the DP config. Each is an ordinary run
+directory ``RUNS/<config_hash>/`` (:func:`disparate.sweep.make_point`; ``RUNS`` is
+``OUT/runs`` unless a shared store is given), so a comparison resumes where it stopped,
+locks each run, runs on the local pool or the Ray backend, and reuses -- or lends to a
+study -- every finished run of the same config. ``OUT/comparison.json`` (schema version 2,
+``docs/results-format.md``) names the run directories relative to ``OUT``; version 1 kept
+them in ``OUT/seed-<s>/{non-private,dp}/`` and is still read by the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from disparate import fileio, rundir
+from disparate import results as res
+from disparate.config import ExperimentConfig
+from disparate.sweep import (
+    BUSY,
+    FAILED,
+    PENDING,
+    SweepPoint,
+    make_point,
+    point_status,
+    run_sweep,
+)
+
+__all__ = [
+    "COMPARISON_SCHEMA_VERSION",
+    "RUNS_SUBDIR",
+    "comparison_points",
+    "run_comparison",
+    "seed_list",
+    "seeded",
+]
+
+#: 2: ``runs`` name run directories of a run store; 1 (no ``schema_version``): the runs
+#: are ``seed-<s>/non-private`` and ``seed-<s>/dp``.
+COMPARISON_SCHEMA_VERSION = 2
+RUNS_SUBDIR = "runs"
+#: The two runs of a seed: key in comparison.json's ``runs`` entries, label of the point.
+MODES: tuple[tuple[str, str], ...] = (("non_private", "non-private"), ("dp", "dp"))
+
+ERR_NOT_DP = (
+    "compare trains a DP model against the non-private one, but {name!r} is in privacy mode "
+    "{mode!r}; expected mode 'dp' (privacy.clipping=true, privacy.noise=true and a "
+    "noise_multiplier or target_epsilon)"
+)
+ERR_SEEDS = "--seeds={value!r}: expected an integer >= 1"
+ERR_FAILED = "{count} of {total} runs of the comparison failed: {failures}"
+
+Log = Callable[[str], None]
+
+
+def seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """A copy with ``data.seed`` and ``training.seed`` set to ``seed``."""
+    return dataclasses.replace(
+        config,
+        data=dataclasses.replace(config.data, seed=seed),
+        training=dataclasses.replace(config.training, seed=seed),
+    )
+
+
+def seed_list(config: ExperimentConfig, count: int) -> list[int]:
+    """``count`` seeds starting at the config's ``training.seed``."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(ERR_SEEDS.format(value=count))
+    return [config.training.seed + i for i in range(count)]
+
+
+def comparison_points(config: ExperimentConfig, seeds: Sequence[int], runs_dir: str | Path
+                      ) -> list[SweepPoint]:
+    """The points of a comparison in ``runs_dir``: per seed, the non-private run then the
+    DP run, labelled ``{"variant": "non-private" | "dp", "seed": s}``."""
+    if config.privacy.mode != "dp":
+        raise ValueError(ERR_NOT_DP.format(name=config.name, mode=config.privacy.mode))
+    points = []
+    for seed in seeds:
+        cfg = seeded(config, seed)
+        for (_, label), run_cfg in zip(MODES, (cfg.non_private(), cfg), strict=True):
+            points.append(make_point(run_cfg, runs_dir, {"variant": label, "seed": seed}))
+    return points
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(path.resolve())
+
+
+def run_comparison(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    seeds: Sequence[int],
+    runs_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    backend: str = "local",
+    jobs: int = 1,
+    threads: int | None = None,
+    address: str | None = None,
+    device: str = "cpu",
+    log: Log | None = None,
+    echo: Log | None = None,
+) -> dict[str, Any]:
+    """Train both models for every seed, write and return ``comparison.json``.
+
+    A run that already holds files (finished, interrupted or failed) is an error unless
+    ``resume`` (continue it; a finished run is reused) or ``overwrite`` (train it again).
+
+    Args:
+        config: The DP experiment (privacy mode ``dp``).
+        out_dir: The comparison directory.
+        seeds: The seeds (each sets ``data.seed`` and ``training.seed``).
+        runs_dir: The run store (default ``out_dir/runs``); a study's store shares its runs.
+        resume, overwrite: See above (``overwrite`` wins when both are set).
+        backend, jobs, threads, address: As for :func:`disparate.sweep.run_sweep`.
+        device: Torch device of every run.
+        log: Called with one line per run as it ends (and notes).
+        echo: Called with the runs' per-epoch lines (in-process runs only).
+    """
+    out = Path(out_dir)
+    runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
+    points = comparison_points(config, seeds, runs)
+    if overwrite:
+        for p in points:
+            if point_status(p) != PENDING:
+                rundir.reset(p.run_dir, p.config)
+    elif not resume:
+        for p in points:
+            if point_status(p) != PENDING:
+                raise ValueError(rundir.ERR_EXISTING_RUN.format(path=p.run_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    sweep = run_sweep(points, backend=backend, jobs=jobs, threads=threads, address=address,
+                      device=device, log=log, echo=echo)
+    unfinished = [o for o in sweep.outcomes if o.outcome in (FAILED, BUSY)]
+    if unfinished:
+        text = ERR_FAILED.format(count=len(unfinished), total=len(points), failures="; ".join(
+            f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
+            + f", see {o.point.run_dir}" for o in unfinished))
+        busy = all(o.outcome == BUSY for o in unfinished)
+        raise (fileio.RunDirBusyError if busy else ValueError)(text)
+    by_seed = [points[i:i + len(MODES)] for i in range(0, len(points), len(MODES))]
+    run_dirs = [{"seed": str(seed), **{key: _relative(p.run_dir, out)
+                                       for (key, _), p in zip(MODES, pair, strict=True)}}
+                for seed, pair in zip(seeds, by_seed, strict=True)]
+    comparison = res.compare_runs(
+        [res.load_results(pair[0].run_dir) for pair in by_seed],
+        [res.load_results(pair[1].run_dir) for pair in by_seed],
+        seeds=seeds, highlight=config.evaluation.highlight, experiment=config.name,
+        run_dirs=run_dirs, configs={key: p.config for (key, _), p in zip(MODES, by_seed[0],
+                                                                          strict=True)})
+    comparison["schema_version"] = COMPARISON_SCHEMA_VERSION
+    res.write_json(out / res.COMPARISON_FILE, comparison)
+    _write_group_metrics(out, run_dirs)
+    return comparison
+
+
+def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
+    """``group_metrics.csv``: the tidy metrics rows of every run, with seed and mode."""
+    from disparate.metrics import GROUP_METRICS_CSV, PREDICTIONS_FILE, Predictions, write_rows
+
+    rows = [{"seed": int(d["seed"]), "mode": key, **row}
+            for d in run_dirs for key, _ in MODES
+            if (out / d[key] / PREDICTIONS_FILE).exists()
+            for row in Predictions.load(out / d[key]).metrics().to_rows()]
+    write_rows(out / GROUP_METRICS_CSV, rows)
