@@ -13,13 +13,16 @@ reference models per mode train on the reference sets. Then, per group and overa
 
 ``audit.json`` (:data:`AUDIT_FILE`) holds the per-seed numbers and, over seeds, the mean and
 the 95% Student-t interval (:func:`disparate.results.summarize`); run directories are
-``seed-<s>/<mode>`` and ``seed-<s>/<mode>-ref-<k>``.
+``seed-<s>/<mode>`` and ``seed-<s>/<mode>-ref-<k>``, beside ``seed-<s>/audit_data.json``, the
+fingerprint of the seed's audit data, which ``resume`` checks before reusing finished runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -38,8 +41,9 @@ from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
 
-__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "TrainedModel",
-           "canary_bounds", "claimed_privacy", "headline", "run_audit", "train_and_load"]
+__all__ = ["AUDIT_FILE", "ATTACKS", "DATA_FILE", "MODES", "OVERALL", "AuditOptions",
+           "TrainedModel", "canary_bounds", "claimed_privacy", "data_fingerprint", "headline",
+           "run_audit", "train_and_load"]
 
 AUDIT_FILE = "audit.json"
 ATTACKS = ("loss", "lira")
@@ -50,6 +54,16 @@ ERR_NOT_DP = (
     "{mode!r}; expected mode 'dp'"
 )
 ERR_BETA = "beta={value!r}: expected 0 < beta < 1"
+ERR_RESUME_DATA = (
+    "cannot resume {path}: its runs were trained on other audit data (fingerprint {saved}, "
+    "now {current}); resume with the same experiment, --set overrides and audit options, or "
+    "start again without --resume"
+)
+ERR_RESUME_UNKNOWN = (
+    "cannot resume {path}: it holds runs but no {name} to check their audit data against; "
+    "start again without --resume"
+)
+DATA_FILE = "audit_data.json"
 Log = Callable[[str], None]
 
 
@@ -89,12 +103,18 @@ class TrainedModel:
 
 def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
                    test_set: GroupedDataset, run_dir: str | Path, *, device: str,
-                   progress: bool | None, log: Log | None) -> TrainedModel:
-    """Train ``config`` on ``train_set`` (the one training loop); load the model it saved."""
+                   progress: bool | None, log: Log | None, resume: bool = False
+                   ) -> TrainedModel:
+    """Train ``config`` on ``train_set`` (the one training loop); load the model it saved.
+
+    ``resume``: continue ``run_dir`` from its checkpoint (a finished run is not retrained);
+    otherwise start it again.
+    """
     from disparate.training import build_model_for, train
 
-    result = train(config, run_dir, overwrite=True, splits=DatasetSplits(train_set, test_set),
-                   device=device, progress=progress, log=log)
+    result = train(config, run_dir, resume=resume, overwrite=not resume,
+                   splits=DatasetSplits(train_set, test_set), device=device,
+                   progress=progress, log=log)
     model = build_model_for(config, train_set)
     state = torch.load(result.run_dir / res.CHECKPOINT_FILE, map_location="cpu",
                        weights_only=True)
@@ -182,10 +202,42 @@ def _quiet_accountant() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def data_fingerprint(data: AuditData) -> str:
+    """SHA-256 of who is a member, a non-member, a canary (with its label and bit), a
+    reference-set example: equal fingerprints, equal training sets."""
+    digest = hashlib.sha256()
+    for arr in (data.members, data.nonmembers, data.canary_index, data.canary_labels,
+                data.included, *data.reference_sets):
+        digest.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def _check_or_record(seed_dir: Path, data: AuditData, *, resume: bool) -> None:
+    """Write the seed's fingerprint; resuming, first refuse runs of other audit data."""
+    path = seed_dir / DATA_FILE
+    current = data_fingerprint(data)
+    if resume and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))["sha256"]
+        if saved != current:
+            raise ValueError(ERR_RESUME_DATA.format(path=seed_dir, saved=saved[:12],
+                                                    current=current[:12]))
+        return
+    if resume and seed_dir.is_dir() and any(seed_dir.iterdir()):
+        raise ValueError(ERR_RESUME_UNKNOWN.format(path=seed_dir, name=DATA_FILE))
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    res.write_json(path, {"sha256": current})
+
+
 def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[int],
               options: AuditOptions = AuditOptions(), device: str = "cpu",
-              progress: bool | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json."""
+              progress: bool | None = None, log: Log | None = None, resume: bool = False
+              ) -> dict[str, Any]:
+    """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json.
+
+    ``resume``: reuse the finished runs of an earlier call on the same audit data (checked by
+    fingerprint) and continue unfinished ones from their checkpoints, then attack again.
+    """
     from disparate.commands.compare import seeded
 
     if config.privacy.mode != "dp":
@@ -207,17 +259,18 @@ def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[
                                 reference_models=options.reference_models)
         train_set = data.training_set()
         seed_entry: dict[str, Any] = {"seed": seed, "sizes": _sizes(data)}
+        base = out / f"seed-{seed}"
+        _check_or_record(base, data, resume=resume)
         for mode, run_cfg in (("non-private", cfg.non_private()), ("dp", cfg)):
-            base = out / f"seed-{seed}"
             if log is not None:
                 log(f"seed {seed}: training the {mode} model on {len(train_set)} examples "
                     f"({int(data.included.sum())} of {data.included.size} canaries included)")
             target = train_and_load(run_cfg, train_set, splits.test, base / mode,
-                                    device=device, progress=progress, log=log)
+                                    device=device, progress=progress, log=log, resume=resume)
             with _quiet_accountant():  # the reference models' epsilon is not reported
                 refs = [train_and_load(run_cfg, data.pool.subset(s), splits.test,
                                        base / f"{mode}-ref-{k}", device=device,
-                                       progress=progress, log=None)
+                                       progress=progress, log=None, resume=resume)
                         for k, s in enumerate(data.reference_sets)]
             seed_entry[mode] = _audit_mode(data, target, refs, options, cfg.privacy.delta,
                                            highlight)

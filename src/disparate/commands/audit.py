@@ -51,6 +51,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "(default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="audit directory (default: runs/<experiment>-audit-<hash>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the finished runs in the audit directory (same audit data, "
+                        "checked) and continue unfinished ones; then attack again")
     parser.set_defaults(func=run)
     return parser
 
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"{config.name}: audit of {config.privacy.describe()} and its non-private twin; "
             f"{options.canaries} canaries; seeds {seeds} -> {out}")
     audit = run_audit(config, out, seeds=seeds, options=options, device=args.device,
-                      progress=False if args.quiet else None, log=log)
+                      progress=False if args.quiet else None, log=log, resume=args.resume)
     paths = write_audit_report(out)
     print()
     print(audit["headline"])
