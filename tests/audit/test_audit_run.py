@@ -16,8 +16,15 @@ import pytest
 from disparate import cli
 from disparate.audit import runner
 from disparate.audit.canaries import build_audit_data
+from disparate.audit.one_run import audit_scores
 from disparate.audit.report import format_stat
-from disparate.audit.runner import AuditOptions, canary_bounds, headline, train_and_load
+from disparate.audit.runner import (
+    AuditOptions,
+    canary_bounds,
+    canary_scores,
+    headline,
+    train_and_load,
+)
 from disparate.config import load_experiment
 from disparate.data import load_dataset
 
@@ -84,6 +91,56 @@ def test_real_mechanism_stays_below_its_claim(tmp_path, one_thread):
         bounds = canary_bounds(trained.model, data, delta=claim["delta"], options=options)
         assert bounds["all"]["canaries"] == 100
         assert bounds["all"]["epsilon_lower_bound"] < claim["epsilon"], seed
+
+
+WHITE_BOX = ["training.epochs=40", "training.batch_size=64", "data.subsample=0.5"]
+
+
+def _seeded(overrides: list[str], seed: int, *, private: bool = True):
+    config = load_experiment("digits-underrep", overrides)
+    config = dataclasses.replace(
+        config, data=dataclasses.replace(config.data, seed=seed),
+        training=dataclasses.replace(config.training, seed=seed))
+    return config if private else config.non_private()
+
+
+def test_broken_mechanism_is_caught_white_box(tmp_path, one_thread):
+    """Test-only hook as above: trained without noise and clipping, the run claims (0.2,
+    1e-5)-DP; the white-box gradient score alone refutes the claim, and with both scores each
+    bound is the one of its own score at beta / 2 (Bonferroni)."""
+    seed = 0
+    splits = load_dataset("digits", seed=seed)
+    data = build_audit_data(_seeded(WHITE_BOX, seed), splits.train, seed=seed, canaries=100)
+    trained = train_and_load(_seeded(WHITE_BOX, seed, private=False), data.training_set(),
+                             splits.test, tmp_path / "broken", device="cpu", progress=False,
+                             log=None)
+    claim = runner.claimed_privacy(_forge_claim(trained.results, len(data.training_set())))
+    white = canary_bounds(trained.model, data, delta=claim["delta"], initial=trained.initial,
+                          options=AuditOptions(canaries=100, canary_scores=("gradient",)))
+    assert white["all"]["score"] == "gradient"
+    assert white["all"]["epsilon_lower_bound"] > claim["epsilon"]
+    both = AuditOptions(canaries=100, canary_scores=("loss", "gradient"))
+    bounds = canary_bounds(trained.model, data, delta=claim["delta"], options=both,
+                           initial=trained.initial)["all"]
+    scores = canary_scores(trained.model, data, both, trained.initial)
+    alone = {k: audit_scores(s, data.included, delta=claim["delta"], beta=0.025).epsilon
+             for k, s in scores.items()}
+    assert bounds["by_score"] == alone
+    assert bounds["epsilon_lower_bound"] == max(alone.values()) > claim["epsilon"]
+    assert bounds["confidence"] == 0.95
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_real_mechanism_stays_below_its_claim_white_box(tmp_path, one_thread, seed):
+    config = _seeded(WHITE_BOX, seed)
+    splits = load_dataset("digits", seed=seed)
+    data = build_audit_data(config, splits.train, seed=seed, canaries=100)
+    trained = train_and_load(config, data.training_set(), splits.test, tmp_path / "dp",
+                             device="cpu", progress=False, log=None)
+    claim = runner.claimed_privacy(trained.results)
+    bounds = canary_bounds(trained.model, data, delta=claim["delta"], initial=trained.initial,
+                           options=AuditOptions(canaries=100, canary_scores=("gradient",)))
+    assert bounds["all"]["epsilon_lower_bound"] < claim["epsilon"]
 
 
 def test_headline_and_format():

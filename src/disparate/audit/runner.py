@@ -38,12 +38,13 @@ from disparate import results as res
 from disparate.audit import mia
 from disparate.audit.canaries import AuditData, build_audit_data, check_counts
 from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check_guess_fractions
+from disparate.audit.whitebox import gradient_alignment_scores
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
 
-__all__ = ["AUDIT_FILE", "ATTACKS", "DATA_FILE", "MODES", "OVERALL", "AuditOptions",
-           "TrainedModel", "canary_bounds", "claimed_privacy", "data_fingerprint", "headline",
-           "run_audit", "train_and_load"]
+__all__ = ["AUDIT_FILE", "ATTACKS", "CANARY_SCORES", "DATA_FILE", "MODES", "OVERALL",
+           "AuditOptions", "TrainedModel", "canary_bounds", "canary_scores", "claimed_privacy",
+           "data_fingerprint", "headline", "run_audit", "train_and_load"]
 
 AUDIT_FILE = "audit.json"
 ATTACKS = ("loss", "lira")
@@ -54,6 +55,13 @@ ERR_NOT_DP = (
     "{mode!r}; expected mode 'dp'"
 )
 ERR_BETA = "beta={value!r}: expected 0 < beta < 1"
+#: How a canary is scored: "loss" (black-box: its loss under the final model, lower is "in")
+#: or "gradient" (white-box: :func:`disparate.audit.whitebox.gradient_alignment_scores`).
+CANARY_SCORES = ("loss", "gradient")
+ERR_NO_INITIAL = "canary score 'gradient' needs the initial model: pass initial="
+ERR_CANARY_SCORES = (
+    "canary_scores={value!r}: expected a non-empty tuple of distinct names from {choices}"
+)
 ERR_RESUME_DATA = (
     "cannot resume {path}: its runs were trained on other audit data (fingerprint {saved}, "
     "now {current}); resume with the same experiment, --set overrides and audit options, or "
@@ -77,6 +85,8 @@ class AuditOptions:
         reference_models: Offline-LiRA reference models per mode (even, >= 2).
         beta: 1 - the confidence of the lower bound.
         guess_fractions: The guesser's guess counts, as fractions of the canaries.
+        canary_scores: The canary scores tried (:data:`CANARY_SCORES`); with several, each
+            is tested at ``beta / len(canary_scores)`` and the best bound is reported.
     """
 
     canaries: int = 200
@@ -84,6 +94,7 @@ class AuditOptions:
     reference_models: int = 2
     beta: float = 0.05
     guess_fractions: tuple[float, ...] = DEFAULT_GUESS_FRACTIONS
+    canary_scores: tuple[str, ...] = ("loss",)
 
     def __post_init__(self) -> None:
         check_counts(canaries=self.canaries, holdout_fraction=self.holdout_fraction,
@@ -91,14 +102,21 @@ class AuditOptions:
         if not (isinstance(self.beta, (int, float)) and 0 < self.beta < 1):
             raise ValueError(ERR_BETA.format(value=self.beta))
         object.__setattr__(self, "guess_fractions", check_guess_fractions(self.guess_fractions))
+        scores = self.canary_scores
+        if (isinstance(scores, str) or not isinstance(scores, Sequence) or not scores
+                or len(set(scores)) != len(scores) or not set(scores) <= set(CANARY_SCORES)):
+            raise ValueError(ERR_CANARY_SCORES.format(value=scores,
+                                                      choices=", ".join(CANARY_SCORES)))
+        object.__setattr__(self, "canary_scores", tuple(scores))
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained model and its ``results.json``."""
+    """A trained model, its ``results.json`` and the model it started from (white-box)."""
 
     model: nn.Module
     results: dict[str, Any]
+    initial: nn.Module | None = None
 
 
 def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
@@ -115,11 +133,12 @@ def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
     result = train(config, run_dir, resume=resume, overwrite=not resume,
                    splits=DatasetSplits(train_set, test_set), device=device,
                    progress=progress, log=log)
+    initial = build_model_for(config, train_set)  # theta_0: the seeded model_init stream
     model = build_model_for(config, train_set)
     state = torch.load(result.run_dir / res.CHECKPOINT_FILE, map_location="cpu",
                        weights_only=True)
     model.load_state_dict(state["model"])
-    return TrainedModel(model.to(device), result.results)
+    return TrainedModel(model.to(device), result.results, initial.to(device))
 
 
 def claimed_privacy(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -145,16 +164,43 @@ def _attack(scores: np.ndarray, is_member: np.ndarray, mask: np.ndarray) -> dict
     return mia.attack_metrics(pos, neg)
 
 
-def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions
-                  ) -> dict[str, dict[str, Any] | None]:
-    """One-run bound per group (that group's canaries) and overall; None without canaries."""
+def canary_scores(model: nn.Module, data: AuditData, options: AuditOptions,
+                  initial: nn.Module | None = None) -> dict[str, np.ndarray]:
+    """Each of ``options.canary_scores`` for the M canaries (higher: "in")."""
     canaries = data.canaries()
-    loss, _ = mia.per_example_outputs(model, canaries.inputs, canaries.labels)
+    out: dict[str, np.ndarray] = {}
+    for kind in options.canary_scores:
+        if kind == "loss":
+            out[kind] = -mia.per_example_outputs(model, canaries.inputs, canaries.labels)[0]
+        else:
+            if initial is None:
+                raise ValueError(ERR_NO_INITIAL)
+            out[kind] = gradient_alignment_scores(initial, model, canaries.inputs,
+                                                  canaries.labels)
+    return out
+
+
+def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions,
+                  initial: nn.Module | None = None) -> dict[str, dict[str, Any] | None]:
+    """One-run bound per group (that group's canaries) and overall; None without canaries.
+
+    With several canary scores, each is tested at ``beta / len(options.canary_scores)``
+    (Bonferroni) and the best bound is kept, with ``score`` naming it and ``by_score``
+    giving every score's bound.
+    """
+    scores = canary_scores(model, data, options, initial)
+    level = options.beta / len(options.canary_scores)
     out: dict[str, dict[str, Any] | None] = {}
-    for name, mask in _group_masks(canaries.groups.numpy(), data.pool.group_names):
-        out[name] = (audit_scores(-loss[mask], data.included[mask], delta=delta,
-                                  beta=options.beta, guess_fractions=options.guess_fractions
-                                  ).to_dict() if mask.any() else None)
+    for name, mask in _group_masks(data.canaries().groups.numpy(), data.pool.group_names):
+        if not mask.any():
+            out[name] = None
+            continue
+        tried = {kind: audit_scores(s[mask], data.included[mask], delta=delta, beta=level,
+                                    guess_fractions=options.guess_fractions).to_dict()
+                 for kind, s in scores.items()}
+        kind = max(tried, key=lambda k: tried[k]["epsilon_lower_bound"])  # first of the best
+        out[name] = {**tried[kind], "confidence": 1 - options.beta, "score": kind,
+                     "by_score": {k: t["epsilon_lower_bound"] for k, t in tried.items()}}
     return out
 
 
@@ -170,7 +216,8 @@ def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[Trai
     ref_phi = np.stack([mia.per_example_outputs(r.model, x, y)[1] for r in references])
     out_mask = np.stack([~np.isin(population, s) for s in data.reference_sets])
     scores = {"loss": -loss, "lira": mia.lira_offline_scores(phi, ref_phi, out_mask)}
-    bounds = canary_bounds(target.model, data, delta=delta, options=options)
+    bounds = canary_bounds(target.model, data, delta=delta, options=options,
+                           initial=target.initial)
     groups = pool.groups.numpy()[population]
     out: dict[str, Any] = {}
     roc: dict[str, list[float]] = {}
@@ -364,8 +411,11 @@ def headline(claims: Sequence[dict[str, Any]], dp_groups: Sequence[dict[str, Any
         return ", ".join(_eps(v) for v in values) or "n/a"
 
     seeds = "one per seed, " if len(dp_groups) > 1 else ""
+    scored = ("" if options.canary_scores == ("loss",)
+              else f", {' and '.join(options.canary_scores)} scores")
     text = (f"claimed ({claim}, {claims[0]['delta']:g})-DP; empirical lower bound "
-            f"{bounds(OVERALL)} ({seeds}{conf}, one-run audit, {options.canaries:,} canaries)")
+            f"{bounds(OVERALL)} ({seeds}{conf}, one-run audit, {options.canaries:,} canaries"
+            f"{scored})")
     groups = [h for h in highlight if h in dp_groups[0]]
     if groups:
         text += "; per group: " + "; ".join(f"{h}: {bounds(h)}" for h in groups)
