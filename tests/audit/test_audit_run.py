@@ -217,3 +217,16 @@ def test_resume_reuses_the_runs_of_the_same_audit_data(tmp_path, one_thread, cap
     (out / "seed-0" / runner.DATA_FILE).unlink()
     assert cli.main([*args, "--resume"]) == 2
     assert f"holds runs but no {runner.DATA_FILE}" in capsys.readouterr().err
+
+
+def test_gradient_score_needs_the_initial_model():
+    from disparate.training import build_model_for
+
+    config = _config()
+    data = build_audit_data(config, load_dataset("digits", seed=0).train, seed=0, canaries=20)
+    model = build_model_for(config, data.training_set())
+    options = AuditOptions(canaries=20, canary_scores=("gradient",))
+    with pytest.raises(ValueError, match="canary score 'gradient' needs the initial model"):
+        canary_scores(model, data, options)
+    scores = canary_scores(model, data, options, initial=model)
+    assert scores["gradient"].shape == (20,) and not scores["gradient"].any()  # no change
