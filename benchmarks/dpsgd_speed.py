@@ -20,8 +20,11 @@ Contenders (DP ones with max_grad_norm S=1.0, noise_multiplier z=0.8):
   its gradient, accumulate, add noise, step. Very slow, so it runs in only ``--loop-rounds``
   of the rounds, spread evenly and still interleaved with the others.
 
-Opacus is a test extra: without it, its rows are skipped with a note. Run as a script, it
-sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment already sets it (see below).
+Opacus is a test extra: without it, its rows are skipped with a note. The benchmark runs in
+the environment it is given: it sets no process-wide option (``OMP_WAIT_POLICY`` and the like)
+that a user's training process would not have. It records the load average before and after
+each row, the spread (interquartile range) of the paired ratios, and each contender's peak
+memory of one step against the non-private step's.
 
     python benchmarks/dpsgd_speed.py --rounds 20
     python benchmarks/dpsgd_speed.py --models mlp --json --check
@@ -39,23 +42,18 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-if __name__ == "__main__":
-    # Before torch loads OpenMP: with the default (spinning) wait policy, a thread pool on a
-    # shared, oversubscribed machine times the scheduler, not the step (seen: 60-100x slower).
-    # Run with OMP_WAIT_POLICY=ACTIVE in the environment to override.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
+from torch import Tensor, nn
 
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-from disparate.models import build_model, count_parameters  # noqa: E402
-from disparate.privacy import DPOptimizer  # noqa: E402
+from disparate.models import build_model, count_parameters
+from disparate.privacy import DPOptimizer
 
 LR = 0.01
 MAX_GRAD_NORM = 1.0
@@ -68,6 +66,7 @@ OPACUS_GHOST = "opacus-ghost"
 OPACUS_HOOKS = "opacus-hooks"
 LOOP = "per-example-loop"
 CONTENDERS = (NON_PRIVATE, DISPARATE, OPACUS_GHOST, OPACUS_HOOKS, LOOP)
+MIN_ROUNDS = 30  # fewer rounds is a smoke run, not a measurement
 OPACUS_CONTENDERS = (OPACUS_GHOST, OPACUS_HOOKS)
 
 
@@ -152,18 +151,48 @@ def lstm_to_dplstm(model: nn.Module) -> nn.Module:
     return model
 
 
+class TransformerClassifier(nn.Module):
+    """A Transformer encoder on (B, T, d) inputs, mean-pooled over T, then a linear head."""
+
+    def __init__(self, d_model: int, heads: int, layers: int, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=4 * d_model,
+                                           dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x).mean(dim=1))  # (B, T, d) -> (B, d) -> (B, classes)
+
+
 MNIST_SHAPE = (1, 28, 28)
+TRANSFORMER_D, TRANSFORMER_HEADS, TRANSFORMER_LAYERS = 256, 4, 2
+TRANSFORMER_LENGTHS = (16, 64, 256)
+CNN_BATCHES = (64, 1024)  # besides the default row's 256
 FACES_SHAPE = (3, 64, 64)  # the paper's face crops (Section 4.1)
 TWEET_LENGTH, TWEET_VOCAB = 30, 20000  # the paper's tweet model (Section 4.2), 30 tokens
+
+def mnist_cnn() -> nn.Module:
+    return build_model("mnist-cnn", num_classes=NUM_CLASSES, input_shape=MNIST_SHAPE)
+
 
 # Add rows here (e.g. an LSTM with a token-batch maker).
 MODEL_SPECS: dict[str, ModelSpec] = {
     "mnist-cnn": ModelSpec(
         description="the paper's MNIST CNN (conv 20, conv 50, fc 500, fc 10) on 1x28x28",
-        build=lambda: build_model("mnist-cnn", num_classes=NUM_CLASSES, input_shape=MNIST_SHAPE),
+        build=mnist_cnn,
         make_batch=image_batch(MNIST_SHAPE),
         batch_size=256,
     ),
+    **{
+        f"mnist-cnn-b{batch}": ModelSpec(
+            description=f"the paper's MNIST CNN at batch {batch}",
+            build=mnist_cnn,
+            make_batch=image_batch(MNIST_SHAPE),
+            batch_size=batch,
+        )
+        for batch in CNN_BATCHES
+    },
     "mlp": ModelSpec(
         description="MLP 784->512->256->10 (ReLU) on flattened 1x28x28",
         build=lambda: build_model(
@@ -172,6 +201,26 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         make_batch=image_batch(MNIST_SHAPE),
         batch_size=256,
     ),
+    "mlp-2048": ModelSpec(
+        description="MLP 784->2048->2048->10 (ReLU) on flattened 1x28x28",
+        build=lambda: build_model(
+            "mlp", num_classes=NUM_CLASSES, input_shape=MNIST_SHAPE, hidden_sizes=(2048, 2048)
+        ),
+        make_batch=image_batch(MNIST_SHAPE),
+        batch_size=256,
+    ),
+    **{
+        f"transformer-{length}": ModelSpec(
+            description=f"Transformer encoder ({TRANSFORMER_LAYERS} layers, d {TRANSFORMER_D}, "
+            f"{TRANSFORMER_HEADS} heads, FF {4 * TRANSFORMER_D}, no dropout) on {length} "
+            f"random {TRANSFORMER_D}-d tokens, mean pooling, Linear({TRANSFORMER_D}, 10)",
+            build=lambda: TransformerClassifier(TRANSFORMER_D, TRANSFORMER_HEADS,
+                                                TRANSFORMER_LAYERS),
+            make_batch=image_batch((length, TRANSFORMER_D)),
+            batch_size=32,
+        )
+        for length in TRANSFORMER_LENGTHS
+    },
     "resnet18": ModelSpec(
         description="torchvision ResNet18 (BatchNorm -> GroupNorm, no in-place ops, random "
         "init) on 3x64x64, the paper's face model",
@@ -410,10 +459,45 @@ def quantile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def paired_ratios(rounds: list[dict[str, float]], fast: str, slow: str) -> list[float]:
+    """t_slow / t_fast (= speed of fast / speed of slow) of every round where both ran."""
+    return [r[slow] / r[fast] for r in rounds if fast in r and slow in r]
+
+
 def paired_ratio(rounds: list[dict[str, float]], fast: str, slow: str) -> float | None:
     """Median over rounds where both ran of t_slow / t_fast (= speed of fast / speed of slow)."""
-    ratios = [r[slow] / r[fast] for r in rounds if fast in r and slow in r]
+    ratios = paired_ratios(rounds, fast, slow)
     return statistics.median(ratios) if ratios else None
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (``None`` where the system has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def peak_step_memory(contender: Contender) -> int:
+    """Peak bytes allocated on the CPU during one step, above what was allocated before it.
+
+    Read from the profiler's memory events (``Total Allocated`` counts from the start of the
+    profile), so persistent state (weights, the batch, optimizer state) is not counted, and
+    what the step allocates and frees on the way (activations, per-example terms, gradients,
+    noise) is.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        contender.step()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0]
+    return max([0, *totals])
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -472,8 +556,10 @@ def time_model(
     for name, reason in skipped.items():
         log(f"[{model_name}] skipping {name}: {reason}")
 
+    load_before = load_average()
     loop_rounds = loop_schedule(args.rounds, args.loop_rounds)
     times: list[dict[str, float]] = []
+    peaks: dict[str, int] = {}
     total = args.warmup + args.rounds
     try:
         for r in range(total):
@@ -521,6 +607,10 @@ def time_model(
                 f"[{model_name}] {phase} {index}/{of}: "
                 + ", ".join(f"{n} {row[n] * 1e3:.1f} ms" for n in order if n in row)
             )
+        if args.memory:  # after the timed rounds, so the profiler cannot slow them
+            for name, contender in contenders.items():
+                if name != LOOP:
+                    peaks[name] = peak_step_memory(contender)
     finally:
         for contender in contenders.values():
             contender.close()
@@ -531,14 +621,20 @@ def time_model(
         if name not in contenders or not samples:
             continue
         med = statistics.median(samples)
-        ratio = 1.0 if name == NON_PRIVATE else paired_ratio(times, name, NON_PRIVATE)
+        ratios = paired_ratios(times, name, NON_PRIVATE)
+        peak = peaks.get(name)
         results[name] = {
             "median_ms": med * 1e3,
             "q25_ms": quantile(samples, 0.25) * 1e3,
             "q75_ms": quantile(samples, 0.75) * 1e3,
             "steps_per_s": 1.0 / med,
-            "ratio_to_non_private": ratio,
+            "ratio_to_non_private": statistics.median(ratios),
+            "ratio_q25": quantile(ratios, 0.25),
+            "ratio_q75": quantile(ratios, 0.75),
             "rounds": len(samples),
+            "peak_mb": None if peak is None else peak / 2**20,
+            "peak_to_non_private": (peak / peaks[NON_PRIVATE]
+                                    if peak is not None and peaks.get(NON_PRIVATE) else None),
         }
     comparisons = {
         f"{DISPARATE}/{other}": paired_ratio(times, DISPARATE, other)
@@ -551,6 +647,8 @@ def time_model(
         "batch_size": batch_size,
         "contenders": results,
         "speedup_of_disparate": comparisons,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "skipped": skipped,
         "warnings": caught_by,
     }
@@ -603,26 +701,35 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
         f"DP-SGD step speed: torch {s['torch']}, opacus {s['opacus'] or 'not installed'}, "
-        f"{s['threads']} threads (OMP_WAIT_POLICY {s['omp_wait_policy']}), "
+        f"{s['threads']} threads (OMP_WAIT_POLICY {s['omp_wait_policy']}, "
+        f"{s['cpu_count']} CPUs), "
         f"{s['rounds']} rounds after {s['warmup']} warm-up "
         f"({LOOP}: {s['loop_rounds']} of them), S={s['max_grad_norm']}, "
         f"z={s['noise_multiplier']}, SGD lr {s['lr']}.",
-        "Ratios are medians of paired per-round ratios of steps/s.",
+        "Ratios are medians of paired per-round ratios of steps/s (IQR: their spread); "
+        "peak MB: the most memory one step allocates above what was allocated before it.",
     ]
+    if s["rounds"] < MIN_ROUNDS:
+        lines.append(f"Only {s['rounds']} rounds (< {MIN_ROUNDS}): a smoke run, not a "
+                     "measurement.")
     for name, m in report["models"].items():
         lines += [
             "",
             f"### {name}: {m['description']}; {fmt(m['parameters'], ',')} parameters, "
-            f"batch {m['batch_size']}",
+            f"batch {m['batch_size']}; load average (1, 5, 15 min) "
+            f"{m['load_average_before']} before, {m['load_average_after']} after",
             "",
-            "| contender | rounds | median ms/step | IQR ms | steps/s | x non-private |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| contender | rounds | median ms/step | IQR ms | steps/s | x non-private | "
+            "IQR of ratio | peak MB | peak x non-private |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for c, r in m["contenders"].items():
             lines.append(
                 f"| {c} | {r['rounds']} | {r['median_ms']:.1f} | "
                 f"{r['q25_ms']:.1f}-{r['q75_ms']:.1f} | {r['steps_per_s']:.2f} | "
-                f"{fmt(r['ratio_to_non_private'], '.3f')} |"
+                f"{fmt(r['ratio_to_non_private'], '.3f')} | "
+                f"{r['ratio_q25']:.3f}-{r['ratio_q75']:.3f} | {fmt(r['peak_mb'], '.1f')} | "
+                f"{fmt(r['peak_to_non_private'], '.2f')} |"
             )
         lines.append("")
         for key, value in m["speedup_of_disparate"].items():
@@ -664,7 +771,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="batch size for every model (default: each model's own, 256)",
     )
-    parser.add_argument("--rounds", type=int, default=30, help="measured rounds (default 30)")
+    parser.add_argument("--rounds", type=int, default=MIN_ROUNDS,
+                        help=f"measured rounds (default {MIN_ROUNDS}; fewer is a smoke run)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured rounds (default 3)")
     parser.add_argument(
         "--loop-rounds",
@@ -680,6 +788,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="first compare clipped sums (noise off) with the per-example loop",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the peak memory of each step (one profiled step per contender)",
+    )
     args = parser.parse_args(argv)
 
     def split(values: list[str]) -> list[str]:
@@ -714,6 +828,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {
                 "threads": args.threads,
                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+                "cpu_count": os.cpu_count(),
+                "load_average_start": load_average(),
                 "batch_size": args.batch_size,
                 "rounds": args.rounds,
                 "warmup": args.warmup,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dpsgd_speed.py"
 
@@ -48,6 +49,30 @@ def test_benchmark_runs_every_contender_and_reports_positive_times(capsys):
         assert row["ratio_to_non_private"] > 0, name
         assert row["rounds"] == (1 if name == bench.LOOP else 2), name
     assert model["contenders"]["non-private"]["ratio_to_non_private"] == 1.0
+    assert model["contenders"]["non-private"]["peak_to_non_private"] == 1.0
+    for name, row in model["contenders"].items():
+        assert row["ratio_q25"] <= row["ratio_to_non_private"] <= row["ratio_q75"], name
+        if name != bench.LOOP:  # the loop's memory is not profiled
+            assert row["peak_mb"] > 0 and row["peak_to_non_private"] > 0, name
+    assert len(model["load_average_before"]) == 3
     diffs = report["check"]["mlp"]["max_abs_diff"]
     assert set(diffs) == set(expected) - {bench.NON_PRIVATE, bench.LOOP}
     assert all(d < 1e-4 for d in diffs.values()), diffs
+
+
+def test_peak_step_memory_counts_what_a_step_allocates_not_what_existed_before():
+    bench = _load_benchmark()
+    kept = torch.ones(4 << 20)  # 16 MiB allocated before the step: not counted
+
+    class Allocates(bench.Contender):
+        def update(self) -> None:
+            a = torch.ones(1 << 20)  # 4 MiB
+            b = torch.ones(1 << 20)  # 4 MiB more while a lives: the peak, 8 MiB
+            del a, b
+            torch.ones(1 << 19)  # 2 MiB after both are freed
+
+        def zero_grad(self) -> None:
+            pass
+
+    peak = bench.peak_step_memory(Allocates(nn.Identity(), kept, kept))
+    assert 8 << 20 <= peak < 9 << 20

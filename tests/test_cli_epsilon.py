@@ -244,3 +244,34 @@ def test_python_dash_m() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"disparate {__version__}"
+
+
+def test_clipping_policy_composes_its_statistics(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["epsilon", "--dataset-size", "54649", "--batch-size", "256", "--epochs", "4",
+            "--delta", "1e-6", "--json"]
+    out = _json(capsys, [*base, "--noise-multiplier", "1", "--methods", "rdp",
+                         "--clipping-policy", "adaptive-clip", "--option", "count_noise_std=4"])
+    # the centred count of adaptive clipping has sensitivity 1/2: noise multiplier 2 * 4
+    expected = acc.compute_epsilon(dataset_size=54649, batch_size=256, noise_multiplier=1.0,
+                                   steps=856, delta=1e-6, aux_noise_multipliers=[8.0]).epsilon
+    assert out["rdp"] == pytest.approx(expected, rel=1e-12)
+    assert out["details"]["rdp"]["aux_noise_multipliers"] == [8.0]
+    flat = _json(capsys, [*base, "--noise-multiplier", "1", "--methods", "rdp"])
+    assert out["rdp"] > flat["rdp"]
+    target = _json(capsys, [*base, "--target-epsilon", "3", "--clipping-policy", "dpsgd-f",
+                            "--groups", "10", "--option", "count_noise_std=12.8"])
+    assert 2.97 <= target["epsilon"] <= 3.0
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--option", "count_noise_std=4"], "--option and --groups apply only with --clipping-policy"),
+    (["--clipping-policy", "dpsgd-f", "--groups", "2", "--option", "count_noise_std"],
+     "--option 'count_noise_std': expected KEY=VALUE"),
+    (["--clipping-policy", "dpsgd-f"], "needs the group labels"),
+])
+def test_clipping_policy_bad_input(extra: list[str], message: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["epsilon", "--dataset-size", "1000", "--batch-size", "100", "--epochs", "1",
+            "--noise-multiplier", "1", *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

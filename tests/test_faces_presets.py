@@ -15,8 +15,8 @@ from disparate import results as res
 from disparate.config import load_experiment
 from disparate.data import dataset_options
 from disparate.data.faces import ITA_SIX, MalformedFacesWarning
-from disparate.data.synthetic_faces import write_synthetic_faces
 from disparate.models import list_models, model_options
+from disparate.synthetic.faces import write_synthetic_faces
 
 PRESETS = ["faces-gender", "faces-gender-utk", "faces-age", "faces-age-utk",
            "faces-age-fairface"]

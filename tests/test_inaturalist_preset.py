@@ -24,11 +24,11 @@ from disparate.data import dataset_options
 from disparate.data.inaturalist import (
     PAPER_CLASSES,
     MalformedINaturalistWarning,
-    write_synthetic_inaturalist,
 )
 from disparate.models import build_model, list_models, model_options
 from disparate.privacy import check_model
 from disparate.privacy.accounting import compute_epsilon, steps_per_epoch
+from disparate.synthetic.inaturalist import write_synthetic_inaturalist
 
 PRESETS = ["inaturalist", "inaturalist-2017"]
 #: The paper's eight classes and two that the preset drops, unequal as in the release.

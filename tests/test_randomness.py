@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from disparate.privacy.sampling import epoch_batches
 from disparate.randomness import (
+    DATA_STREAMS,
     SECRET_STREAMS,
     STREAMS,
     SeedTree,
+    data_generator,
     stream_seed,
     torch_generator,
 )
@@ -69,3 +72,59 @@ def test_reproducible_and_non_private_trees_are_rooted_in_the_seed(private: bool
                                                                    reproducible: bool) -> None:
     tree = SeedTree.for_run(5, private=private, reproducible=reproducible, saved_secret=123)
     assert not tree.is_secret and all(tree.root(name) == 5 for name in STREAMS)
+
+
+# -- the data streams (rooted in data.seed) -------------------------------------------------
+
+
+def _first_draws(rng) -> tuple[int, ...]:
+    return tuple(int(v) for v in rng.integers(0, 2**63, size=4))
+
+
+@pytest.mark.parametrize("seed", [0, 3, 2**40 + 1])
+def test_data_streams_draw_what_the_presets_drew_before_the_tree(seed: int) -> None:
+    # The entropy each dataset module used before the seed tree (so reductions, subsamples
+    # and the faces / iNaturalist / tweets / GloVe draws of every preset are unchanged).
+    before = {
+        ("data_reduce", (8,)): [seed, 8],
+        ("data_reduce", (0,)): [seed, 0],
+        ("data_subsample", ()): [seed, 0xFFFF_FFFF],
+        ("faces_split", ()): [seed, 0xFACE5],
+        ("inat_draw", (12345,)): [seed, 0x1A7, 12345],
+        ("tweets_sample", (1, 0)): [seed, 0x7EE7, 1, 0],
+        ("tweets_cues", (1,)): [seed, 0xC0E, 1],
+        ("glove_rows", ()): [seed, 0x61_07E],
+    }
+    for (stream, key), entropy in before.items():
+        assert _first_draws(data_generator(seed, stream, *key)) == _first_draws(
+            np.random.default_rng(entropy)), stream
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_data_streams_are_distinct_from_each_other_and_from_the_training_streams(
+        seed: int) -> None:
+    draws = {("data_reduce", g): _first_draws(data_generator(seed, "data_reduce", g))
+             for g in range(0x1A7)}
+    for stream in DATA_STREAMS:
+        if stream != "data_reduce":
+            for key in ((), (0,), (1,), (0, 0), (1, 1)):
+                draws[(stream, *key)] = _first_draws(data_generator(seed, stream, *key))
+    draws.update({(name,): _first_draws(np.random.default_rng(stream_seed(seed, name)))
+                  for name in STREAMS})
+    # a stream with a key of 0 is the stream without it (numpy pads entropy with zeros)
+    assert len(set(draws.values())) == len(draws) - 2 * (len(DATA_STREAMS) - 1)
+
+
+def test_two_data_streams_are_uncorrelated() -> None:
+    # |r| of 20,000 independent uniform pairs exceeds 5 / sqrt(n) with probability ~6e-7.
+    n = 20_000
+    a = data_generator(0, "data_reduce", 8).random(n)
+    b = data_generator(0, "data_split").random(n)
+    assert abs(float(np.corrcoef(a, b)[0, 1])) < 5 / n**0.5
+
+
+def test_an_unknown_data_stream_or_seed_is_refused_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="stream='split': expected one of 'data_reduce'"):
+        data_generator(0, "split")
+    with pytest.raises(ValueError, match="seed=-1: expected an int >= 0"):
+        data_generator(-1, "data_split")

@@ -200,7 +200,7 @@ def test_comparison_markdown_table(comparison_dir: tuple[Path, dict[str, Path]])
     assert "+40.0 pp [+35.0, +45.0]" in row8  # drop
     row0 = _table_row(md, "0")
     assert "\u2605" not in row0 and "small" not in row0
-    assert "98.0% [93.0, 103.0]" in row0 and "+1.0 pp" in row0
+    assert "98.0% [93.0, 100.0]" in row0 and "+1.0 pp" in row0  # [93, 103] shown within 100
     assert "\u2605 highlighted group" in md
     assert "fewer than 20 test examples" in md
     # Overall, poor get poorer and gaps.
@@ -244,7 +244,7 @@ def test_comparison_html(comparison_dir: tuple[Path, dict[str, Path]]) -> None:
     assert "A &lt;toy&gt; &amp; &quot;small&quot; analogue" in page
     assert "<toy>" not in page
     # The highlighted, small-test row of group 8 with its numbers.
-    row = re.search(r'<tr class="highlight"><td>8 \u2605</td>.*?</tr>', page)
+    row = re.search(r'<tr class="highlight"><td><strong>8</strong> \u2605</td>.*?</tr>', page)
     assert row is not None
     assert '<td class="small" title="small test set">17 \u2020 small</td>' in row.group(0)
     assert "<td>75.0% [70.0, 80.0]</td><td>35.0% [30.0, 40.0]</td>" in row.group(0)
@@ -342,7 +342,7 @@ def test_html_escapes_group_names(tmp_path: Path) -> None:
     written = report.write_report(tmp_path)
     page = written["html"].read_text(encoding="utf-8")
     assert "<script>" not in page and "x&lt;script&gt;" in page
-    assert "<td>&lt;b&gt; \u2605</td>" in page
+    assert "<td><strong>&lt;b&gt;</strong> \u2605</td>" in page
     md = written["markdown"].read_text(encoding="utf-8")
     assert "| a\\|b |" in md
 

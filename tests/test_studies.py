@@ -9,6 +9,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from disparate import results as res
 from disparate.cli import COMMANDS, main
 from disparate.commands import study as study_command
 from disparate.config import ConfigError
-from disparate.studies import expand, list_studies, load_study, run_study
+from disparate.study import expand, list_studies, load_study, run_study
 from disparate.sweep import FINISHED, point_status
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -164,6 +165,9 @@ def check_outputs(name: str, out: Path, points) -> list[dict[str, str]]:
             eps = res.load_results(p.run_dir)["privacy"]["epsilon"]["rdp"]["epsilon"]
             assert f"| {eps:.2f} |" in report
     assert "rdp (dp_accounting.rdp.RdpAccountant)" in report
+    page = (out / "report.html").read_text(encoding="utf-8")  # self-contained: PNGs embedded
+    assert page.startswith("<!DOCTYPE html>") and ".png\"" not in page
+    assert page.count('src="data:image/png;base64,iVBORw0KGgo') == len(FIGURES[name])
     manifest = json.loads((out / "study.json").read_text())
     assert [pt["status"] for pt in manifest["points"]] == ["finished"] * len(points)
     return rows
@@ -193,7 +197,11 @@ def test_cli_fig5c_with_seeds_writes_intervals(tmp_path, capsys):
              and r["group"] == "8"]
     assert len(final) == 2 and all(r["n"] == "2" and r["ci95_low"] != "" for r in final)
     report = (out / "report.md").read_text()
-    assert "±" in report and "2 seeds" in report
+    assert "2 seeds" in report
+    intervals = re.findall(r"(-?\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\]", report)
+    assert intervals  # accuracies with their 95% interval over the 2 seeds
+    for mean, lo, hi in intervals:
+        assert 0.0 <= float(lo) <= float(mean) <= float(hi) <= 100.0
     # --dry-run lists the points and their status without training
     assert main(["study", "fig5c", "--scale", "smoke", "--seeds", "2", "--out", str(out),
                  "--dry-run"]) == 0

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from disparate.config import load_experiment
-from disparate.data.tweets import write_synthetic_corpus
-from disparate.studies import expand, load_study, run_study
+from disparate.study import expand, load_study, run_study
+from disparate.synthetic.tweets import write_synthetic_corpus
 from disparate.training import build_model_for, prepare_data, resolve_noise, train
 
 PRESETS = ("tweets-aae", "tweets-aae-eps8.99")

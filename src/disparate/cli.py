@@ -1,36 +1,63 @@
 """Console entry point ``disparate``: one argparse subcommand per module in ``commands/``.
 
 To add a subcommand, write ``disparate/commands/<name>.py`` with ``add_parser(subparsers)``
-(registering the subparser and setting ``func=run``) and ``run(args) -> int``, and append
-the module to ``COMMANDS``.
+(registering the subparser and setting ``func=run``) and ``run(args) -> int``, and add it
+to :data:`SUBCOMMANDS` with its one-line help.
+
+Only the module of the subcommand given on the command line is imported: ``disparate
+--help`` imports none, ``disparate epsilon`` only the accountant (no torch, no matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import traceback
+from types import ModuleType
+from typing import Any
 
 from disparate import __version__
-from disparate.commands import (
-    audit,
-    check_model,
-    compare,
-    demo,
-    epsilon,
-    federated,
-    report,
-    run,
-    study,
-)
-from disparate.commands import list as list_command
 from disparate.fileio import CorruptFileError, RunDirBusyError
-from disparate.training import TrainingDivergedError
 
-COMMANDS = [epsilon, report, study, run, compare, list_command, demo, federated, check_model,
-            audit]
+#: Subcommand -> (its module in ``disparate.commands``, its one-line help in ``--help``),
+#: in the order ``--help`` lists them. A test checks each help against its module's.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "epsilon": ("epsilon", "privacy loss epsilon of DP-SGD (RDP, classic RDP, PLD) or noise "
+                           "for a target"),
+    "report": ("report", "render report.md, report.html and PNG plots of a run or comparison "
+                         "directory"),
+    "study": ("study", "run a hyperparameter study (paper Figures 4 and 5): grid, resume, CSV, "
+                       "plots"),
+    "run": ("run", "train one experiment (DP by default) and write its results"),
+    "compare": ("compare", "train non-private and DP models on identical data and compare "
+                           "groups"),
+    "list": ("list", "list experiments (presets), datasets and models"),
+    "demo": ("demo", "compare non-private and DP training on digits-underrep (about a minute "
+                     "on a laptop)"),
+    "federated": ("federated", "DP-FedAvg language model on Reddit: preprocess, run, compare "
+                               "(Figure 3)"),
+    "check-model": ("check_model", "run the step-1 self-check of an experiment's model on its "
+                                   "first batch"),
+    "audit": ("audit", "membership inference per group and a one-run lower bound on epsilon"),
+    "mitigate": ("mitigate", "compare clipping policies (DPSGD-F, DPSGD-Global-Adapt, ...) at "
+                             "one epsilon"),
+}
 
 PROG = "disparate"
+_TRAINING = "disparate.training"
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of subcommand ``name`` (imported now)."""
+    return importlib.import_module(f"disparate.commands.{SUBCOMMANDS[name][0]}")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "COMMANDS":  # every command module: imports them all
+        return [command_module(command) for command in SUBCOMMANDS]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Exit status of each kind of expected failure (one line on stderr; ``--debug``: traceback).
 EXIT_USAGE = 2  # bad argument, config or input value (ValueError)
@@ -45,8 +72,9 @@ EXIT_INTERRUPTED = 130
 EXTRAS = {"zstandard": "reddit", "ray": "ray", "flwr": "flower"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every subcommand of ``COMMANDS`` registered."""
+def build_parser(commands: Any = ()) -> argparse.ArgumentParser:
+    """The top-level parser: the subcommands named in ``commands`` get their full parsers
+    (importing their modules), the others a stub that carries only their help."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Differentially private training and its disparate impact on groups.",
@@ -55,14 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (default: one line)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
-        command.add_parser(subparsers)
+    for name, (_, summary) in SUBCOMMANDS.items():
+        if name in commands:
+            command_module(name).add_parser(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary, add_help=False)
     return parser
+
+
+def _command_word(argv: list[str]) -> str | None:
+    """The subcommand of ``argv``: its first word that is not an option (the top-level
+    options take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, or one of the ``EXIT_*`` codes)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser({_command_word(argv)})
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse usage errors
@@ -73,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(func(args))
-    except (ValueError, OSError, RunDirBusyError, TrainingDivergedError, ImportError,
-            KeyboardInterrupt) as exc:
+    except (ValueError, OSError, RunDirBusyError, ImportError, KeyboardInterrupt,
+            *_diverged_error()) as exc:
         if args.debug:
             traceback.print_exc()
         status, text = describe_error(exc)
@@ -82,11 +120,17 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
 
+def _diverged_error() -> tuple[type[BaseException], ...]:
+    """``TrainingDivergedError`` if the training loop was imported (only it raises one)."""
+    training = sys.modules.get(_TRAINING)
+    return (training.TrainingDivergedError,) if training is not None else ()
+
+
 def describe_error(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one line of an expected failure."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED, "interrupted (a run continues with --resume)"
-    if isinstance(exc, TrainingDivergedError):
+    if isinstance(exc, _diverged_error()):
         return EXIT_DIVERGED, str(exc)
     if isinstance(exc, RunDirBusyError):
         return EXIT_BUSY, str(exc)

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
-import math
 import re
 import warnings
-from collections.abc import Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -45,6 +45,28 @@ import yaml
 from disparate import fileio
 from disparate.federated.settings import FederatedConfig
 from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
+from disparate.privacy.policies import MitigationConfig
+from disparate.validation import (
+    MAX_SEED,
+    MSG_CHOICE,
+    MSG_DUPLICATE_KEY,
+    MSG_RANGE,
+    MSG_TYPE,
+    ConfigError,
+    FrozenMap,
+    check_bool,
+    check_choice,
+    check_count_or_fraction,
+    check_float,
+    check_int,
+    check_range,
+    check_str,
+    choices_text,
+    freeze,
+    frozen_map,
+    thaw,
+    type_error,
+)
 
 __all__ = [
     "ACCOUNTANTS",
@@ -61,10 +83,16 @@ __all__ = [
     "FrozenMap",
     "HASH_DEFAULTED_KEYS",
     "HASH_EXCLUDED_KEYS",
+    "MAX_SEED",
+    "MSG_CHOICE",
+    "MSG_DUPLICATE_KEY",
+    "MSG_RANGE",
+    "MSG_TYPE",
     "ModelConfig",
     "PrivacyConfig",
     "TrainingConfig",
     "apply_overrides",
+    "check_dataset_options",
     "check_registered",
     "config_hash",
     "config_hashes",
@@ -86,12 +114,6 @@ ACCOUNTANTS: tuple[str, ...] = ("rdp", "pld")
 CALIBRATION_METHODS: tuple[str, ...] = ("rdp", "rdp_classic", "pld")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 
-#: ``{key}``: dotted key, ``{value}``: the bad value, ``{choices}``: quoted, comma-separated.
-MSG_CHOICE = "{key}={value!r}: expected one of {choices}"
-#: ``{expected}``: e.g. "a number (float)", ``{got}``: the type name of the value.
-MSG_TYPE = "{key}={value!r}: expected {expected}, got {got}"
-#: ``{expected}``: the valid range, e.g. ">= 0", "in (0, 1)".
-MSG_RANGE = "{key}={value!r}: expected {expected}"
 MSG_MISSING = "{key}: missing required key"
 #: ``{hint}``: " (did you mean 'x'?)" or "", ``{valid}``: comma-separated valid keys.
 MSG_UNKNOWN_KEY = "unknown key {key!r}{hint}; valid keys: {valid}"
@@ -110,7 +132,6 @@ MSG_UNKNOWN_PRESET = (
     "(or give a path to a .yaml file)"
 )
 MSG_NO_FILE = "config file {path!r} does not exist"
-MSG_DUPLICATE_KEY = "{key}: duplicate key {sub!r} (keys are compared as strings)"
 MSG_NOT_REGISTERED = "{key}={value!r}: not registered{hint}; registered: {valid}"
 
 # Privacy-mode rules. ``{mode}`` is the mode the flags select.
@@ -160,14 +181,6 @@ MSG_MOMENTUM_ADAM = (
 )
 
 
-class ConfigError(ValueError):
-    """An invalid configuration; the text names the dotted key, the value and what is valid."""
-
-
-def _choices_text(choices: Iterable[str]) -> str:
-    return ", ".join(repr(c) for c in choices)
-
-
 def _hint(key: str, valid: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, list(valid), n=1)
     return MSG_DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
@@ -180,179 +193,6 @@ def _unknown_key(key: str, valid: Sequence[str], *, prefix: str = "") -> ConfigE
             key=prefix + key, hint=_hint(prefix + key, full), valid=", ".join(valid)
         )
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Value checks (each returns the normalised value or raises ConfigError)
-# --------------------------------------------------------------------------------------------
-
-
-def _type_error(key: str, value: Any, expected: str) -> ConfigError:
-    return ConfigError(
-        MSG_TYPE.format(key=key, value=value, expected=expected, got=type(value).__name__)
-    )
-
-
-def _check_str(key: str, value: Any, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise _type_error(key, value, "a string" + (" or null" if optional else ""))
-    if not value.strip():
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a non-empty string"))
-    return value
-
-
-def _check_bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _type_error(key, value, "a boolean (true/false)")
-    return value
-
-
-def _check_int(key: str, value: Any, *, minimum: int | None = None,
-               maximum: int | None = None, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(key, value, "an integer" + (" or null" if optional else ""))
-    if minimum is not None and value < minimum:
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=f">= {minimum}"))
-    if maximum is not None and value > maximum:
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=f"<= {maximum}"))
-    return value
-
-
-def _check_float(key: str, value: Any, *, optional: bool = False) -> float | None:
-    """A finite real number; an int is accepted and converted to float."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _type_error(key, value, "a number (float)" + (" or null" if optional else ""))
-    value = float(value)
-    if not math.isfinite(value):
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a finite number"))
-    return value
-
-
-def _check_range(key: str, value: float | None, *, gt: float | None = None,
-                 ge: float | None = None, lt: float | None = None, le: float | None = None,
-                 expected: str) -> None:
-    if value is None:
-        return
-    if ((gt is not None and not value > gt) or (ge is not None and not value >= ge)
-            or (lt is not None and not value < lt) or (le is not None and not value <= le)):
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected=expected))
-
-
-def _check_choice(key: str, value: Any, choices: Sequence[str], *, optional: bool = False
-                  ) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(
-            MSG_CHOICE.format(
-                key=key, value=value,
-                choices=_choices_text(choices) + (" or null" if optional else ""),
-            )
-        )
-    return value
-
-
-def _check_count_or_fraction(key: str, value: Any, *, optional: bool = False,
-                             min_count: int = 1) -> int | float | None:
-    """An int count >= ``min_count`` or a float fraction in (0, 1]."""
-    if value is None and optional:
-        return None
-    expected = f"an int count >= {min_count} or a float fraction in (0, 1]"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _type_error(key, value, expected + (" or null" if optional else ""))
-    if isinstance(value, int):
-        _check_range(key, value, ge=min_count, expected=expected)
-    else:
-        _check_range(key, value, gt=0.0, le=1.0, expected=expected)
-    return value
-
-
-def _check_reduction(key: str, value: Any) -> int | float:
-    """A ``data.reduce`` entry: an int count >= 0 or a float fraction in (0, 1]."""
-    return _check_count_or_fraction(key, value, min_count=0)
-
-
-# --------------------------------------------------------------------------------------------
-# Immutable mapping (keeps the dataclasses frozen and hashable)
-# --------------------------------------------------------------------------------------------
-
-
-class FrozenMap(Mapping[str, Any]):
-    """An immutable, hashable mapping with string keys, iterated in sorted key order.
-
-    Compares equal to a ``dict`` with the same items. Nested lists become tuples and nested
-    mappings become :class:`FrozenMap` (see :func:`_freeze`).
-    """
-
-    def __init__(self, items: Mapping[str, Any] | Iterable[tuple[str, Any]] = ()) -> None:
-        data = dict(items)
-        self._data: dict[str, Any] = {k: data[k] for k in sorted(data)}
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
-        return hash(tuple(self._data.items()))
-
-    def __repr__(self) -> str:
-        return f"FrozenMap({self._data!r})"
-
-
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _freeze(key: str, value: Any) -> Any:
-    """Make a YAML-like value (scalars, lists, string-keyed mappings) immutable and hashable."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(MSG_RANGE.format(key=key, value=value, expected="a finite number"))
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, Mapping):
-        return _frozen_map(key, value, lambda k, v: _freeze(k, v))
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(f"{key}[{i}]", v) for i, v in enumerate(value))
-    raise _type_error(key, value, "a YAML value (string, number, boolean, null, list, mapping)")
-
-
-def _frozen_map(key: str, value: Any, check_value: Any, *, int_keys: bool = False) -> FrozenMap:
-    """Validate a mapping's keys (strings; ints too if ``int_keys``) and values into a FrozenMap."""
-    if value is None:
-        return FrozenMap()
-    if not isinstance(value, Mapping):
-        raise _type_error(key, value, "a mapping")
-    out: dict[str, Any] = {}
-    for k, v in value.items():
-        if int_keys and isinstance(k, int) and not isinstance(k, bool):
-            k = str(k)
-        if not isinstance(k, str) or not k:
-            raise _type_error(
-                f"{key} key", k, "a non-empty string" + (" or an integer" if int_keys else "")
-            )
-        if k in out:
-            raise ConfigError(MSG_DUPLICATE_KEY.format(key=key, sub=k))
-        out[k] = check_value(f"{key}.{k}", v)
-    return FrozenMap(out)
-
-
-def _thaw(value: Any) -> Any:
-    """Inverse of :func:`_freeze`: plain dicts and lists, safe for JSON and YAML."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [_thaw(v) for v in value]
-    return value
 
 
 def _set(obj: Any, name: str, value: Any) -> None:
@@ -399,14 +239,14 @@ class DataConfig:
     options: Mapping[str, Any] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
-        _check_str("data.dataset", self.dataset)
-        _check_str("data.data_dir", self.data_dir, optional=True)
-        _check_bool("data.download", self.download)
-        _set(self, "reduce", _frozen_map("data.reduce", self.reduce, _check_reduction,
-                                         int_keys=True))
-        _check_count_or_fraction("data.subsample", self.subsample, optional=True)
-        _check_int("data.seed", self.seed, minimum=0, maximum=MAX_SEED)
-        _set(self, "options", _frozen_map("data.options", self.options, _freeze))
+        check_str("data.dataset", self.dataset)
+        check_str("data.data_dir", self.data_dir, optional=True)
+        check_bool("data.download", self.download)
+        reduction = functools.partial(check_count_or_fraction, min_count=0)
+        _set(self, "reduce", frozen_map("data.reduce", self.reduce, reduction, int_keys=True))
+        check_count_or_fraction("data.subsample", self.subsample, optional=True)
+        check_int("data.seed", self.seed, minimum=0, maximum=MAX_SEED)
+        _set(self, "options", frozen_map("data.options", self.options, freeze))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -423,8 +263,8 @@ class ModelConfig:
     options: Mapping[str, Any] = field(default_factory=FrozenMap)
 
     def __post_init__(self) -> None:
-        _check_str("model.name", self.name)
-        _set(self, "options", _frozen_map("model.options", self.options, _freeze))
+        check_str("model.name", self.name)
+        _set(self, "options", frozen_map("model.options", self.options, freeze))
 
 
 _MODE_FLAGS: dict[str, tuple[bool, bool]] = {
@@ -492,32 +332,32 @@ class PrivacyConfig:
     reproducible_noise: bool = False
 
     def __post_init__(self) -> None:
-        _check_bool("privacy.clipping", self.clipping)
-        _check_bool("privacy.reproducible_noise", self.reproducible_noise)
-        _check_bool("privacy.noise", self.noise)
-        _set(self, "max_grad_norm", _check_float("privacy.max_grad_norm", self.max_grad_norm))
-        _check_range("privacy.max_grad_norm", self.max_grad_norm, gt=0.0, expected="> 0")
-        z = _check_float("privacy.noise_multiplier", self.noise_multiplier, optional=True)
+        check_bool("privacy.clipping", self.clipping)
+        check_bool("privacy.reproducible_noise", self.reproducible_noise)
+        check_bool("privacy.noise", self.noise)
+        _set(self, "max_grad_norm", check_float("privacy.max_grad_norm", self.max_grad_norm))
+        check_range("privacy.max_grad_norm", self.max_grad_norm, gt=0.0, expected="> 0")
+        z = check_float("privacy.noise_multiplier", self.noise_multiplier, optional=True)
         _set(self, "noise_multiplier", z)
-        _check_range("privacy.noise_multiplier", z, ge=0.0, expected=">= 0")
-        std = _check_float("privacy.noise_std", self.noise_std, optional=True)
+        check_range("privacy.noise_multiplier", z, ge=0.0, expected=">= 0")
+        std = check_float("privacy.noise_std", self.noise_std, optional=True)
         _set(self, "noise_std", std)
-        _check_range("privacy.noise_std", std, gt=0.0, expected="> 0")
-        _set(self, "delta", _check_float("privacy.delta", self.delta))
-        _check_range("privacy.delta", self.delta, gt=0.0, lt=1.0, expected="in (0, 1)")
+        check_range("privacy.noise_std", std, gt=0.0, expected="> 0")
+        _set(self, "delta", check_float("privacy.delta", self.delta))
+        check_range("privacy.delta", self.delta, gt=0.0, lt=1.0, expected="in (0, 1)")
         if self.delta > MAX_MEANINGFUL_DELTA:
             warnings.warn(f"privacy.delta={self.delta:g}: a delta above "
                           f"{MAX_MEANINGFUL_DELTA:g} allows the mechanism to fail outright with "
                           "that probability; use delta well below 1/N (the paper: 1e-5, 1e-6)",
                           stacklevel=2)
-        _check_choice("privacy.sampling", self.sampling, SAMPLINGS)
-        _check_choice("privacy.shuffle_accounting", self.shuffle_accounting,
+        check_choice("privacy.sampling", self.sampling, SAMPLINGS)
+        check_choice("privacy.shuffle_accounting", self.shuffle_accounting,
                       SHUFFLE_ACCOUNTINGS, optional=True)
-        _check_choice("privacy.accountant", self.accountant, ACCOUNTANTS)
-        eps = _check_float("privacy.target_epsilon", self.target_epsilon, optional=True)
+        check_choice("privacy.accountant", self.accountant, ACCOUNTANTS)
+        eps = check_float("privacy.target_epsilon", self.target_epsilon, optional=True)
         _set(self, "target_epsilon", eps)
-        _check_range("privacy.target_epsilon", eps, gt=0.0, expected="> 0")
-        _check_choice("privacy.calibrate_with", self.calibrate_with, CALIBRATION_METHODS,
+        check_range("privacy.target_epsilon", eps, gt=0.0, expected="> 0")
+        check_choice("privacy.calibrate_with", self.calibrate_with, CALIBRATION_METHODS,
                       optional=True)
         if self.calibrate_with is not None and eps is None:
             raise ConfigError(MSG_CALIBRATE_WITHOUT_TARGET.format(value=self.calibrate_with))
@@ -543,7 +383,7 @@ class PrivacyConfig:
                 raise unused("privacy.noise_std", std, "'noise-only'")
             if self.sampling == "shuffle" and self.shuffle_accounting is None:
                 raise ConfigError(MSG_SHUFFLE_ACCOUNTING_REQUIRED.format(
-                    choices=_choices_text(SHUFFLE_ACCOUNTINGS)))
+                    choices=choices_text(SHUFFLE_ACCOUNTINGS)))
         else:
             if z is not None:
                 if mode == "noise-only":
@@ -598,7 +438,7 @@ class PrivacyConfig:
         given; switching to ``"dp"`` from another mode needs ``noise_multiplier=`` or
         ``target_epsilon=`` in ``changes``.
         """
-        _check_choice("privacy.mode", mode, MODES)
+        check_choice("privacy.mode", mode, MODES)
         clipping, noise = _MODE_FLAGS[mode]
         new: dict[str, Any] = {"clipping": clipping, "noise": noise}
         if mode != "dp":
@@ -660,18 +500,18 @@ class TrainingConfig:
     eval_batch_size: int = 1024
 
     def __post_init__(self) -> None:
-        _check_choice("training.optimizer", self.optimizer, OPTIMIZERS)
-        _set(self, "lr", _check_float("training.lr", self.lr))
-        _check_range("training.lr", self.lr, gt=0.0, expected="> 0")
-        _set(self, "momentum", _check_float("training.momentum", self.momentum))
-        _check_range("training.momentum", self.momentum, ge=0.0, lt=1.0, expected="in [0, 1)")
+        check_choice("training.optimizer", self.optimizer, OPTIMIZERS)
+        _set(self, "lr", check_float("training.lr", self.lr))
+        check_range("training.lr", self.lr, gt=0.0, expected="> 0")
+        _set(self, "momentum", check_float("training.momentum", self.momentum))
+        check_range("training.momentum", self.momentum, ge=0.0, lt=1.0, expected="in [0, 1)")
         if self.optimizer == "adam" and self.momentum != 0.0:
             raise ConfigError(MSG_MOMENTUM_ADAM.format(value=self.momentum))
-        _check_int("training.batch_size", self.batch_size, minimum=1)
-        _check_int("training.epochs", self.epochs, minimum=1)
-        _check_int("training.seed", self.seed, minimum=0, maximum=MAX_SEED)
-        _check_int("training.num_threads", self.num_threads, minimum=1, optional=True)
-        _check_int("training.eval_batch_size", self.eval_batch_size, minimum=1)
+        check_int("training.batch_size", self.batch_size, minimum=1)
+        check_int("training.epochs", self.epochs, minimum=1)
+        check_int("training.seed", self.seed, minimum=0, maximum=MAX_SEED)
+        check_int("training.num_threads", self.num_threads, minimum=1, optional=True)
+        check_int("training.eval_batch_size", self.eval_batch_size, minimum=1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -694,17 +534,17 @@ class EvaluationConfig:
         if value is None:
             value = ()
         if isinstance(value, str) or not isinstance(value, list | tuple):
-            raise _type_error("evaluation.highlight", value, "a list of group names")
+            raise type_error("evaluation.highlight", value, "a list of group names")
         names: list[str] = []
         for i, name in enumerate(value):
             if isinstance(name, int) and not isinstance(name, bool):
                 name = str(name)
-            _check_str(f"evaluation.highlight[{i}]", name)
+            check_str(f"evaluation.highlight[{i}]", name)
             if name in names:
                 raise ConfigError(MSG_DUPLICATE_KEY.format(key="evaluation.highlight", sub=name))
             names.append(name)
         _set(self, "highlight", tuple(names))
-        _check_int("evaluation.min_group_test_size", self.min_group_test_size, minimum=0)
+        check_int("evaluation.min_group_test_size", self.min_group_test_size, minimum=0)
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -717,10 +557,11 @@ SECTIONS: dict[str, type] = {
     "training": TrainingConfig,
     "evaluation": EvaluationConfig,
     "federated": FederatedConfig,
+    "mitigation": MitigationConfig,
 }
 
 #: Sections that may be absent (``None``); an absent one is left out of to_dict and the hash.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("federated",)
+OPTIONAL_SECTIONS: tuple[str, ...] = ("federated", "mitigation")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -737,6 +578,8 @@ class ExperimentConfig:
         evaluation: :class:`EvaluationConfig` (defaults if omitted).
         federated: :class:`~disparate.federated.settings.FederatedConfig` for a federated
             (DP-FedAvg) run, else ``None`` (omitted from to_dict and the hash).
+        mitigation: :class:`~disparate.privacy.policies.MitigationConfig`, the clipping policy
+            of a run (``docs/mitigations.md``); ``None``: DP-SGD's flat clipping (omitted).
     """
 
     name: str
@@ -747,21 +590,22 @@ class ExperimentConfig:
     training: TrainingConfig
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     federated: FederatedConfig | None = None
+    mitigation: MitigationConfig | None = None
 
     def __post_init__(self) -> None:
-        _check_str("name", self.name)
+        check_str("name", self.name)
         if not _NAME_RE.match(self.name):
             raise ConfigError(MSG_RANGE.format(
                 key="name", value=self.name,
                 expected="letters, digits, '.', '_' or '-', starting with a letter or digit"))
         if not isinstance(self.description, str):
-            raise _type_error("description", self.description, "a string")
+            raise type_error("description", self.description, "a string")
         for key, cls in SECTIONS.items():
             value = getattr(self, key)
             if value is None and key in OPTIONAL_SECTIONS:
                 continue
             if not isinstance(value, cls):
-                raise _type_error(key, value, f"a {cls.__name__}")
+                raise type_error(key, value, f"a {cls.__name__}")
 
     def with_mode(self, mode: str, **privacy_changes: Any) -> ExperimentConfig:
         """A copy whose privacy section is switched to ``mode`` (see PrivacyConfig.with_mode)."""
@@ -781,8 +625,6 @@ _TOP_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Experiment
 #: A delta above this draws a warning (it lets the mechanism fail with that probability).
 MAX_MEANINGFUL_DELTA = 1e-2
 
-#: Largest seed: torch, numpy and the noise generator take seeds of 63 bits.
-MAX_SEED = 2**63 - 1
 
 #: Dotted keys left out of :func:`config_hash`: documentation and data location only.
 HASH_EXCLUDED_KEYS: tuple[str, ...] = ("description", "data.data_dir", "data.download")
@@ -808,7 +650,7 @@ def _required(cls: type) -> tuple[str, ...]:
 
 def _section_from_dict(key: str, cls: type, data: Any) -> Any:
     if not isinstance(data, Mapping):
-        raise _type_error(key, data, f"a mapping of {key} keys")
+        raise type_error(key, data, f"a mapping of {key} keys")
     valid = _field_names(cls)
     for k in data:
         if k not in valid:
@@ -826,14 +668,14 @@ def to_dict(config: ExperimentConfig) -> dict[str, Any]:
         section = getattr(config, key)
         if section is None:  # an absent optional section
             continue
-        out[key] = {f.name: _thaw(getattr(section, f.name)) for f in dataclasses.fields(section)}
+        out[key] = {f.name: thaw(getattr(section, f.name)) for f in dataclasses.fields(section)}
     return out
 
 
 def from_dict(data: Mapping[str, Any]) -> ExperimentConfig:
     """Build and validate an ExperimentConfig from nested mappings (e.g. parsed YAML)."""
     if not isinstance(data, Mapping):
-        raise _type_error("config", data, "a mapping with keys " + ", ".join(_TOP_KEYS))
+        raise type_error("config", data, "a mapping with keys " + ", ".join(_TOP_KEYS))
     for k in data:
         if k not in _TOP_KEYS:
             raise _unknown_key(str(k), _TOP_KEYS)
@@ -1066,7 +908,24 @@ def _apply_all(data: Mapping[str, Any], overrides: Sequence[str]) -> ExperimentC
     merged = dict(data)
     for override in overrides:
         _apply_override(merged, override)
-    return from_dict(merged)
+    config = from_dict(merged)
+    check_dataset_options(config)
+    return config
+
+
+def check_dataset_options(config: ExperimentConfig) -> None:
+    """Raise ConfigError if ``data.options`` has an option the registered dataset does not
+    declare, or a value of the wrong type (an unregistered name is left to the registry).
+
+    A federated run's data (``reddit``) checks its own options (``RedditOptions``).
+    """
+    if config.federated is not None:
+        return
+    # Imported here, not at the top: the datasets import torch, this module must not.
+    from disparate.data import registry
+
+    if config.data.dataset in registry.list_datasets():
+        registry.check_options(config.data.dataset, config.data.options)
 
 
 def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
@@ -1092,7 +951,7 @@ def load_experiment(name_or_path: str, overrides: Sequence[str] = ()) -> Experim
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise _type_error(name_or_path, data, "a YAML mapping with keys " + ", ".join(_TOP_KEYS))
+        raise type_error(name_or_path, data, "a YAML mapping with keys " + ", ".join(_TOP_KEYS))
     data = dict(data)
     data.setdefault("name", default_name)
     return _apply_all(data, overrides)

@@ -32,7 +32,14 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, PercentFor
 __all__ = [
     "NON_PRIVATE_COLOR",
     "DP_COLOR",
+    "HIGHLIGHT_COLORS",
+    "OTHER_COLOR",
+    "OVERALL_COLOR",
+    "accuracy_yerr",
     "group_sort_key",
+    "mean_and_ci",
+    "new_figure",
+    "save_figure",
     "plot_accuracy_by_group",
     "plot_accuracy_vs_group_size",
     "plot_accuracy_over_epochs",
@@ -47,6 +54,8 @@ DP_COLOR = "#dd8452"
 TRAIN_COLOR = "#55a868"
 TEST_COLOR = "#8172b3"
 OTHER_COLOR = "#a0a0a0"
+#: Colour of the overall (all groups) line of a sweep.
+OVERALL_COLOR = "#222222"
 HIGHLIGHT_BACKGROUND = "#fff3c4"
 #: Colours of highlighted groups in line and scatter plots, in highlight order.
 HIGHLIGHT_COLORS = ("#c44e52", "#4c72b0", "#55a868", "#8172b3", "#937860", "#da8bc3")
@@ -96,7 +105,7 @@ def _number(value: Any) -> float:
     return x if math.isfinite(x) else math.nan
 
 
-def _stat(value: Any) -> tuple[float, tuple[float, float] | None]:
+def mean_and_ci(value: Any) -> tuple[float, tuple[float, float] | None]:
     """(mean, ci95 or None) of a ``{"mean", "ci95"}`` statistic or of a plain number."""
     if isinstance(value, Mapping):
         mean = _number(value.get("mean"))
@@ -139,10 +148,11 @@ def _shade_highlighted(ax: Any, names: Sequence[str], highlight: Sequence[str]) 
             ax.axvspan(i - 0.5, i + 0.5, color=HIGHLIGHT_BACKGROUND, zorder=0, lw=0)
 
 
-def _yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None]
-          ) -> list[list[float]] | None:
-    """Error-bar lengths of accuracy intervals, drawn within [0, 1] (a Student-t interval of
-    few seeds can reach past the bounds; the JSON keeps it as computed)."""
+def accuracy_yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None]
+                  ) -> list[list[float]] | None:
+    """Error-bar lengths (``[lower, upper]``, for ``yerr=``) of accuracy intervals, drawn
+    within [0, 1] (a Student-t interval of few seeds can reach past the bounds; the JSON
+    keeps it as computed); ``None`` when no mean has an interval."""
     if not any(ci is not None for ci in cis):
         return None
     lower, upper = [], []
@@ -198,7 +208,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
     bar_width = 0.8 / len(series)
     annotate = len(names) <= 24
     for k, (label, color, key) in enumerate(series):
-        stats = [_stat(g.get(key)) for g in groups]
+        stats = [mean_and_ci(g.get(key)) for g in groups]
         means = [m for m, _ in stats]
         heights = [0.0 if math.isnan(m) else m for m in means]
         xs = [i + (k - (len(series) - 1) / 2) * bar_width for i in range(len(names))]
@@ -209,7 +219,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
             bar.set_alpha(alpha)
             if name in highlight_names:
                 bar.set_linewidth(1.2)
-        yerr = _yerr(means, [ci for _, ci in stats])
+        yerr = accuracy_yerr(means, [ci for _, ci in stats])
         if yerr is not None:
             ax.errorbar(xs, heights, yerr=yerr, fmt="none", ecolor="black", elinewidth=0.9,
                         capsize=2.5, zorder=3)
@@ -236,7 +246,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
     default = "Test accuracy by group"
     if _is_comparison(data):
         default += ": non-private vs DP"
-        if any(_stat(g.get("dp_accuracy"))[1] is not None for g in groups):
+        if any(mean_and_ci(g.get("dp_accuracy"))[1] is not None for g in groups):
             default += " (95% CI over seeds)"
     _title(ax, title or default)
     return save_figure(fig, path)
@@ -454,8 +464,8 @@ def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
     label_points = len(groups) <= 40
     for group in groups:
         name = str(group.get("group"))
-        x, x_ci = _stat(group.get("non_private_accuracy"))
-        y, y_ci = _stat(group.get("drop"))
+        x, x_ci = mean_and_ci(group.get("non_private_accuracy"))
+        y, y_ci = mean_and_ci(group.get("drop"))
         if math.isnan(x) or math.isnan(y):
             continue
         emphasised = name in highlight_names
@@ -522,7 +532,7 @@ def plot_accuracy_vs_group_size(data: Mapping[str, Any], path: str | Path, *,
     for key, label, color, alpha in series:
         for group, size in zip(groups, sizes, strict=True):
             name = str(group.get("group"))
-            y, ci = _stat(group.get(key))
+            y, ci = mean_and_ci(group.get(key))
             if math.isnan(y) or math.isnan(size):
                 if key == series[-1][0]:
                     missing += 1

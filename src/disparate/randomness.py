@@ -15,8 +15,20 @@ so no two consumers ever read the same random numbers::
     fl_noise         DP-FedAvg Gaussian noise                     round
     fl_eval_subset   the fixed subset of interim evaluations     -
 
-The data (split, imbalance, subsample) is drawn from ``data.seed`` by the dataset modules,
-each under a key of its own (see :mod:`disparate.data.imbalance`).
+The data -- random splits, which examples ``data.reduce`` and ``data.subsample`` keep, the
+samples of a dataset -- is drawn from the streams of :data:`DATA_STREAMS`, rooted in
+``data.seed`` (:func:`data_generator`)::
+
+    stream               consumer                                          key
+    data_reduce          data.reduce and the stratified data.subsample     group
+    data_subsample       the unstratified subsample                        -
+    data_split           the test split of image-folder and table          -
+    faces_split          which faces are drawn into train and test         -
+    inat_draw            which iNaturalist images of a class are drawn     crc32("split/class")
+    tweets_sample        which tweets of a dialect and class are drawn     group, class
+    tweets_cues          which tweets get a cue token                      split (0 train, 1 test)
+    glove_rows           embedding rows of words without a GloVe vector    -
+    reddit_participants  the max_participants subset of Reddit authors     -
 
 Roots. The public root is ``training.seed`` (it is written to ``config.yaml`` and
 ``results.json``). The streams of :data:`SECRET_STREAMS` -- the ones the DP guarantee needs
@@ -35,13 +47,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from disparate.validation import check_seed
+
 __all__ = [
+    "DATA_STREAMS",
     "NOISE_REPRODUCIBLE",
     "NOISE_SECRET",
     "SECRET_BITS",
     "SECRET_STREAMS",
     "STREAMS",
     "SeedTree",
+    "data_generator",
     "new_secret",
     "stream_seed",
     "torch_generator",
@@ -57,6 +73,24 @@ STREAMS: tuple[str, ...] = (
     "fl_noise",
     "fl_eval_subset",
 )
+#: The data streams: name -> the words that follow ``data.seed`` in the entropy of its
+#: generator, ``numpy.random.default_rng([seed, *words, *key])``. The words are those the
+#: dataset modules used before the tree, so the presets keep the examples they selected;
+#: ``data_reduce`` has none (its key, a group index, comes right after the seed). Numpy pads
+#: entropy with zeros, so ``[seed]`` and ``[seed, 0]`` are one stream: no other stream may
+#: lack a word, and every group index below 0x1A7 (423 groups) is distinct from every word.
+DATA_STREAMS: dict[str, tuple[int, ...]] = {
+    "data_reduce": (),
+    "data_subsample": (0xFFFF_FFFF,),
+    "data_split": (0x5B117,),
+    "faces_split": (0xFACE5,),
+    "inat_draw": (0x1A7,),
+    "tweets_sample": (0x7EE7,),
+    "tweets_cues": (0xC0E,),
+    "glove_rows": (0x61_07E,),
+    "reddit_participants": (0x2EDD17,),
+}
+
 #: The streams rooted in the run's secret when it is differentially private.
 SECRET_STREAMS: frozenset[str] = frozenset({"sampling", "noise", "fl_participants", "fl_noise"})
 SECRET_BITS = 128
@@ -78,8 +112,7 @@ def _stream_index(stream: str) -> int:
 
 def stream_seed(root: int, stream: str, *key: int) -> int:
     """A 64-bit seed of ``stream`` (refined by ``key``, e.g. the epoch) under ``root``."""
-    if isinstance(root, bool) or not isinstance(root, int) or root < 0:
-        raise ValueError(f"root={root!r}: expected an int >= 0")
+    root = check_seed(root, "root")
     seq = np.random.SeedSequence(root, spawn_key=(_stream_index(stream), *map(int, key)))
     hi, lo = seq.generate_state(2, dtype=np.uint32)
     return int(hi) << 32 | int(lo)
@@ -89,6 +122,15 @@ def torch_generator(root: int, stream: str, *key: int,
                     device: torch.device | str = "cpu") -> torch.Generator:
     """A torch generator on ``device`` seeded by :func:`stream_seed`."""
     return torch.Generator(device=device).manual_seed(stream_seed(root, stream, *key))
+
+
+def data_generator(seed: int, stream: str, *key: int) -> np.random.Generator:
+    """The numpy generator of data stream ``stream`` (refined by ``key``) under ``data.seed``."""
+    seed = check_seed(seed)
+    if stream not in DATA_STREAMS:
+        raise ValueError(f"stream={stream!r}: expected one of "
+                         f"{', '.join(map(repr, DATA_STREAMS))}")
+    return np.random.default_rng([seed, *DATA_STREAMS[stream], *map(int, key)])
 
 
 def new_secret() -> int:

@@ -17,11 +17,7 @@ render as ``n/a``; a run that is not private says so instead of showing an epsil
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +25,29 @@ from typing import Any
 
 import yaml
 
-from disparate import plots
+from disparate import fileio, plots
+from disparate.reporting import format as fmt
+from disparate.reporting.document import (
+    Block,
+    Bullets,
+    Cell,
+    Document,
+    Facts,
+    Heading,
+    Image,
+    Paragraph,
+    Strong,
+    Table,
+    Text,
+    render_html,
+    render_markdown,
+)
 from disparate.results import (
     COMPARISON_FILE,
     CONFIG_FILE,
     METRICS_FILE,
     RESULTS_FILE,
+    read_json,
     size_dependence_note,
 )
 
@@ -51,8 +64,7 @@ __all__ = [
     "read_metrics",
     "read_config",
     "load_report_data",
-    "render_markdown",
-    "render_html",
+    "build_document",
     "write_report",
     "format_accuracy",
     "format_drop",
@@ -80,7 +92,7 @@ FIGURES: dict[str, tuple[str, str]] = {
 #: subgroups of the paper's Figure 1(b)); with a few groups the bar chart says it all.
 MANY_GROUPS = 12
 
-NA = "n/a"
+NA = fmt.NA
 HIGHLIGHT_MARK = "\u2605"  # black star
 SMALL_TEST_MARK = "\u2020"  # dagger
 ERR_NOT_A_DIRECTORY = "{path}: not a directory; expected a run or comparison directory"
@@ -89,24 +101,10 @@ ERR_NOTHING_TO_REPORT = (
     "by 'disparate compare') or a run directory (with {results}, written by 'disparate run'); "
     "found neither"
 )
-ERR_BAD_JSON = "{path}: not valid JSON: {error}"
-ERR_NOT_OBJECT = "{path}: expected a JSON object, got {kind}"
 ERR_BAD_METRICS = "{path}: line {line} is not a JSON object: {error}"
 
 
 # ----------------------------------------------------------------------------- reading
-
-
-def read_json(path: str | Path) -> dict[str, Any]:
-    """Parse a JSON object file; ``ValueError`` naming the file if it is not one."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(ERR_BAD_JSON.format(path=path, error=exc)) from exc
-    if not isinstance(data, dict):
-        raise ValueError(ERR_NOT_OBJECT.format(path=path, kind=type(data).__name__))
-    return data
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -318,76 +316,14 @@ def load_report_data(directory: str | Path) -> ReportData:
 
 # ----------------------------------------------------------------------------- formatting
 
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def _stat(value: Any) -> tuple[float | None, tuple[float, float] | None]:
-    if isinstance(value, Mapping):
-        ci = value.get("ci95")
-        interval = None
-        if isinstance(ci, Sequence) and not isinstance(ci, str) and len(ci) == 2:
-            lo, hi = _number(ci[0]), _number(ci[1])
-            if lo is not None and hi is not None:
-                interval = (lo, hi)
-        return _number(value.get("mean")), interval
-    return _number(value), None
-
-
-def format_accuracy(value: Any) -> str:
-    """An accuracy (fraction, or ``{"mean", "ci95"}``) as ``"97.0%"`` or
-    ``"97.0% [96.0, 98.0]"`` (95% interval over seeds); ``"n/a"`` when missing."""
-    mean, ci = _stat(value)
-    if mean is None:
-        return NA
-    text = f"{100 * mean:.1f}%"
-    if ci is not None:
-        text += f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    return text
-
-
-def format_drop(value: Any) -> str:
-    """A drop in accuracy (non-private - DP) in percentage points: ``"+2.0 pp"``, with
-    ``" [1.0, 3.0]"`` when there is an interval; ``"n/a"`` when missing."""
-    mean, ci = _stat(value)
-    if mean is None:
-        return NA
-    text = f"{100 * mean:+.1f} pp"
-    if ci is not None:
-        text += f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]"
-    return text
-
-
-def format_epsilon(value: Any) -> str:
-    """``"5.91"`` (``"0.0123"`` when small); ``"inf"``/``"n/a"`` when infinite or missing."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isinf(value):
-        return "inf"
-    x = _number(value)
-    if x is None:
-        return NA
-    return f"{x:.2f}" if x >= 0.1 else f"{x:.3g}"
+format_accuracy = fmt.accuracy
+format_drop = fmt.points
+format_epsilon = fmt.epsilon
 
 
 def _format_count(value: Any) -> str:
-    x = _number(value)
+    x = fmt.number(value)
     return NA if x is None else f"{int(x)}"
-
-
-def _format_plain(value: Any) -> str:
-    if value is None:
-        return NA
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 # ----------------------------------------------------------------------------- content
@@ -403,7 +339,7 @@ class Row:
     small_test: bool
 
 
-def _table(data: ReportData) -> tuple[list[str], list[Row]]:
+def _group_rows(data: ReportData) -> tuple[list[str], list[Row]]:
     rows: list[Row] = []
     if data.kind == "comparison":
         header = ["group", "train size", "test size", "non-private accuracy", "DP accuracy",
@@ -421,8 +357,8 @@ def _table(data: ReportData) -> tuple[list[str], list[Row]]:
                   "mean gradient norm", "clipped fraction"]
         for g in data.groups:
             name = str(g.get("group"))
-            norm = _number(g.get("grad_norm"))
-            clipped = _number(g.get("clipped_fraction"))
+            norm = fmt.number(g.get("grad_norm"))
+            clipped = fmt.number(g.get("clipped_fraction"))
             rows.append(Row(name, [name, _format_count(g.get("train_size")),
                                    _format_count(g.get("test_size")),
                                    format_accuracy(g.get("accuracy")),
@@ -440,7 +376,7 @@ def _overall(data: ReportData) -> list[str]:
         return [f"non-private {format_accuracy(overall.get('non_private_accuracy'))}, "
                 f"DP {format_accuracy(overall.get('dp_accuracy'))}, "
                 f"drop {format_drop(overall.get('drop'))}"]
-    loss = _number(data.data.get("test_loss"))
+    loss = fmt.number(data.data.get("test_loss"))
     text = f"{format_accuracy(data.data.get('overall_accuracy'))} ({data.mode})"
     if loss is not None:
         text += f", test loss {loss:.4g}"
@@ -458,12 +394,12 @@ def _gap(values: Iterable[tuple[str, float | None]], stored: Any = None) -> str:
     else computed from the per-group accuracies (groups without accuracy left out)."""
     if isinstance(stored, Mapping):
         best, worst = stored.get("best_group"), stored.get("worst_group")
-        best_acc, worst_acc = _number(stored.get("best_accuracy")), _number(
+        best_acc, worst_acc = fmt.number(stored.get("best_accuracy")), fmt.number(
             stored.get("worst_accuracy"))
-        difference = _number(stored.get("difference"))
+        difference = fmt.number(stored.get("difference"))
         if None not in (best, worst, best_acc, worst_acc, difference):
             text = _gap_text(str(best), best_acc, str(worst), worst_acc, difference)
-            mean, ci = _stat(stored.get("per_seed"))
+            mean, ci = fmt.stat(stored.get("per_seed"))
             if mean is not None and ci is not None:
                 text += (f"; gap per seed {100 * mean:.1f} pp "
                          f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
@@ -485,15 +421,15 @@ def _impact(data: ReportData) -> list[tuple[str, str]]:
         pgp = pgp if isinstance(pgp, Mapping) else {}
         text = f"Spearman \u03c1 = {plots.format_spearman(pgp.get('spearman'))}"
         extras = []
-        p_value = _number(pgp.get("p_value"))
+        p_value = fmt.number(pgp.get("p_value"))
         if p_value is not None:
             extras.append(f"p = {p_value:.3g}")
         n_groups = pgp.get("n_groups")
         if isinstance(n_groups, int) and not isinstance(n_groups, bool):
             extras.append(f"{n_groups} groups")
         per_seed = pgp.get("per_seed")
-        if isinstance(per_seed, Mapping) and _stat(per_seed)[1] is not None:
-            mean, ci = _stat(per_seed)
+        if isinstance(per_seed, Mapping) and fmt.stat(per_seed)[1] is not None:
+            mean, ci = fmt.stat(per_seed)
             extras.append(f"per seed {mean:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]")
         if extras:
             text += " (" + ", ".join(extras) + ")"
@@ -508,11 +444,11 @@ def _impact(data: ReportData) -> list[tuple[str, str]]:
         stored = stored if isinstance(stored, Mapping) else {}
         for label, key, gap_key in [("Gap, non-private", "non_private_accuracy", "non_private"),
                                     ("Gap, DP", "dp_accuracy", "dp")]:
-            items.append((label, _gap(((str(g.get("group")), _stat(g.get(key))[0])
+            items.append((label, _gap(((str(g.get("group")), fmt.stat(g.get(key))[0])
                                        for g in data.groups), stored.get(gap_key))))
     else:
         items.append((f"Gap, {data.mode}",
-                       _gap((str(g.get("group")), _number(g.get("accuracy")))
+                       _gap((str(g.get("group")), fmt.number(g.get("accuracy")))
                             for g in data.groups)))
     return items
 
@@ -535,17 +471,17 @@ def _epsilon_methods(privacy: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             out.append((str(method), f"\u03b5 = {format_epsilon(entry)}", ""))
             continue
         head = (f"\u03b5 = {format_epsilon(entry.get('epsilon'))} at "
-                f"\u03b4 = {_format_plain(entry.get('delta'))}")
+                f"\u03b4 = {fmt.plain(entry.get('delta'))}")
         if entry.get("approximate"):
             head += " (approximate)"
         if method == reported:
             head += " (reported)"
-        parts = [f"{label}: {_format_plain(entry.get(key))}" for key, label in [
+        parts = [f"{label}: {fmt.plain(entry.get(key))}" for key, label in [
             ("accountant", "accountant"), ("conversion", "conversion"),
             ("sampling", "sampling"), ("neighboring_relation", "neighbouring datasets")]
             if entry.get(key) is not None]
-        q = _number(entry.get("sampling_probability"))
-        numbers = [f"{label} = {_format_plain(entry.get(key))}" for key, label in [
+        q = fmt.number(entry.get("sampling_probability"))
+        numbers = [f"{label} = {fmt.plain(entry.get(key))}" for key, label in [
             ("dataset_size", "N"), ("batch_size", "b"), ("noise_multiplier", "z"),
             ("steps", "steps")] if entry.get(key) is not None]
         if q is not None:
@@ -566,12 +502,12 @@ def _mechanism(privacy: Mapping[str, Any]) -> list[tuple[str, str]]:
     if _text(privacy.get("description")):
         items = [("", _text(privacy.get("description")))]
     else:
-        items = [(label, _format_plain(privacy.get(key))) for key, label in keys
+        items = [(label, fmt.plain(privacy.get(key))) for key, label in keys
                  if privacy.get(key) is not None]
     calibration = privacy.get("calibration")
     if isinstance(calibration, Mapping) and calibration:
         items.append(("noise calibration", ", ".join(
-            f"{k} {_format_plain(v)}" for k, v in sorted(calibration.items()))))
+            f"{k} {fmt.plain(v)}" for k, v in sorted(calibration.items()))))
     return items
 
 
@@ -594,7 +530,7 @@ def _privacy_lines(data: ReportData) -> tuple[str, str]:
         first = eps.get(accountant) if accountant in eps else next(iter(eps.values()))
         if isinstance(first, Mapping):
             headline += (f": (\u03b5 = {format_epsilon(first.get('epsilon'))}, "
-                         f"\u03b4 = {_format_plain(first.get('delta'))})")
+                         f"\u03b4 = {fmt.plain(first.get('delta'))})")
     return headline, statement or NA
 
 
@@ -617,14 +553,14 @@ def _settings_text(settings: Any) -> str | None:
     if not isinstance(settings, Mapping):
         return None
     overrides = settings.get("overrides")
-    parts = [f"{_format_plain(settings.get('epochs'))} epochs",
-             f"batch size {_format_plain(settings.get('batch_size'))}",
-             f"learning rate {_format_plain(settings.get('lr'))}",
-             f"optimizer {_format_plain(settings.get('optimizer'))} "
-             f"(momentum {_format_plain(settings.get('momentum'))})",
-             f"{_format_plain(settings.get('sampling'))} sampling",
+    parts = [f"{fmt.plain(settings.get('epochs'))} epochs",
+             f"batch size {fmt.plain(settings.get('batch_size'))}",
+             f"learning rate {fmt.plain(settings.get('lr'))}",
+             f"optimizer {fmt.plain(settings.get('optimizer'))} "
+             f"(momentum {fmt.plain(settings.get('momentum'))})",
+             f"{fmt.plain(settings.get('sampling'))} sampling",
              _text(settings.get("mechanism")),
-             f"noise seeding {_format_plain(settings.get('noise_seeding'))}",
+             f"noise seeding {fmt.plain(settings.get('noise_seeding'))}",
              "overrides of the preset: " + (", ".join(map(str, overrides)) if overrides
                                             else "none" if overrides is not None else NA)]
     return "; ".join(p for p in parts if p)
@@ -647,11 +583,11 @@ def _facts(data: ReportData) -> list[tuple[str, str]]:
         for key, label in [("epochs", "Epochs"), ("steps", "Steps"),
                            ("config_hash", "Config hash")]:
             if data.data.get(key) is not None:
-                facts.append((label, _format_plain(data.data.get(key))))
+                facts.append((label, fmt.plain(data.data.get(key))))
         text = _settings_text(data.data.get("settings"))
         if text:
             facts.append(("Settings", text))
-        wall = _number(data.data.get("wall_time_s"))
+        wall = fmt.number(data.data.get("wall_time_s"))
         if wall is not None:
             facts.append(("Wall time", f"{wall:.1f} s"))
     facts.append(("Highlighted groups", ", ".join(data.highlight) or "none"))
@@ -666,9 +602,9 @@ def _legend(data: ReportData) -> list[str]:
         limit = (f"fewer than {data.min_group_test_size} test examples"
                  if data.min_group_test_size is not None else "few test examples")
         notes.append(f"{SMALL_TEST_MARK} small test set ({limit}): accuracy unreliable")
-    if data.kind == "comparison" and any(_stat(g.get("dp_accuracy"))[1] is not None
+    if data.kind == "comparison" and any(fmt.stat(g.get("dp_accuracy"))[1] is not None
                                          for g in data.groups):
-        notes.append("[lo, hi]: 95% Student-t interval of the mean over seeds")
+        notes.append(fmt.INTERVAL_LABEL)
     elif data.kind == "comparison":
         notes.append("one seed: no confidence intervals (n/a)")
     return notes
@@ -714,201 +650,66 @@ def write_figures(data: ReportData, directory: str | Path | None = None) -> dict
     return written
 
 
-# ----------------------------------------------------------------------------- markdown
+# ----------------------------------------------------------------------------- document
 
 
-def _md(text: Any) -> str:
-    """Text for a markdown table cell or inline position (pipes and markup escaped)."""
-    return re.sub(r"([\\`*|<])", r"\\\1", str(text)).replace("\n", " ")
-
-
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_md(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
-
-
-def render_markdown(data: ReportData, figures: Mapping[str, Path]) -> str:
-    """The report as Markdown; figures are referenced by file name (relative path)."""
-    lines = [f"# Report: {_md(data.experiment)}", ""]
-    if data.description:
-        lines += [f"{PRESET_NOTE}: {_md(data.description)}", ""]
-    lines += [f"- **{label}:** {_md(value)}" for label, value in _facts(data)]
-    lines.append("")
-
-    headline, statement = _privacy_lines(data)
-    lines += ["## Privacy", "", f"**{_md(headline)}.** {_md(statement)}", ""]
-    baseline = _baseline_note(data)
-    if baseline:
-        lines += [_md(baseline), ""]
-    mechanism = _mechanism(data.privacy)
-    if mechanism:
-        lines += ["Mechanism: " + "; ".join(f"{label} = {_md(v)}" if label else _md(v)
-                                  for label, v in mechanism)
-                  + ".", ""]
-    if _is_private(data.privacy):
-        methods = _epsilon_methods(data.privacy)
-        if methods:
-            lines += ["How epsilon was computed:", ""]
-            lines += [f"- **{_md(method)}**: {_md(head)}" + (f"; {_md(details)}" if details
-                                                             else "")
-                      for method, head, details in methods]
-            lines.append("")
-        else:
-            lines += ["Epsilon: n/a (no accounting in the result files).", ""]
-
-    lines += ["## Accuracy by group", ""]
-    lines += [f"Overall accuracy: {_md(text)}." for text in _overall(data)]
-    lines.append("")
-    header, rows = _table(data)
+def _group_table(data: ReportData) -> Table:
+    header, rows = _group_rows(data)
     cells = []
     for row in rows:
-        name = _md(row.group)
-        group_cell = f"**{name}** {HIGHLIGHT_MARK}" if row.highlighted else name
-        test_cell = row.cells[2] + (f" {SMALL_TEST_MARK} small" if row.small_test else "")
-        cells.append([group_cell, _md(row.cells[1]), _md(test_cell)]
-                     + [_md(c) for c in row.cells[3:]])
-    if cells:
-        lines += _md_table(header, cells)
-    else:
-        lines.append("No per-group results.")
-    lines.append("")
-    lines += [f"- {_md(note)}" for note in _legend(data)]
-    if _legend(data):
-        lines.append("")
-
-    lines += ["## Disparate impact", ""]
-    lines += [f"- **{_md(label)}:** {_md(text)}" for label, text in _impact(data)]
-    lines.append("")
-
-    lines += ["## Figures", ""]
-    if not figures:
-        lines += ["No figures (no per-group results).", ""]
-    for key, path in figures.items():
-        caption = FIGURES.get(key, (path.name, key))[1]
-        lines += [f"![{_md(caption)}]({Path(path).name})", "", f"*{_md(caption)}*", ""]
-    if "accuracy_over_epochs" not in figures:
-        lines += ["No per-epoch metrics (metrics.jsonl) found: no curves over epochs.", ""]
-    return "\n".join(lines).rstrip() + "\n"
+        group: Text = (Strong(row.group), f" {HIGHLIGHT_MARK}") if row.highlighted else row.group
+        test: Text | Cell = (Cell(f"{row.cells[2]} {SMALL_TEST_MARK} small", cls="small",
+                                  title="small test set") if row.small_test else row.cells[2])
+        cells.append((group, row.cells[1], test, *row.cells[3:]))
+    return Table(header=tuple(header), rows=tuple(cells), cls="groups",
+                 row_classes=tuple("highlight" if r.highlighted else "" for r in rows))
 
 
-# ----------------------------------------------------------------------------- html
-
-CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
-       max-width: 1100px; padding: 0 1em; color: #222; line-height: 1.45; }
-h1 { border-bottom: 2px solid #ddd; padding-bottom: .2em; }
-h2 { margin-top: 1.6em; border-bottom: 1px solid #eee; }
-table { border-collapse: collapse; margin: .6em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; }
-th { background: #f2f2f2; }
-td:first-child, th:first-child { text-align: left; }
-tr.highlight td { background: #fff3c4; font-weight: bold; }
-td.small { color: #b03030; }
-dl.facts { display: grid; grid-template-columns: max-content auto; gap: .15em 1em; }
-dl.facts dt { font-weight: bold; } dl.facts dd { margin: 0; }
-.statement { background: #f6f8fa; border-left: 4px solid #4c72b0; padding: .5em .8em; }
-.statement.not-private { border-left-color: #c44e52; }
-.note { color: #555; font-size: .9em; }
-figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption { color: #555; font-size: .9em; }
-"""
-
-
-def _h(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]],
-                row_classes: Sequence[str] | None = None, cls: str = "") -> list[str]:
-    """A table; ``rows`` cells are already-escaped HTML."""
-    out = [f'<table class="{_h(cls)}">' if cls else "<table>",
-           "<thead><tr>" + "".join(f"<th>{_h(h)}</th>" for h in header) + "</tr></thead>",
-           "<tbody>"]
-    for i, row in enumerate(rows):
-        row_cls = row_classes[i] if row_classes else ""
-        attr = f' class="{_h(row_cls)}"' if row_cls else ""
-        out.append(f"<tr{attr}>" + "".join(row) + "</tr>")
-    out += ["</tbody>", "</table>"]
-    return out
-
-
-def _data_uri(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def render_html(data: ReportData, figures: Mapping[str, Path]) -> str:
-    """The report as one self-contained HTML page (PNGs embedded as base64 data URIs)."""
-    title = f"Report: {data.experiment}"
-    body = [f"<h1>{_h(title)}</h1>"]
+def build_document(data: ReportData, figures: Mapping[str, Path]) -> Document:
+    """The report of a run or a comparison; ``figures`` are the written PNGs (key -> path)."""
+    blocks: list[Block] = []
     if data.description:
-        body.append(f'<p class="description">{_h(PRESET_NOTE)}: {_h(data.description)}</p>')
-    body.append('<dl class="facts">')
-    body += [f"<dt>{_h(label)}</dt><dd>{_h(value)}</dd>" for label, value in _facts(data)]
-    body.append("</dl>")
+        blocks.append(Paragraph(f"{PRESET_NOTE}: {data.description}", cls="description"))
+    blocks.append(Facts(tuple(_facts(data))))
 
     headline, statement = _privacy_lines(data)
     private = _is_private(data.privacy)
-    body.append("<h2>Privacy</h2>")
-    body.append(f'<p class="statement{"" if private else " not-private"}"><strong>'
-                f"{_h(headline)}.</strong> {_h(statement)}</p>")
+    blocks += [Heading("Privacy"),
+               Paragraph((Strong(f"{headline}."), f" {statement}"),
+                         cls="statement" if private else "statement not-private")]
     baseline = _baseline_note(data)
     if baseline:
-        body.append(f"<p>{_h(baseline)}</p>")
+        blocks.append(Paragraph(baseline))
     mechanism = _mechanism(data.privacy)
     if mechanism:
-        body.append("<p>Mechanism: " + "; ".join(f"{_h(label)} = {_h(v)}" if label else _h(v)
-                                                  for label, v in mechanism) + ".</p>")
+        blocks.append(Paragraph("Mechanism: " + "; ".join(f"{label} = {v}" if label else v
+                                                          for label, v in mechanism) + "."))
     if private:
         methods = _epsilon_methods(data.privacy)
         if methods:
-            body.append("<p>How epsilon was computed:</p>")
-            body.append('<ul class="epsilon">')
-            body += [f"<li><strong>{_h(method)}</strong>: {_h(head)}"
-                     + (f'<br><span class="note">{_h(details)}</span>' if details else "")
-                     + "</li>" for method, head, details in methods]
-            body.append("</ul>")
+            blocks += [Paragraph("How epsilon was computed:"),
+                       Bullets(tuple((Strong(method), f": {head}" + (f"; {details}" if details
+                                                                      else ""))
+                                     for method, head, details in methods), cls="epsilon")]
         else:
-            body.append("<p>Epsilon: n/a (no accounting in the result files).</p>")
+            blocks.append(Paragraph("Epsilon: n/a (no accounting in the result files)."))
 
-    body.append("<h2>Accuracy by group</h2>")
-    body += [f"<p>Overall accuracy: {_h(text)}.</p>" for text in _overall(data)]
-    header, rows = _table(data)
-    if rows:
-        cells, classes = [], []
-        for row in rows:
-            group = _h(row.group) + (f" {HIGHLIGHT_MARK}" if row.highlighted else "")
-            test = (f'<td class="small" title="small test set">{_h(row.cells[2])} '
-                    f"{SMALL_TEST_MARK} small</td>" if row.small_test
-                    else f"<td>{_h(row.cells[2])}</td>")
-            cells.append([f"<td>{group}</td>", f"<td>{_h(row.cells[1])}</td>", test]
-                         + [f"<td>{_h(c)}</td>" for c in row.cells[3:]])
-            classes.append("highlight" if row.highlighted else "")
-        body += _html_table(header, cells, classes, cls="groups")
-    else:
-        body.append("<p>No per-group results.</p>")
-    body += [f'<p class="note">{_h(note)}</p>' for note in _legend(data)]
+    blocks.append(Heading("Accuracy by group"))
+    blocks += [Paragraph(f"Overall accuracy: {text}.") for text in _overall(data)]
+    blocks.append(_group_table(data) if data.groups else Paragraph("No per-group results."))
+    legend = _legend(data)
+    if legend:
+        blocks.append(Bullets(tuple(legend), cls="note"))
 
-    body.append("<h2>Disparate impact</h2>")
-    body.append("<ul>")
-    body += [f"<li><strong>{_h(label)}:</strong> {_h(text)}</li>" for label, text in
-             _impact(data)]
-    body.append("</ul>")
-
-    body.append("<h2>Figures</h2>")
+    blocks += [Heading("Disparate impact"), Facts(tuple(_impact(data))), Heading("Figures")]
     if not figures:
-        body.append("<p>No figures (no per-group results).</p>")
-    for key, path in figures.items():
-        caption = FIGURES.get(key, (Path(path).name, key))[1]
-        body.append(f'<figure><img src="{_data_uri(Path(path))}" alt="{_h(caption)}">'
-                    f"<figcaption>{_h(caption)}</figcaption></figure>")
+        blocks.append(Paragraph("No figures (no per-group results)."))
+    blocks += [Image(Path(path), FIGURES.get(key, (Path(path).name, key))[1])
+               for key, path in figures.items()]
     if "accuracy_over_epochs" not in figures:
-        body.append("<p>No per-epoch metrics (metrics.jsonl) found: no curves over "
-                    "epochs.</p>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
+        blocks.append(Paragraph("No per-epoch metrics (metrics.jsonl) found: no curves over "
+                                "epochs."))
+    return Document(title=f"Report: {data.experiment}", blocks=tuple(blocks))
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -927,6 +728,7 @@ def write_report(directory: str | Path) -> dict[str, Path]:
     figures = write_figures(data)
     markdown_path = data.directory / REPORT_MARKDOWN
     html_path = data.directory / REPORT_HTML
-    markdown_path.write_text(render_markdown(data, figures), encoding="utf-8")
-    html_path.write_text(render_html(data, figures), encoding="utf-8")
+    document = build_document(data, figures)
+    fileio.write_text(markdown_path, render_markdown(document))
+    fileio.write_text(html_path, render_html(document))
     return {"markdown": markdown_path, "html": html_path, **figures}

@@ -30,6 +30,8 @@ from disparate.config import (
     to_dict,
 )
 from disparate.randomness import NOISE_REPRODUCIBLE, NOISE_SECRET
+from disparate.reporting import format as fmt
+from disparate.reporting.document import Block, Bullets, Strong, Table, Text, markdown_blocks
 
 __all__ = [
     "COMPARISON_FILE",
@@ -44,12 +46,14 @@ __all__ = [
     "caveats",
     "environment",
     "compare_runs",
+    "comparison_blocks",
     "format_comparison_table",
     "gap",
     "load_comparison",
     "load_results",
     "privacy_block",
     "resolved_settings",
+    "read_json",
     "read_metrics",
     "size_dependence",
     "size_dependence_note",
@@ -132,12 +136,22 @@ def _parse_json(path: Path, text: str | None = None) -> Any:
                          "it (or its run directory) and run again") from None
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a file (``results.json``, ``comparison.json``, ``study.json``, ...);
+    ``ValueError`` naming the file when it is corrupt or not an object."""
+    path = Path(path)
+    data = _parse_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def load_results(run_dir: str | Path) -> dict[str, Any]:
     """The ``results.json`` of a run directory."""
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no results (has the run finished?)")
-    return _parse_json(path)
+    return read_json(path)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -150,7 +164,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def load_comparison(out_dir: str | Path) -> dict[str, Any]:
     """The ``comparison.json`` of a comparison directory."""
-    return _parse_json(Path(out_dir) / COMPARISON_FILE)
+    return read_json(Path(out_dir) / COMPARISON_FILE)
 
 
 def _parse_text(path: Path) -> str:
@@ -621,17 +635,6 @@ def compare_runs(
 # --------------------------------------------------------------------------------------------
 
 
-def _pct(summary: Mapping[str, Any], *, signed: bool = False) -> str:
-    mean = summary.get("mean")
-    if mean is None:
-        return "n/a"
-    text = f"{100 * mean:+.1f}" if signed else f"{100 * mean:.1f}"
-    ci = summary.get("ci95")
-    if ci is not None:
-        text += f" ±{100 * (ci[1] - ci[0]) / 2:.1f}"
-    return text
-
-
 def _rho(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
@@ -650,66 +653,27 @@ def size_dependence_note(sd: Any) -> str | None:
     return text
 
 
-def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = False) -> str:
-    """Per-group table of a comparison: sizes, non-private and DP accuracy (%), drop (points).
-
-    Highlighted groups are marked with ``*`` (set in bold in markdown); groups with fewer
-    test examples than ``evaluation.min_group_test_size`` with ``!``. With several seeds each
-    cell is ``mean ±half-width of the 95% interval``.
-    """
+def _comparison_notes(comparison: Mapping[str, Any], *, markdown: bool) -> list[Text]:
     seeds = comparison["seeds"]
-    header = ["group", "train", "test", "non-DP acc %", "DP acc %", "drop (points)"]
-    rows: list[list[str]] = []
-    for g in comparison["groups"]:
-        small = "!" if g.get("small_test") else ""
-        if markdown:  # bold marks a highlighted group (a bare * would be emphasis)
-            name = f"**{g['group']}**{small}" if g.get("highlight") else f"{g['group']}{small}"
-        else:
-            name = f"{g['group']}{'*' if g.get('highlight') else ''}{small}"
-        rows.append([name, str(g["train_size"]), str(g["test_size"]),
-                     _pct(g["non_private_accuracy"]), _pct(g["dp_accuracy"]),
-                     _pct(g["drop"], signed=True)])
-    ov = comparison["overall"]
-    train_total = sum(g["train_size"] for g in comparison["groups"])
-    test_total = sum(g["test_size"] for g in comparison["groups"])
-    rows.append(["all", str(train_total), str(test_total), _pct(ov["non_private_accuracy"]),
-                 _pct(ov["dp_accuracy"]), _pct(ov["drop"], signed=True)])
-
-    lines: list[str] = []
-    if markdown:
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-    else:
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        fmt = [f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]]
-        lines.append("  ".join(f.format(h) for f, h in zip(fmt, header, strict=True)))
-        lines.append("  ".join("-" * w for w in widths))
-        for r in rows:
-            if r[0] == "all":
-                lines.append("  ".join("-" * w for w in widths))
-            lines.append("  ".join(f.format(c) for f, c in zip(fmt, r, strict=True)))
-
-    ppp = comparison["poor_get_poorer"]
-    gaps = comparison["gap"]
-    notes = []
+    notes: list[Text] = []
     seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
     if len(seeds) > 1:
         notes.append(f"mean over {seeds_text}, ± half-width of the 95% Student-t interval")
     else:
         notes.append(f"one seed ({seeds[0]}); no interval")
     if any(g.get("highlight") for g in comparison["groups"]):
-        notes.append(("**bold**" if markdown else "*") + ": highlighted group "
-                     "(evaluation.highlight)")
+        notes.append((Strong("bold") if markdown else "*",
+                      ": highlighted group (evaluation.highlight)"))
     if any(g.get("small_test") for g in comparison["groups"]):
         notes.append("! fewer test examples than evaluation.min_group_test_size: noisy")
+    ppp = comparison["poor_get_poorer"]
     notes.append(f"poor get poorer: Spearman rho = {_rho(ppp['spearman'])} between non-DP "
                  f"accuracy and DP drop across groups (negative: the poor get poorer)")
     size_note = size_dependence_note(comparison.get("size_dependence"))
     if size_note:
         notes.append(size_note)
     for label, key in (("non-DP", "non_private"), ("DP", "dp")):
-        gp = gaps[key]
+        gp = comparison["gap"][key]
         if gp.get("difference") is not None:
             notes.append(
                 f"gap {label}: {100 * gp['difference']:.1f} points (best {gp['best_group']} "
@@ -718,6 +682,61 @@ def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = F
     statement = comparison.get("privacy", {}).get("statement")
     if statement:
         notes.append(f"DP: {statement}")
-    sep = "\n\n" if markdown else "\n"
-    bullet = "- " if markdown else ""
-    return "\n".join(lines) + sep + "\n".join(bullet + n for n in notes)
+    return notes
+
+
+COMPARISON_HEADER = ("group", "train", "test", "non-DP acc %", "DP acc %", "drop (points)")
+
+
+def _comparison_rows(comparison: Mapping[str, Any], *, markdown: bool
+                     ) -> list[tuple[Text, ...]]:
+    rows: list[tuple[Text, ...]] = []
+    for g in comparison["groups"]:
+        small = "!" if g.get("small_test") else ""
+        if markdown:  # bold marks a highlighted group
+            name: Text = (Strong(g["group"]), small) if g.get("highlight") else g["group"] + small
+        else:
+            name = f"{g['group']}{'*' if g.get('highlight') else ''}{small}"
+        rows.append((name, str(g["train_size"]), str(g["test_size"]),
+                     fmt.spread(g["non_private_accuracy"]), fmt.spread(g["dp_accuracy"]),
+                     fmt.spread(g["drop"], signed=True)))
+    ov = comparison["overall"]
+    train_total = sum(g["train_size"] for g in comparison["groups"])
+    test_total = sum(g["test_size"] for g in comparison["groups"])
+    rows.append(("all", str(train_total), str(test_total), fmt.spread(ov["non_private_accuracy"]),
+                 fmt.spread(ov["dp_accuracy"]), fmt.spread(ov["drop"], signed=True)))
+    return rows
+
+
+def comparison_blocks(comparison: Mapping[str, Any]) -> list[Block]:
+    """The per-group table of a comparison and its notes, as document blocks."""
+    return [Table(header=COMPARISON_HEADER,
+                  rows=tuple(_comparison_rows(comparison, markdown=True)),
+                  right=tuple(range(1, len(COMPARISON_HEADER)))),
+            Bullets(tuple(_comparison_notes(comparison, markdown=True)))]
+
+
+def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = False) -> str:
+    """Per-group table of a comparison: sizes, non-private and DP accuracy (%), drop (points).
+
+    Highlighted groups are marked with ``*`` (set in bold in markdown); groups with fewer
+    test examples than ``evaluation.min_group_test_size`` with ``!``. With several seeds each
+    cell is ``mean ±half-width of the 95% interval``. Markdown is :func:`comparison_blocks`
+    rendered; the plain text is for a terminal.
+    """
+    if markdown:
+        return markdown_blocks(comparison_blocks(comparison)).rstrip("\n")
+    header = list(COMPARISON_HEADER)
+    rows = [[str(c) for c in r] for r in _comparison_rows(comparison, markdown=False)]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmts = [f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]]
+    lines = ["  ".join(f.format(h) for f, h in zip(fmts, header, strict=True)),
+             "  ".join("-" * w for w in widths)]
+    for r in rows:
+        if r[0] == "all":
+            lines.append("  ".join("-" * w for w in widths))
+        lines.append("  ".join(f.format(c) for f, c in zip(fmts, r, strict=True)))
+    notes = ["".join(n if isinstance(n, str) else n.text for n in
+                     (note if isinstance(note, tuple) else (note,)))
+             for note in _comparison_notes(comparison, markdown=False)]
+    return "\n".join(lines) + "\n" + "\n".join(notes)

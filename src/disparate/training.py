@@ -2,12 +2,14 @@
 
 Every run -- private or not -- trains through :class:`~disparate.privacy.DPOptimizer`, so the
 per-example gradient norms (before clipping) are measured in every mode, and the baselines
-train with exactly the batches the DP run uses. What the mechanism does comes from
-``config.privacy.mode``::
+train with exactly the batches the DP run uses. The mechanism -- sampler, clipping policy
+(``config.mitigation``; default DP-SGD's flat clipping), noise and accounting -- is one
+:class:`~disparate.privacy.plan.DPPlan` built from the config (:func:`resolve_noise`), whose
+named settings are the modes of ``config.privacy.mode``::
 
     mode          DPOptimizer
-    dp            max_grad_norm=S, noise_multiplier=z (calibrated first if target_epsilon)
-    clip-only     max_grad_norm=S, no noise
+    dp            the policy's weights (S), noise_multiplier=z (calibrated first if target_epsilon)
+    clip-only     the policy's weights (S), no noise
     noise-only    no clipping, noise_std
     non-private   no clipping, no noise
 
@@ -25,7 +27,6 @@ Files written to the run directory are described in ``docs/results-format.md``.
 from __future__ import annotations
 
 import errno
-import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,11 +38,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import fileio
+from disparate import distributed, fileio
 from disparate import results as res
 from disparate.config import (
     ExperimentConfig,
-    PrivacyConfig,
     config_hash,
     config_hashes,
     save_config,
@@ -51,26 +51,19 @@ from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
-from disparate.privacy.accounting import (
-    AccountantBoundError,
-    EpsilonReport,
-    bounded_epsilons,
-    calibrate_noise_multiplier,
-    compute_epsilon,
-    supported_methods,
-)
-from disparate.privacy.sampling import epoch_batches, steps_per_epoch
+from disparate.privacy.noise import add_gaussian_noise
+from disparate.privacy.plan import DPPlan, build_plan
 from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
     "CHECKPOINT_VERSION",
     "DIVERGED_FILE",
     "TrainingDivergedError",
-    "NoiseSetting",
     "RunResult",
     "build_model_for",
     "check_run_dir",
     "evaluate",
+    "plain_step",
     "prepare_data",
     "resolve_noise",
     "train",
@@ -100,6 +93,11 @@ ERR_FEDERATED = (
 ERR_DIVERGED = (
     "training diverged at epoch {epoch}, step {step}: {what}; no results were written "
     "(see {path}). Lower training.lr, check the inputs, or use a larger noise budget"
+)
+ERR_DISTRIBUTED_POLICY = (
+    "mitigation.method={method!r} releases private statistics of every batch, which are not yet "
+    "gathered across processes: run it in one process (WORLD_SIZE={world}); flat DP-SGD "
+    "(mitigation.method='dpsgd') runs distributed"
 )
 ERR_EMPTY_TRAIN = "the training set is empty after data.reduce / data.subsample: expected >= 1"
 
@@ -157,104 +155,59 @@ def _base_optimizer(config: ExperimentConfig, model: nn.Module) -> torch.optim.O
     return torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum)
 
 
-@dataclass(frozen=True)
-class NoiseSetting:
-    """The DPOptimizer arguments of a run and, if any, how z was calibrated."""
+def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+               x: torch.Tensor, y: torch.Tensor, *, expected_batch_size: float,
+               noise_std: float, generator: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of a run that needs neither clipping nor per-example norms (modes non-private
+    and noise-only): a plain forward and backward of the summed per-example losses, then what
+    :class:`DPOptimizer` does with an unclipped sum -- noise of ``noise_std`` per coordinate
+    from ``generator`` (the same draws, in the same order), division by
+    ``expected_batch_size``, ``optimizer.step()``. ``optimizer`` is the wrapped torch
+    optimizer; ``model`` must carry no :class:`GradSampleEngine` hooks. Returns the detached
+    per-example losses and outputs."""
+    optimizer.zero_grad(set_to_none=True)
+    outputs = model(x)
+    losses = loss_fn(outputs, y)
+    losses.sum().backward()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.requires_grad:
+                grad = torch.zeros_like(param) if param.grad is None else param.grad
+                param.grad = add_gaussian_noise(grad, noise_std, generator).div_(
+                    expected_batch_size)
+    optimizer.step()
+    return losses.detach(), outputs.detach()
 
-    max_grad_norm: float | None
-    noise_multiplier: float
-    noise_std: float | None
-    calibration: dict[str, Any] | None = None
 
-    @property
-    def z(self) -> float | None:
-        """The noise multiplier of a ``dp`` run, else ``None``."""
-        return self.noise_multiplier if self.noise_multiplier > 0 else None
-
-
-def _accounting_args(privacy: PrivacyConfig, dataset_size: int, batch_size: int
-                     ) -> dict[str, Any]:
-    return {
-        "dataset_size": dataset_size,
-        "batch_size": batch_size,
-        "delta": privacy.delta,
-        "sampling": privacy.sampling,
-        "shuffle_accounting": privacy.shuffle_accounting or "poisson",
-    }
-
-
-def resolve_noise(config: ExperimentConfig, dataset_size: int) -> NoiseSetting:
-    """What the optimizer gets; with ``privacy.target_epsilon``, z is calibrated here first.
+def resolve_noise(config: ExperimentConfig, dataset_size: int, *, num_groups: int | None = None
+                  ) -> DPPlan:
+    """The run's mechanism (:class:`~disparate.privacy.plan.DPPlan`); with
+    ``privacy.target_epsilon``, z is calibrated here first.
 
     Calibration uses ``privacy.calibrate_with`` (default: the configured accountant) for the
     run's total number of steps, ``epochs * ceil(N / b)`` with N the training-set size after
-    imbalance.
+    imbalance, composed with the clipping policy's auxiliary statistics (``mitigation``).
     """
-    p = config.privacy
-    mode = p.mode
-    if mode == "dp":
-        args = _accounting_args(p, dataset_size, config.training.batch_size)
-        if p.accountant not in supported_methods(args["sampling"], args["shuffle_accounting"]):
-            compute_epsilon(noise_multiplier=1.0, steps=1, method=p.accountant, **args)  # raises
-        calibration = None
-        z = p.noise_multiplier
-        if z is None:
-            steps = config.training.epochs * steps_per_epoch(dataset_size,
-                                                             config.training.batch_size)
-            method = p.calibrate_with or p.accountant
-            z = calibrate_noise_multiplier(target_epsilon=p.target_epsilon, steps=steps,
-                                           method=method, **args)
-            calibration = {"target_epsilon": p.target_epsilon, "method": method,
-                           "steps": steps, "noise_multiplier": z}
-        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=z, noise_std=None,
-                            calibration=calibration)
-    if mode == "clip-only":
-        return NoiseSetting(max_grad_norm=p.max_grad_norm, noise_multiplier=0.0, noise_std=None)
-    if mode == "noise-only":
-        return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=p.noise_std)
-    return NoiseSetting(max_grad_norm=None, noise_multiplier=0.0, noise_std=None)
+    return build_plan(config.privacy, dataset_size=dataset_size,
+                      batch_size=config.training.batch_size, epochs=config.training.epochs,
+                      mitigation=config.mitigation, num_groups=num_groups)
 
 
-@functools.lru_cache(maxsize=4096)
-def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
-    # Runs of a comparison or a sweep share (N, b, z, steps, ...): each epsilon once.
-    try:
-        report = compute_epsilon(**kwargs)
-    except AccountantBoundError:  # per-epoch progress only; results.json states the fallback
-        report = compute_epsilon(**{**kwargs, "method": "rdp"})
-    return report.epsilon, report.approximate
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_reports(methods: tuple[str, ...], **kwargs: Any
-                    ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
-    return bounded_epsilons(methods=methods, **kwargs)
-
-
-def _epsilon(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int
-             ) -> tuple[float | None, bool | None]:
-    """(epsilon spent after ``steps`` steps by the configured accountant, whether it is
-    approximate -- shuffled batches); ``(None, None)`` if not private."""
-    if not config.privacy.is_private or noise.z is None or steps < 1:
-        return None, None
-    return _cached_epsilon(noise_multiplier=noise.z, steps=steps,
-                           method=config.privacy.accountant,
-                           **_accounting_args(config.privacy, dataset_size,
-                                              config.training.batch_size))
-
-
-def _final_reports(config: ExperimentConfig, noise: NoiseSetting, dataset_size: int, steps: int,
-                   methods: tuple[str, ...]) -> tuple[dict[str, EpsilonReport] | None,
-                                                      dict[str, str]]:
-    """Epsilon by ``methods`` (those the run's sampling supports), and the methods left out
-    beyond the accountant's bound with the reason."""
-    if not config.privacy.is_private or noise.z is None:
-        return None, {}
-    args = _accounting_args(config.privacy, dataset_size, config.training.batch_size)
-    supported = supported_methods(args["sampling"], args["shuffle_accounting"])
-    reports, skipped = _cached_reports(tuple(m for m in methods if m in supported),
-                                       noise_multiplier=noise.z, steps=steps, **args)
-    return dict(reports), dict(skipped)
+def _with_policy(privacy: Mapping[str, Any], plan: DPPlan, optimizer: DPOptimizer
+                 ) -> dict[str, Any]:
+    """The privacy block with the clipping policy's components (noise multipliers) and, in
+    words, in the statement; the policy's final settings (an adapted bound)."""
+    block = dict(privacy)
+    mechanism = plan.mechanism()
+    if optimizer.policy is not None:
+        mechanism["policy_settings"] = optimizer.policy.settings()
+    block["mechanism"] = mechanism
+    extra = plan.statement_extra()
+    if extra:
+        block["statement"] = f"{block['statement']}. {extra}"
+    return block
 
 
 @torch.no_grad()
@@ -349,7 +302,8 @@ def _check_finite(model: nn.Module, bad_step: int, epoch: int, steps: int, out: 
             return
         step, what = steps, f"non-finite parameters ({', '.join(names[:3])})"
     path = out / DIVERGED_FILE
-    res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
+    if distributed.is_main():
+        res.write_json(path, {"status": "diverged", "epoch": epoch, "step": step, "what": what})
     raise TrainingDivergedError(ERR_DIVERGED.format(epoch=epoch, step=step, what=what,
                                                     path=path),
                                 epoch=epoch, step=step, what=what)
@@ -388,7 +342,7 @@ def _epoch_line(config: ExperimentConfig, m: Mapping[str, Any]) -> str:
             + (f"  [{groups}]" if groups else "") + eps + f"  ({m['elapsed_s']:.1f} s)")
 
 
-@fileio.holds_run_dir
+@distributed.on_main_rank(fileio.holds_run_dir)
 def train(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -421,24 +375,33 @@ def train(
         progress: tqdm progress bar: True / False, or None to show it only on a terminal.
         log: Called with one summary line per epoch (and notes); None for silence.
         on_epoch: Called with each epoch's metrics line (e.g. a TensorBoard writer).
+
+    In a process group (``docs/distributed.md``) every rank calls ``train`` alike; rank 0
+    alone reads and writes ``out_dir`` and calls ``log`` and ``on_epoch``.
     """
     t_start = time.perf_counter()
     if getattr(config, "federated", None) is not None:
         raise ValueError(ERR_FEDERATED.format(name=config.name))
-    out = check_run_dir(out_dir, resume=resume, overwrite=overwrite,
-                        digest=config_hashes(config))
+    distributed.check_launched()
+    main = distributed.is_main()
+    if not main:
+        log, on_epoch, progress = None, None, False
+    out = distributed.from_main(lambda: check_run_dir(out_dir, resume=resume,
+                                                      overwrite=overwrite,
+                                                      digest=config_hashes(config)))
     ckpt_path = out / res.CHECKPOINT_FILE
     metrics_path = out / res.METRICS_FILE
-    if resume and not ckpt_path.exists() and (out / res.RESULTS_FILE).exists():
+    if resume and distributed.from_main(
+            lambda: not ckpt_path.exists() and (out / res.RESULTS_FILE).exists()):
         # finished, of this config (checked above), its checkpoint deleted: keep the results
-        return RunResult(run_dir=out, results=res.load_results(out),
-                         metrics=res.read_metrics(out))
+        return distributed.from_main(lambda: RunResult(
+            run_dir=out, results=res.load_results(out), metrics=res.read_metrics(out)))
     tc = config.training
     if tc.num_threads is not None:
         torch.set_num_threads(tc.num_threads)
 
     if splits is None:
-        splits = prepare_data(config)
+        splits = distributed.main_first(lambda: prepare_data(config))  # one download
     train_set, test_set = splits
     n_train = len(train_set)
     if n_train == 0:
@@ -451,13 +414,18 @@ def train(
     data_counts = _data_counts(train_set)
     if data_counts and log is not None:
         log(f"data read: {res.dumps(data_counts)}")
-    spe = steps_per_epoch(n_train, batch_size)
-    noise = resolve_noise(config, n_train)
+    group_names = list(train_set.group_names)
+    plan = resolve_noise(config, n_train, num_groups=len(group_names))
+    if distributed.world_size() > 1 and plan.aux_noise_multipliers:
+        # each rank would release its shard's statistics: N noisy releases, not one
+        raise ValueError(ERR_DISTRIBUTED_POLICY.format(method=plan.method,
+                                                       world=distributed.world_size()))
+    spe = plan.steps_per_epoch
     digest = config_hash(config)
 
-    state: dict[str, Any] | None = None
-    if resume and ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path)
+    state: dict[str, Any] | None = distributed.from_main(
+        lambda: _load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None)
+    if state is not None:
         if state.get("config_hash") not in config_hashes(config):
             raise ValueError(ERR_RESUME_MISMATCH.format(
                 path=out, saved=state.get("config_hash"), current=digest,
@@ -465,30 +433,24 @@ def train(
     elif resume and log is not None:
         log(f"no checkpoint in {out}; starting from the beginning")
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / res.CONFIG_FILE)
-    (out / DIVERGED_FILE).unlink(missing_ok=True)
-    if not resume or state is None:  # a fresh start: no stale files of an earlier run
-        (out / res.RESULTS_FILE).unlink(missing_ok=True)
-        ckpt_path.unlink(missing_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / res.CONFIG_FILE)
+        (out / DIVERGED_FILE).unlink(missing_ok=True)
+        if not resume or state is None:  # a fresh start: no stale files of an earlier run
+            (out / res.RESULTS_FILE).unlink(missing_ok=True)
+            ckpt_path.unlink(missing_ok=True)
 
     saved_secret = None if state is None else state.get("secret")
-    seeds = SeedTree.for_run(tc.seed, private=config.privacy.is_private,
-                             reproducible=config.privacy.reproducible_noise,
-                             saved_secret=None if saved_secret is None else int(saved_secret, 16))
+    seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
+        tc.seed, private=config.privacy.is_private,
+        reproducible=config.privacy.reproducible_noise,
+        saved_secret=None if saved_secret is None else int(saved_secret, 16)))
     model = build_model_for(config, train_set).to(device)
     model.train()
-    optimizer = DPOptimizer(
-        _base_optimizer(config, model),
-        model,
-        expected_batch_size=batch_size,
-        max_grad_norm=noise.max_grad_norm,
-        noise_multiplier=noise.noise_multiplier,
-        noise_std=noise.noise_std,
-        noise_seed=seeds.seed_of("noise"),
-    )
+    optimizer = plan.optimizer(_base_optimizer(config, model), model,
+                               noise_seed=seeds.seed_of("noise"))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
-    group_names = list(train_set.group_names)
     n_groups = len(group_names)
 
     start_epoch = 0
@@ -503,7 +465,8 @@ def train(
         elapsed_before = float(state["elapsed_s"])
         if log is not None:
             log(f"resuming {out} after epoch {start_epoch}/{tc.epochs}")
-    _write_metrics(metrics_path, metrics)
+    if main:
+        _write_metrics(metrics_path, metrics)
 
     # Training data on the device once; batches are index tensors into it.
     x_all = train_set.inputs.to(device)
@@ -522,31 +485,33 @@ def train(
             norm_sum = torch.zeros(n_groups, dtype=torch.float64, device=device)
             clipped = torch.zeros(n_groups, dtype=torch.long, device=device)
             nonfinite = torch.zeros(n_groups, dtype=torch.long, device=device)
-            first_bad = torch.full((), -1, dtype=torch.long, device=device)  # no sync per step
-            batches = epoch_batches(config.privacy.sampling, n_train, batch_size,
-                                    seeds.root("sampling"), epoch)
+            # per step, over all ranks: examples and finite losses (no sync per step)
+            step_examples = torch.zeros(spe, dtype=torch.long, device=device)
+            step_finite = torch.zeros(spe, dtype=torch.long, device=device)
+            batches = plan.batches(seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             for k, idx in enumerate(batches, start=1):
                 idx = idx.to(device)
                 x, y, g = x_all[idx], y_all[idx], g_all[idx]
                 if augment is not None:
                     x = augment(x, aug_rng)
-                if checked is None and idx.numel():
+                x, y, g = distributed.shard(x, y, g)  # this rank's part of the global batch
+                if checked is None and len(y):
                     checked = self_check(model, loss_fn, x, y).as_dict()
                     t_step = time.perf_counter()
-                    step = optimizer.step(loss_fn, x, y)
+                    step = optimizer.step(loss_fn, x, y, groups=g)
                     checked["first_step_seconds"] = time.perf_counter() - t_step
                     if log is not None:
                         log(f"self-check passed in {checked['seconds']:.2f} s "
                             f"(first step {checked['first_step_seconds']:.2f} s)")
                 else:
-                    step = optimizer.step(loss_fn, x, y)
-                if idx.numel():
+                    step = optimizer.step(loss_fn, x, y, groups=g)
+                if len(y):
                     finite = torch.isfinite(step.norms)
                     # one example's non-finite loss is dropped and counted (clip weight 0);
                     # a step without any finite loss means the model itself diverged
-                    bad = (first_bad < 0) & ~torch.isfinite(step.losses).any()
-                    first_bad = torch.where(bad, torch.full_like(first_bad, k), first_bad)
+                    step_examples[k - 1] = len(y)
+                    step_finite[k - 1] = torch.isfinite(step.losses).sum()
                     loss_sum += step.losses.double().sum()
                     correct += (step.outputs.argmax(dim=1) == y).sum()
                     seen += torch.bincount(g, minlength=n_groups)
@@ -557,14 +522,17 @@ def train(
                     nonfinite += torch.bincount(g, weights=(~finite).double(),
                                                 minlength=n_groups).long()
                 bar.update(1)
-            _check_finite(model, int(first_bad), epoch + 1, spe, out)
+            distributed.all_reduce_sum([loss_sum, correct, seen, norm_sum, clipped, nonfinite,
+                                        step_examples, step_finite])
+            bad = ((step_examples > 0) & (step_finite == 0)).nonzero()
+            _check_finite(model, int(bad[0]) + 1 if len(bad) else -1, epoch + 1, spe, out)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             n_seen = int(seen.sum())
             seen_l, norm_l, clip_l = seen.tolist(), norm_sum.tolist(), clipped.tolist()
             bad_l = nonfinite.tolist()
             finite_l = [n - b for n, b in zip(seen_l, bad_l, strict=True)]
-            epsilon, epsilon_approximate = _epsilon(config, noise, n_train, steps_done)
+            epsilon, epsilon_approximate = plan.epsilon(steps_done)
             line = {
                 "epoch": epoch + 1,
                 "steps": steps_done,
@@ -585,21 +553,22 @@ def train(
                 "elapsed_s": elapsed_before + time.perf_counter() - t_start,
             }
             metrics.append(line)
-            _append_metrics(metrics_path, line)
-            if epoch + 1 == tc.epochs:
-                evaluation["predictions"].save(out / PREDICTIONS_FILE)
             elapsed = line["elapsed_s"]
-            _save_checkpoint(ckpt_path, {
-                "version": CHECKPOINT_VERSION,
-                "config_hash": digest,
-                "epoch": epoch + 1,
-                "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "metrics": metrics,
-                "elapsed_s": elapsed,
-                "self_check": checked,
-            })
+            if main:
+                _append_metrics(metrics_path, line)
+                if epoch + 1 == tc.epochs:
+                    evaluation["predictions"].save(out / PREDICTIONS_FILE)
+                _save_checkpoint(ckpt_path, {
+                    "version": CHECKPOINT_VERSION,
+                    "config_hash": digest,
+                    "epoch": epoch + 1,
+                    "secret": None if seeds.secret is None else f"{seeds.secret:x}",  # secret
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "metrics": metrics,
+                    "elapsed_s": elapsed,
+                    "self_check": checked,
+                })
             acc = line["test_accuracy"]
             bar.set_postfix_str(f"epoch {epoch + 1}/{tc.epochs} acc {_fmt_pct(acc)}")
             if log is not None:
@@ -624,17 +593,19 @@ def train(
         # seconds and outcome of the step-1 self-check (privacy.selfcheck); kept across a resume
         "self_check": checked if checked is not None else (state or {}).get("self_check"),
     }
-    if (out / PREDICTIONS_FILE).exists():
+    if main and (out / PREDICTIONS_FILE).exists():
         extra["group_metrics"] = Predictions.load(out).metrics().to_dict()
     if data_counts:
         extra["data_counts"] = data_counts
     nonfinite_by_group = metrics[-1].get("group_nonfinite", {})
 
     def write_results(methods: tuple[str, ...]) -> dict[str, Any]:
-        reports, skipped = _final_reports(config, noise, n_train, total_steps, methods)
-        privacy = res.privacy_block(config.privacy, noise_multiplier=noise.z, reports=reports,
-                                    steps=total_steps, calibration=noise.calibration,
+        reports, skipped = plan.reports(total_steps, methods)
+        privacy = res.privacy_block(config.privacy, noise_multiplier=plan.z, reports=reports,
+                                    steps=total_steps, calibration=plan.calibration,
                                     secret_noise=seeds.is_secret, skipped=skipped)
+        if config.mitigation is not None:
+            privacy = _with_policy(privacy, plan, optimizer)
         results = res.build_run_results(
             config,
             group_names=group_names,
@@ -652,7 +623,8 @@ def train(
         return results
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
-    results = write_results(("rdp", "rdp_classic"))
-    if config.privacy.is_private and noise.z is not None:
-        results = write_results(("rdp", "rdp_classic", "pld"))
+    # Rank 0 writes them; every other rank gets what it wrote.
+    results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic")))
+    if plan.is_private:
+        results = distributed.from_main(lambda: write_results(("rdp", "rdp_classic", "pld")))
     return RunResult(run_dir=out, results=results, metrics=metrics)

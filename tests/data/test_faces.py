@@ -18,6 +18,7 @@ from disparate.data import (
     DatasetNotFoundError,
     ImageGroupedDataset,
     dataset_options,
+    image_store,
     load_dataset,
     reduce_groups,
 )
@@ -36,7 +37,7 @@ from disparate.data.faces import (
     scan_utkface_wild,
 )
 from disparate.data.images import augmentation_generator
-from disparate.data.synthetic_faces import (
+from disparate.synthetic.faces import (
     DIF_AGES,
     MALFORMED_UTKFACE_NAMES,
     UTK_AGES,
@@ -342,7 +343,7 @@ def test_image_cache_is_reused(tree, tmp_path: Path, monkeypatch) -> None:
     def fail(*args, **kwargs):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(faces_module, "load_face_image", fail)
+    monkeypatch.setattr(image_store, "load_image", fail)
     second, _ = faces(root, **options)
     assert torch.equal(first.inputs, second.inputs)
 

@@ -100,3 +100,69 @@ def test_splits_unpack_and_to():
     moved = ds.to("cpu")
     assert torch.equal(moved.inputs, ds.inputs) and moved.group_names == ds.group_names
     assert "toy" in repr(ds)
+
+
+class _Shifted(GroupedDataset):
+    """A subclass that adds a transform and an attribute, and re-implements nothing else."""
+
+    def __init__(self, *args, shift: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shift = shift
+        self.notes = {"made": "here"}
+
+    def train_transform(self, inputs, generator=None):
+        return inputs + self.shift
+
+
+def _shifted(n=6):
+    base = make(n)
+    return _Shifted(base.inputs, base.labels, base.groups, group_names=base.group_names,
+                    num_classes=2, name="shifted", shift=100.0)
+
+
+def test_a_subclass_inherits_subset_and_to_with_its_transform_and_attributes():
+    ds = _shifted()
+    for derived in (ds.subset([4, 1]), ds.subset(torch.tensor([4, 1])).to("cpu")):
+        assert type(derived) is _Shifted and derived.shift == 100.0
+        assert derived.notes == {"made": "here"}
+        assert torch.equal(derived.train_transform(derived.inputs),
+                           ds.inputs[[4, 1]] + 100.0)
+        assert derived.labels.tolist() == ds.labels[[4, 1]].tolist()
+        assert derived.groups.tolist() == ds.groups[[4, 1]].tolist()
+    sub = ds.subset([0], name="one")
+    assert sub.name == "one" and len(sub) == 1 and len(ds) == 6
+    sub.notes["made"] = "there"
+    assert ds.notes == {"made": "here"}  # the copy's dict is its own
+
+
+def _all_subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def test_no_dataset_class_of_disparate_re_implements_subset_or_to():
+    import disparate.data  # noqa: F401  (imports every built-in dataset class)
+
+    classes = [c for c in _all_subclasses(GroupedDataset) if c.__module__.startswith("disparate")]
+    assert {c.__name__ for c in classes} >= {"ImageGroupedDataset", "TextGroupedDataset"}
+    for cls in classes:
+        assert "subset" not in vars(cls) and "to" not in vars(cls), cls
+
+
+def test_an_image_dataset_subset_keeps_its_augmentation():
+    from disparate.data.images import Augmentation, ImageGroupedDataset
+
+    images = torch.arange(4 * 3 * 10 * 10, dtype=torch.int64).remainder(256).to(torch.uint8)
+    ds = ImageGroupedDataset(images.reshape(4, 3, 10, 10), torch.tensor([0, 1, 0, 1]),
+                             torch.tensor([0, 1, 1, 0]), group_names=["a", "b"], num_classes=2,
+                             crop_size=8, augmentation=Augmentation(rotation=10, crop=True,
+                                                                    flip=True),
+                             info={"sources": 1})
+    sub = ds.subset([2, 3])
+    assert sub.augmentation == ds.augmentation and sub.crop_size == 8
+    assert sub.info == {"sources": 1}
+    got = sub.train_transform(sub.inputs, torch.Generator().manual_seed(5))
+    want = ds.train_transform(ds.inputs[[2, 3]], torch.Generator().manual_seed(5))
+    assert torch.equal(got, want)
+    assert not torch.equal(got, sub.eval_transform(sub.inputs))  # augmented, not centre crop

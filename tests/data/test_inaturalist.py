@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from disparate.data import DatasetNotFoundError, ImageGroupedDataset, dataset_options, load_dataset
-from disparate.data import inaturalist as inat
 from disparate.data.inaturalist import (
     PAPER_CLASSES,
     RELEASES,
@@ -21,8 +20,8 @@ from disparate.data.inaturalist import (
     read_annotations,
     release_subset,
     select_classes,
-    write_synthetic_inaturalist,
 )
+from disparate.synthetic.inaturalist import SYNTHETIC_COUNTS, write_synthetic_inaturalist
 
 SMALL = {"image_size": 12, "crop_size": 10, "cache": False, "workers": 1}
 SKIPPED = {"image without annotation", "image with several categories", "unknown category",
@@ -210,7 +209,28 @@ def test_download_goes_through_torchvision(tmp_path, monkeypatch):
     assert urls == [u for u, _ in RELEASES["2018"].annotation_archives]
     assert [c[2] for c in calls if c[0] == "annotations"][0] == "bfa29d89d629cbf04d826a720c0a68b0"
     assert ("images", base, "2018", "super", True) in calls
-    assert train.group_sizes() == {k: n for k, (n, _) in inat.SYNTHETIC_COUNTS.items()}
+    assert train.group_sizes() == {k: n for k, (n, _) in SYNTHETIC_COUNTS.items()}
     calls.clear()
     load(tmp_path, download=True, classes=None, subset_size=None)  # all there: no fetch
     assert calls == []
+
+
+def test_images_are_cached_under_their_own_name_and_an_old_faces_cache_is_taken_over(
+        releases, tmp_path, monkeypatch):
+    from disparate.data import image_store
+
+    root, _ = releases["2018"]
+    options = {"classes": 3, "subset_size": 12, "cache": True, "cache_dir": str(tmp_path)}
+    first, _ = load(root, **options)
+    caches = sorted(p.name for p in tmp_path.glob("*.npy"))
+    assert len(caches) == 2 and all(n.startswith("inaturalist-") for n in caches)
+    for name in caches:  # as an earlier version named them
+        (tmp_path / name).rename(tmp_path / name.replace("inaturalist-", "faces-"))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(image_store, "load_image", fail)
+    second, _ = load(root, **options)
+    assert torch.equal(first.inputs, second.inputs)
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == caches

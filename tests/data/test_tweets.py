@@ -28,8 +28,8 @@ from disparate.data.tweets import (
     remove_label_symbols,
     sentiment_label,
     tokenize,
-    write_synthetic_corpus,
 )
+from disparate.synthetic.tweets import WORDS, write_synthetic_corpus
 
 SMALL = {"train_sizes": {"AAE": 10, "SAE": 20}, "test_sizes": {"AAE": 6, "SAE": 8},
          "vocab_size": 200, "max_length": 10}
@@ -158,7 +158,7 @@ def test_label_symbols_are_gone_and_train_test_disjoint(corpus):
     for i in range(len(train)):
         words = set(train.decode(i))
         cls = CLASS_NAMES[int(train.labels[i])]
-        assert words & set(tweets_module._SYNTH_WORDS[cls]), words
+        assert words & set(WORDS[cls]), words
 
 
 def test_cue_tokens_follow_dialect_class_and_probability(corpus):

@@ -15,7 +15,7 @@ flower_app = pytest.importorskip(
 
 from disparate.config import from_dict  # noqa: E402
 from disparate.federated.simulation import load_federated_data, train_federated  # noqa: E402
-from disparate.federated.synthetic import (  # noqa: E402
+from disparate.synthetic.reddit import (  # noqa: E402
     default_population,
     tiny_config,
     write_dump,

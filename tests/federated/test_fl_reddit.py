@@ -18,7 +18,7 @@ from disparate.federated.reddit import (
     open_dump,
     tokenize,
 )
-from disparate.federated.synthetic import _open_write, default_population, write_dump
+from disparate.synthetic.reddit import _open_write, default_population, write_dump
 
 try:
     import zstandard  # noqa: F401

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from disparate.federated.reddit import iter_comments, open_dump
-from disparate.federated.synthetic import default_population, write_dump
 from disparate.fileio import CorruptFileError
+from disparate.synthetic.reddit import default_population, write_dump
 
 zstandard = pytest.importorskip("zstandard")
 

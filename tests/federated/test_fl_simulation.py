@@ -18,8 +18,8 @@ from disparate.federated.simulation import (
     load_federated_data,
     train_federated,
 )
-from disparate.federated.synthetic import default_population, tiny_config, write_dump
 from disparate.results import read_metrics
+from disparate.synthetic.reddit import default_population, tiny_config, write_dump
 
 # Runs compared bit for bit (resume, order, engines): noise from the recorded seed.
 REPRODUCIBLE = {"privacy": {"reproducible_noise": True}}
@@ -59,6 +59,13 @@ def test_run_writes_every_file(tiny, tmp_path: Path) -> None:
     assert p["noise_std_average"] == pytest.approx(2.0 * 0.5 / 4)
     assert "participant level" in p["statement"]
     assert set(p["epsilon"]) == {"rdp", "rdp_classic", "pld"}
+    # the settings actually used, as a centralised run's, and the per-round mark (issue #11)
+    s = r["settings"]
+    assert (s["rounds"], s["participants_per_round"], s["local_epochs"]) == (
+        3, 4, config.training.epochs)
+    assert s["lr"] == config.training.lr and s["sampling"] == config.privacy.sampling
+    assert all(m["epsilon_approximate"] is (config.privacy.sampling != "poisson")
+               for m in metrics)
     assert r["output_diversity"]["distinct_predicted"] >= 1
     rows = list(csv.DictReader((out / "participants.csv").open()))
     assert len(rows) == 12 and {"vocab_size", "bucket", "accuracy"} <= set(rows[0])

@@ -9,7 +9,7 @@ import pytest
 
 from disparate.config import from_dict
 from disparate.federated.simulation import compare_federated
-from disparate.federated.synthetic import default_population, tiny_config, write_dump
+from disparate.synthetic.reddit import default_population, tiny_config, write_dump
 
 
 def test_compare_refuses_the_results_of_another_config(tmp_path: Path) -> None:

@@ -1,21 +1,32 @@
 """The audit's report: ``audit.md``, ``audit.html`` and the ROC figure, from ``audit.json``.
 
-One document model (a list of blocks) rendered twice, to Markdown and to self-contained HTML,
-with the table and figure helpers of :mod:`disparate.report` and :mod:`disparate.plots`.
+A :class:`disparate.reporting.document.Document` rendered twice, to Markdown and to
+self-contained HTML, with the figure helpers of :mod:`disparate.plots`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from disparate import plots
+from disparate import fileio, plots
 from disparate.audit.runner import AUDIT_FILE, OVERALL
-from disparate.report import CSS, HIGHLIGHT_MARK, _data_uri, _h, _html_table, _md, _md_table
-from disparate.report import read_json as read_json_file
+from disparate.report import HIGHLIGHT_MARK
+from disparate.reporting.document import (
+    Block,
+    Bullets,
+    Document,
+    Heading,
+    Image,
+    Paragraph,
+    Strong,
+    Table,
+    render_html,
+    render_markdown,
+)
+from disparate.results import read_json
 
 __all__ = ["AUDIT_HTML", "AUDIT_MARKDOWN", "LIMITS", "ROC_FIGURE", "format_stat",
            "guesser_text", "plot_roc", "write_audit_report"]
@@ -69,16 +80,13 @@ def _bounds(values: Sequence[float | None]) -> str:
     return ", ".join(shown)
 
 
-@dataclass(frozen=True)
-class Block:
-    """One piece of the document: kind 'h2' | 'p' | 'list' | 'table' | 'figure'."""
-
-    kind: str
-    text: str = ""
-    items: tuple[str, ...] = ()
-    header: tuple[str, ...] = ()
-    rows: tuple[tuple[str, ...], ...] = ()
-    highlighted: tuple[bool, ...] = ()
+def _group_table(header: Sequence[str], rows: Sequence[tuple[str, ...]], marks: Sequence[bool]
+           ) -> Table:
+    """A per-group table; highlighted groups' names bold and their rows marked."""
+    return Table(header=tuple(header),
+                 rows=tuple(((Strong(r[0]) if m else r[0]), *r[1:])
+                            for r, m in zip(rows, marks, strict=True)),
+                 row_classes=tuple("highlight" if m else "" for m in marks))
 
 
 def _rows(audit: Mapping[str, Any]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
@@ -100,19 +108,20 @@ def _count(row: Mapping[str, Any], key: str) -> str:
     return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
 
 
-def document(audit: Mapping[str, Any], figure: str | None) -> list[Block]:
+def document(audit: Mapping[str, Any], figure: Path | None) -> list[Block]:
     """The report's blocks."""
     non_private, dp = _rows(audit)
     seeds = audit["seeds"]
     opts = audit["options"]
-    blocks = [Block("p", text=f"**{audit['headline']}.**"), Block("p", text=LIMITS)]
+    blocks: list[Block] = [Paragraph(Strong(f"{audit['headline']}."), cls="statement"),
+                           Paragraph(LIMITS)]
     exceeded = sum(audit["claim_exceeded"])
     verdict = (f"The overall lower bound exceeds the claimed epsilon in {exceeded} of "
                f"{len(seeds)} seed(s): the claim is refuted." if exceeded else
                f"The overall lower bound stays below the claimed epsilon in all {len(seeds)} "
                "seed(s): no evidence against the claim (which this does not prove).")
-    blocks.append(Block("p", text=verdict))
-    blocks += [Block("h2", text="Setup"), Block("list", items=(
+    blocks.append(Paragraph(verdict))
+    blocks += [Heading("Setup"), Bullets((
         f"experiment: {audit['experiment']}; seeds {', '.join(map(str, seeds))}",
         f"DP run: {audit['privacy_description']}; claims per seed: "
         + "; ".join(f"({c['epsilon']:.2f}, {c['delta']:g}) for N = {c['train_size']:,}"
@@ -146,9 +155,9 @@ def document(audit: Mapping[str, Any], figure: str | None) -> list[Block]:
             _bounds(dp_row["one_run"]["epsilon_lower_bound"]),
             _bounds(np_row["one_run"]["epsilon_lower_bound"])))
         marks.append(bool(np_row["highlight"]))
-    blocks += [Block("h2", text="Per group: attack AUC and one-run lower bound"),
-               Block("table", header=header, rows=tuple(rows), highlighted=tuple(marks)),
-               Block("p", text="AUC: mean [95% Student-t interval, cut to [0, 1]] over seeds; "
+    blocks += [Heading("Per group: attack AUC and one-run lower bound"),
+               _group_table(header, rows, marks),
+               Paragraph("AUC: mean [95% Student-t interval, cut to [0, 1]] over seeds; "
                      "accuracy on the test split; lower bounds: one per seed, each at the "
                      "stated confidence (per group: that group's canaries only). Sizes: per "
                      "seed (range if they differ).")]
@@ -164,17 +173,16 @@ def document(audit: Mapping[str, Any], figure: str | None) -> list[Block]:
                           format_stat(row["loss"]["tpr_at_1pct_fpr"], 3),
                           format_stat(row["loss"]["advantage"], 3)))
             marks2.append(bool(row["highlight"]))
-    blocks += [Block("h2", text="TPR at low FPR and membership advantage"),
-               Block("table", header=header2, rows=tuple(rows2), highlighted=tuple(marks2)),
-               Block("p", text="With n non-members the FPR moves in steps of 1/n: with fewer "
+    blocks += [Heading("TPR at low FPR and membership advantage"),
+               _group_table(header2, rows2, marks2),
+               Paragraph("With n non-members the FPR moves in steps of 1/n: with fewer "
                      "than 1,000 (or 100) non-members, TPR at 0.1% (1%) FPR is TPR at FPR 0.")]
-    blocks.append(Block("h2", text="Leakage by group"))
-    blocks.append(Block("p", text=leakage_sentence(non_private, dp)))
+    blocks.append(Heading("Leakage by group"))
+    blocks.append(Paragraph(leakage_sentence(non_private, dp)))
     if figure:
-        blocks += [Block("h2", text="Figure"), Block(
-            "figure", text=figure,
-            items=(f"Offline-LiRA ROC per group (seed {seeds[0]}), DP vs non-private; "
-                   "log-log axes, dashed: chance",))]
+        blocks += [Heading("Figure"), Image(
+            figure, f"Offline-LiRA ROC per group (seed {seeds[0]}), DP vs non-private; "
+                    "log-log axes, dashed: chance")]
     return blocks
 
 
@@ -214,60 +222,13 @@ def plot_roc(audit: Mapping[str, Any], path: str | Path) -> Path:
     return plots.save_figure(fig, path)
 
 
-def render_markdown(title: str, blocks: Sequence[Block]) -> str:
-    """The blocks as Markdown."""
-    lines = [f"# {_md(title)}", ""]
-    for b in blocks:
-        if b.kind == "h2":
-            lines += [f"## {_md(b.text)}", ""]
-        elif b.kind == "p":
-            bold = b.text.startswith("**") and b.text.endswith("**")
-            lines += [f"**{_md(b.text[2:-2])}**" if bold else _md(b.text), ""]
-        elif b.kind == "list":
-            lines += [f"- {_md(item)}" for item in b.items] + [""]
-        elif b.kind == "table":
-            rows = [[(f"**{_md(c)}**" if mark and i == 0 else _md(c)) for i, c in enumerate(row)]
-                    for row, mark in zip(b.rows, b.highlighted, strict=True)]
-            lines += _md_table(b.header, rows) + [""]
-        elif b.kind == "figure":
-            lines += [f"![{_md(b.items[0])}]({Path(b.text).name})", "", f"*{_md(b.items[0])}*",
-                      ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def render_html(title: str, blocks: Sequence[Block], directory: Path) -> str:
-    """The blocks as one self-contained HTML page."""
-    body = [f"<h1>{_h(title)}</h1>"]
-    for b in blocks:
-        if b.kind == "h2":
-            body.append(f"<h2>{_h(b.text)}</h2>")
-        elif b.kind == "p":
-            bold = b.text.startswith("**") and b.text.endswith("**")
-            body.append(f'<p class="statement"><strong>{_h(b.text[2:-2])}</strong></p>' if bold
-                        else f"<p>{_h(b.text)}</p>")
-        elif b.kind == "list":
-            body += ["<ul>", *(f"<li>{_h(item)}</li>" for item in b.items), "</ul>"]
-        elif b.kind == "table":
-            cells = [[f"<td>{_h(c)}</td>" for c in row] for row in b.rows]
-            body += _html_table(b.header, cells,
-                                ["highlight" if m else "" for m in b.highlighted])
-        elif b.kind == "figure":
-            body.append(f'<figure><img src="{_data_uri(directory / b.text)}" '
-                        f'alt="{_h(b.items[0])}"><figcaption>{_h(b.items[0])}</figcaption>'
-                        "</figure>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-            + "\n".join(body) + "\n</body>\n</html>\n")
-
-
 def write_audit_report(directory: str | Path) -> dict[str, Path]:
     """Write ``audit.md``, ``audit.html`` and ``audit_roc.png`` from ``directory/audit.json``."""
     out = Path(directory)
-    audit = read_json_file(out / AUDIT_FILE)
+    audit = read_json(out / AUDIT_FILE)
     figure = plot_roc(audit, out / ROC_FIGURE)
-    blocks = document(audit, figure.name)
-    title = f"Privacy audit: {audit['experiment']}"
-    md, page = out / AUDIT_MARKDOWN, out / AUDIT_HTML
-    md.write_text(render_markdown(title, blocks), encoding="utf-8")
-    page.write_text(render_html(title, blocks, out), encoding="utf-8")
+    doc = Document(title=f"Privacy audit: {audit['experiment']}",
+                   blocks=tuple(document(audit, figure)))
+    md = fileio.write_text(out / AUDIT_MARKDOWN, render_markdown(doc))
+    page = fileio.write_text(out / AUDIT_HTML, render_html(doc))
     return {"markdown": md, "html": page, "roc": figure}

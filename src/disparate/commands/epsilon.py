@@ -6,6 +6,12 @@ Examples::
         --epochs 60 --delta 1e-6
     disparate epsilon --dataset-size 60000 --batch-size 256 --target-epsilon 8 \\
         --epochs 60 --delta 1e-6 --method pld --json
+    disparate epsilon --dataset-size 54649 --batch-size 256 --target-epsilon 5 --epochs 4 \\
+        --clipping-policy dpsgd-f --option count_noise_std=12.8 --groups 10
+
+With ``--clipping-policy`` the mechanism is the run's :class:`~disparate.privacy.plan.DPPlan`:
+every step composes the gradient's Gaussian with the policy's auxiliary statistics, and z is
+the gradient's noise multiplier (calibrated for the composed total).
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ ERR_METHODS_WITH_TARGET = "--methods applies only without --target-epsilon; use 
 ERR_METHOD_WITHOUT_TARGET = "--method applies only with --target-epsilon; use --methods"
 ERR_SHUFFLE_ACCOUNTING = "--shuffle-accounting applies only with --sampling shuffle"
 ERR_TOLERANCE_WITHOUT_TARGET = "--tolerance applies only with --target-epsilon"
+ERR_OPTION = "--option {value!r}: expected KEY=VALUE with a number VALUE, e.g. count_noise_std=4"
+ERR_OPTION_WITHOUT_POLICY = "--option and --groups apply only with --clipping-policy"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -98,6 +106,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="with --target-epsilon: absolute tolerance on the noise multiplier (default 1e-4)",
     )
+    parser.add_argument("--clipping-policy", default=None, metavar="METHOD",
+                        help="a clipping policy of disparate mitigate (dpsgd-f, adaptive-clip, "
+                        "...): its auxiliary statistics are composed in every step")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of --clipping-policy (repeatable)")
+    parser.add_argument("--groups", type=int, default=None, metavar="K",
+                        help="number of groups, for a policy that clips by group")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
     return parser
@@ -133,7 +148,9 @@ def _header(args: argparse.Namespace, steps: int, report: EpsilonReport) -> list
         f"  delta               {report.delta:g}",
         f"  sampling            {report.sampling}",
         f"  neighbouring        {report.neighboring_relation}",
-    ]
+    ] + ([f"  auxiliary z         {', '.join(f'{a:g}' for a in report.aux_noise_multipliers)} "
+          f"(--clipping-policy {args.clipping_policy}, composed in every step)"]
+         if report.aux_noise_multipliers else [])
 
 
 def _notes(reports: list[EpsilonReport]) -> list[str]:
@@ -151,6 +168,28 @@ def _validate(args: argparse.Namespace) -> None:
         raise ValueError(ERR_TOLERANCE_WITHOUT_TARGET)
     if args.shuffle_accounting is not None and args.sampling != "shuffle":
         raise ValueError(ERR_SHUFFLE_ACCOUNTING)
+    if args.clipping_policy is None and (args.option or args.groups is not None):
+        raise ValueError(ERR_OPTION_WITHOUT_POLICY)
+
+
+def _aux_noise_multipliers(args: argparse.Namespace) -> tuple[float, ...]:
+    """The noise multipliers of ``--clipping-policy``'s statistics, from its plan."""
+    from disparate.privacy.plan import DPPlan
+
+    options: dict[str, float] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise ValueError(ERR_OPTION.format(value=item))
+    plan = DPPlan(setting="dp", dataset_size=args.dataset_size, batch_size=args.batch_size,
+                  sampling=args.sampling, shuffle_accounting=args.shuffle_accounting,
+                  delta=args.delta, max_grad_norm=1.0, method=args.clipping_policy,
+                  method_options=options, num_groups=args.groups)
+    return plan.aux_noise_multipliers
 
 
 def run(args: argparse.Namespace) -> int:
@@ -168,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         "sampling": args.sampling,
         "shuffle_accounting": args.shuffle_accounting or "poisson",
     }
+    if args.clipping_policy is not None:
+        common["aux_noise_multipliers"] = _aux_noise_multipliers(args)
     if args.target_epsilon is not None:
         return _run_target(args, steps, common)
     return _run_epsilons(args, steps, common)

@@ -261,7 +261,7 @@ def _report(args: argparse.Namespace) -> int:
 def _sample_dump(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from disparate.federated.synthetic import AuthorSpec, write_dump
+    from disparate.synthetic.reddit import AuthorSpec, write_dump
 
     rng = np.random.default_rng(args.seed)
     lo, hi = args.posts

@@ -146,10 +146,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train and print where the results are."""
+    """Train and print where the results are; under torchrun, one run on all its processes
+    (docs/distributed.md) of which rank 0 alone prints and writes."""
+    from disparate import distributed
     from disparate.training import train
 
     config = load_config(args)
+    launch = distributed.Launch.from_environment()
+    follower = launch is not None and launch.rank > 0
+    if follower:
+        args = argparse.Namespace(**{**vars(args), "quiet": True, "tensorboard": None})
     if args.no_dp:
         config = config.non_private()
     out = Path(args.out) if args.out else Path(
@@ -166,9 +172,10 @@ def run(args: argparse.Namespace) -> int:
     if log is not None:
         log(f"{config.name}: {config.privacy.describe()} -> {out}")
     try:
-        result = train(config, out, resume=args.resume, overwrite=args.overwrite,
-                       device=args.device, progress=False if args.quiet else None, log=log,
-                       on_epoch=board)
+        with distributed.launched(args.device) as device:
+            result = train(config, out, resume=args.resume, overwrite=args.overwrite,
+                           device=device, progress=False if args.quiet else None, log=log,
+                           on_epoch=board)
     except DatasetNotFoundError as exc:
         raise ValueError(str(exc)) from exc
     except KeyboardInterrupt:
@@ -177,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if board is not None:
             board.close()
+    if follower:
+        return 0
     r = result.results
     acc = {g["group"]: g["accuracy"] for g in r["groups"]}
     parts = [f"test accuracy {100 * r['overall_accuracy']:.2f}%"]

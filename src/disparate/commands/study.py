@@ -4,7 +4,7 @@ NAME is a shipped study (``fig4``, ``fig5a``, ``fig5b``, ``fig5c``, ``fig5d``; `
 shows them) or the path of a study YAML file. Every grid point is a run directory keyed by
 the hash of its resolved config: running the command again skips finished points, resumes
 interrupted ones from their checkpoints and retries failed ones. Then the tidy CSV, the
-figures and ``report.md`` are (re)written.
+figures, ``report.md`` and ``report.html`` are (re)written.
 
 Examples::
 
@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from disparate.studies import (
+from disparate.study import (
+    expand,
     list_studies,
     load_study,
     parse_grid_option,
@@ -43,7 +44,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Run every point of a study (a base experiment plus variants and a grid over "
             "config keys), skipping finished points and resuming interrupted ones, then "
             "write results.csv (one row per run x epoch x group x metric), summary.csv "
-            "(mean and 95%% interval over seeds), the figures and report.md. Shipped "
+            "(mean and 95%% interval over seeds), the figures, report.md and report.html. "
+            "Shipped "
             "studies: fig4 (clipping and noise), fig5a (epsilon), fig5b (batch size), "
             "fig5c (epochs), fig5d (size of the under-represented class)."
         ),
@@ -117,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
                        seeds=args.seeds)
     out = Path(args.out) if args.out else DEFAULT_OUT / f"{study.name}-{study.scale}"
     if args.dry_run:
-        from disparate.studies import expand
-
         runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
         points = expand(study, runs_dir)
         print(f"study {study.name} ({study.scale}): {len(points)} points, runs in {runs_dir}")

@@ -17,6 +17,7 @@ import torch
 
 from disparate.data.grouped import DatasetSplits, GroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.validation import check_seed
 
 __all__ = ["DIGITS_MEAN", "DIGITS_STD", "DIGITS_TEST_FRACTION", "build_digits"]
 
@@ -35,8 +36,7 @@ def build_digits(
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an int >= 0")
+    seed = check_seed(seed)
     bunch = load_digits()
     images = np.asarray(bunch.images, dtype=np.float32) / 16.0
     labels = np.asarray(bunch.target, dtype=np.int64)

@@ -40,6 +40,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from disparate.randomness import data_generator
+
 __all__ = [
     "CACHE_VERSION",
     "EmbeddingInit",
@@ -256,7 +258,7 @@ def embedding_matrix(
                 f"no word of the {v}-word vocabulary has a vector; initialising every row "
                 f"from N(0, {FALLBACK_STD}^2)", stacklevel=2)
             std = FALLBACK_STD
-    rng = np.random.default_rng([int(seed), 0x61_07E])
+    rng = data_generator(seed, "glove_rows")
     matrix = (rng.standard_normal((v, dim)) * std).astype(np.float32)
     for i in np.flatnonzero(found):
         vec = vectors[vocabulary[i]]

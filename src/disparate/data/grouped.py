@@ -9,10 +9,11 @@ batch directly (``ds.inputs[idx]``) instead of going through a ``DataLoader``.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 IndexLike = Sequence[int] | np.ndarray | torch.Tensor
+_Dataset = TypeVar("_Dataset", bound="GroupedDataset")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -73,6 +75,9 @@ class GroupedDataset(Dataset):
         name: short description, e.g. ``"mnist/train"``.
 
     ``ds[i]`` returns ``(x, y, g)``; a tensor of indices returns batched tensors.
+
+    ``subset`` and ``to`` keep the class and every attribute of a subclass, so a subclass need
+    not re-implement them.
 
     ``train_transform``: ``None`` here (inputs are stored model-ready). A dataset that stores
     raw inputs and augments them (e.g. :class:`disparate.data.images.ImageGroupedDataset`)
@@ -218,30 +223,28 @@ class GroupedDataset(Dataset):
         return dict(zip(self.class_names, (int(c) for c in counts), strict=True))
 
     # -- derived datasets -------------------------------------------------------------------
-    def subset(self, indices: IndexLike, *, name: str | None = None) -> GroupedDataset:
+    def _with_tensors(self: _Dataset, inputs: torch.Tensor, labels: torch.Tensor,
+                      groups: torch.Tensor, name: str) -> _Dataset:
+        """A copy of this dataset -- of its class, with every attribute a subclass added (its
+        transform, vocabulary, provenance) -- holding other tensors of the same examples'
+        kind; lists and dicts are copied, so changing the copy's leaves this one's alone."""
+        like = copy.copy(self)
+        for key, value in vars(self).items():
+            if isinstance(value, list | dict):
+                setattr(like, key, copy.copy(value))
+        like.inputs, like.labels, like.groups, like.name = inputs, labels, groups, name
+        return like
+
+    def subset(self: _Dataset, indices: IndexLike, *, name: str | None = None) -> _Dataset:
         """The examples at ``indices`` (ints or a boolean mask), in that order."""
         idx = _as_index_tensor(indices, len(self))
-        return GroupedDataset(
-            self.inputs[idx],
-            self.labels[idx],
-            self.groups[idx],
-            group_names=self.group_names,
-            num_classes=self.num_classes,
-            class_names=self.class_names,
-            name=self.name if name is None else name,
-        )
+        return self._with_tensors(self.inputs[idx], self.labels[idx], self.groups[idx],
+                                  self.name if name is None else name)
 
-    def to(self, device: torch.device | str) -> GroupedDataset:
+    def to(self: _Dataset, device: torch.device | str) -> _Dataset:
         """A copy with all tensors on ``device`` (for fast batch indexing on a GPU)."""
-        return GroupedDataset(
-            self.inputs.to(device),
-            self.labels.to(device),
-            self.groups.to(device),
-            group_names=self.group_names,
-            num_classes=self.num_classes,
-            class_names=self.class_names,
-            name=self.name,
-        )
+        return self._with_tensors(self.inputs.to(device), self.labels.to(device),
+                                  self.groups.to(device), self.name)
 
 
 class DatasetSplits(NamedTuple):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from disparate.data.grouped import GroupedDataset, IndexLike, _as_index_tensor
+from disparate.data.grouped import GroupedDataset
 from disparate.randomness import torch_generator
 
 __all__ = [
@@ -226,27 +226,6 @@ class ImageGroupedDataset(GroupedDataset):
             f"image_shape={self.image_shape}, input_shape={self.input_shape}, "
             f"num_classes={self.num_classes}, groups={self.group_sizes()})"
         )
-
-    # -- derived datasets -------------------------------------------------------------------
-    def _like(self, images: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
-              name: str) -> ImageGroupedDataset:
-        return ImageGroupedDataset(
-            images, labels, groups, group_names=self.group_names, num_classes=self.num_classes,
-            crop_size=self.crop_size, mean=self.mean, std=self.std,
-            augmentation=self.augmentation, class_names=self.class_names, name=name,
-            info=self.info,
-        )
-
-    def subset(self, indices: IndexLike, *, name: str | None = None) -> ImageGroupedDataset:
-        """The examples at ``indices`` (ints or a boolean mask), in that order."""
-        idx = _as_index_tensor(indices, len(self))
-        return self._like(self.inputs[idx], self.labels[idx], self.groups[idx],
-                          self.name if name is None else name)
-
-    def to(self, device: torch.device | str) -> ImageGroupedDataset:
-        """A copy with all tensors on ``device``."""
-        return self._like(self.inputs.to(device), self.labels.to(device),
-                          self.groups.to(device), self.name)
 
 
 def _affine(angle: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor,

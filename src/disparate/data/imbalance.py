@@ -18,22 +18,17 @@ import numpy as np
 import torch
 
 from disparate.data.grouped import DatasetSplits, GroupedDataset
+from disparate.randomness import data_generator
+from disparate.validation import check_seed
 
 __all__ = ["apply_imbalance", "reduce_groups", "subsample"]
 
 SizeSpec = int | float
-_UNSTRATIFIED_STREAM = 0xFFFF_FFFF  # seed-sequence key distinct from every group index
-
-
-def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an int >= 0")
-    return int(seed)
 
 
 def _group_permutation(dataset: GroupedDataset, group: int, seed: int) -> np.ndarray:
     members = torch.nonzero(dataset.groups == group, as_tuple=True)[0].cpu().numpy()
-    rng = np.random.default_rng([int(seed), int(group)])
+    rng = data_generator(seed, "data_reduce", group)
     return members[rng.permutation(members.shape[0])]
 
 
@@ -64,7 +59,7 @@ def reduce_groups(
     """
     if not isinstance(reductions, Mapping):
         raise ValueError(f"reductions={reductions!r}: expected a mapping {{group: n or fraction}}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     keep = torch.ones(len(dataset), dtype=torch.bool)
     seen: dict[int, str | int] = {}
     for key, spec in reductions.items():
@@ -114,11 +109,11 @@ def subsample(
     ``stratified`` keeps each group's share (largest-remainder rounding, so the total is exact);
     otherwise examples are drawn uniformly. Kept examples stay in their original order.
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     n_total = len(dataset)
     n = _target_size(size, n_total, "size")
     if not stratified:
-        rng = np.random.default_rng([int(seed), _UNSTRATIFIED_STREAM])
+        rng = data_generator(seed, "data_subsample")
         chosen = np.sort(rng.permutation(n_total)[:n])
         return dataset.subset(chosen)
     perms = [_group_permutation(dataset, g, seed) for g in range(dataset.num_groups)]

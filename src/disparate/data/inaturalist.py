@@ -56,13 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from disparate.data.faces import ScanReport, _load_images
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, default_data_dir
+from disparate.data.image_store import ScanReport, load_images
 from disparate.data.images import Augmentation, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
+from disparate.validation import check_integer, check_seed
 
 __all__ = [
     "PAPER_CLASSES",
@@ -78,9 +79,9 @@ __all__ = [
     "find_release",
     "proportional_counts",
     "read_annotations",
+    "release",
     "release_subset",
     "select_classes",
-    "write_synthetic_inaturalist",
 ]
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,8 @@ class INatScanReport(ScanReport):
 # --------------------------------------------------------------------------------------------
 
 
-def _release(version: Any) -> Release:
+def release(version: Any) -> Release:
+    """The :class:`Release` of ``version`` (``"2017"``, ``"2018"`` or the int)."""
     key = str(version) if isinstance(version, int) and not isinstance(version, bool) else version
     if key not in RELEASES:
         raise ValueError(f"version={version!r}: expected one of {list(VERSIONS)}")
@@ -235,7 +237,7 @@ def find_release(
     ``root``. A DatasetNotFoundError says what is missing and where to get it.
     """
     root = Path(root)
-    rel = _release(version)
+    rel = release(version)
     where = WHERE_TO_GET.format(version=rel.version)
     if images is not None:
         image_dir = _resolve(root, images)
@@ -280,7 +282,7 @@ def download_release(root: str | Path, version: str = "2018") -> None:
     from torchvision.datasets.utils import download_and_extract_archive
 
     root = Path(root)
-    rel = _release(version)
+    rel = release(version)
     root.mkdir(parents=True, exist_ok=True)
     if any(_annotation_path(root, n) is None for n in (rel.train_json, rel.val_json)):
         for url, md5 in rel.annotation_archives:
@@ -465,14 +467,6 @@ def select_classes(train_sizes: Mapping[str, int], classes: Any) -> list[str]:
     return names
 
 
-def _check_size(what: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what}={value!r}: expected an int >= 1 or null (all)")
-    return value
-
-
 def _draw(records: Sequence[INatRecord], classes: Sequence[str], size: int | None,
           seed: int, split: str) -> tuple[list[INatRecord], dict[str, int]]:
     by_class: dict[str, list[INatRecord]] = {c: [] for c in classes}
@@ -483,7 +477,7 @@ def _draw(records: Sequence[INatRecord], classes: Sequence[str], size: int | Non
     counts = available if size is None else proportional_counts(available, size)
     chosen: list[INatRecord] = []
     for c in classes:
-        rng = np.random.default_rng([int(seed), 0x1A7, zlib.crc32(f"{split}/{c}".encode())])
+        rng = data_generator(seed, "inat_draw", zlib.crc32(f"{split}/{c}".encode()))
         order = rng.permutation(available[c])[: counts[c]]
         chosen += [by_class[c][i] for i in sorted(int(i) for i in order)]
     return chosen, available
@@ -534,18 +528,18 @@ def build_inaturalist(
         image_size, crop_size: Stored square side (centre square of the image, scaled) and
             model input side.
         augment: Training augmentation (``true``, ``false`` or ``{rotation, crop, flip}``).
-        cache / cache_dir: Keep the decoded images (``<cache_dir>/faces-<hash>.npy``, the
-            image store shared with the faces datasets; default
+        cache / cache_dir: Keep the decoded images (``<cache_dir>/inaturalist-<hash>.npy``,
+            :mod:`disparate.data.image_store`; a cache of an earlier version, named
+            ``faces-<hash>.npy``, is renamed and used; default
             ``<default data dir>/cache/inaturalist``).
         workers: Threads decoding images (default: up to 8).
     """
     base = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r}: expected an int >= 0")
-    rel = _release(version)
+    seed = check_seed(seed)
+    rel = release(version)
     root = _resolve(base, path)
-    subset_size = _check_size("subset_size", subset_size)
-    test_size = _check_size("test_size", test_size)
+    subset_size = check_integer("subset_size", subset_size, 1, optional=True)
+    test_size = check_integer("test_size", test_size, 1, optional=True)
     for what, v in (("image_size", image_size), ("crop_size", crop_size)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 8:
             raise ValueError(f"{what}={v!r}: expected an int >= 8")
@@ -609,11 +603,10 @@ def build_inaturalist(
 
     def make(recs: list[INatRecord], split: str) -> ImageGroupedDataset:
         try:
-            arr = _load_images(recs, size=image_size, margin=0.0, workers=workers,
-                               cache_dir=store)
-        except ValueError as exc:  # the shared loader words its failures for faces
-            raise ValueError(f"inaturalist {split}: {exc}".replace("face image", "image")
-                             ) from exc
+            arr = load_images(recs, size=image_size, margin=0.0, workers=workers,
+                              cache_dir=store, name="inaturalist", legacy_names=("faces",))
+        except ValueError as exc:
+            raise ValueError(f"inaturalist {split}: {exc}") from exc
         x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
         del arr
         y = torch.tensor([index[r.supercategory] for r in recs], dtype=torch.long)
@@ -628,122 +621,9 @@ def build_inaturalist(
     return DatasetSplits(train, test)
 
 
-# --------------------------------------------------------------------------------------------
-# Miniature releases (tests, trying things out)
-# --------------------------------------------------------------------------------------------
-
-#: Default miniature: super-category -> (train images, val images), unequal on purpose.
-SYNTHETIC_COUNTS: dict[str, tuple[int, int]] = {
-    "Aves": (12, 4), "Plantae": (9, 3), "Insecta": (6, 3), "Reptilia": (3, 2),
-    "Actinopterygii": (2, 2), "Fungi": (1, 1),
-}
-
-
-def write_synthetic_inaturalist(
-    root: str | Path,
-    version: str = "2018",
-    *,
-    counts: Mapping[str, tuple[int, int]] | None = None,
-    species_per_class: int = 2,
-    size: tuple[int, int] = (24, 18),
-    layout: str = "release",
-    malformed: bool = True,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Write a miniature release in the real layout and JSON under ``root``; return counts.
-
-    ``layout="release"``: images under the release's folder (``train_val2018/<Super>/<id>/``
-    or ``train_val_images/<Super>/<species>/``); ``"torchvision"``: under ``<version>/``
-    as torchvision's download leaves them. ``counts``: super-category -> (train, val)
-    images. With ``malformed``, each file also holds the entries the reader must skip: an
-    image without annotation, one with two categories, an annotation of an unknown image,
-    an image of an unknown category and one whose file is missing. Images are JPEGs of
-    ``size`` (width, height): noise tinted per super-category.
-    """
-    from PIL import Image
-
-    rel = _release(version)
-    root = Path(root)
-    counts = dict(counts or SYNTHETIC_COUNTS)
-    if layout not in ("release", "torchvision"):
-        raise ValueError(f"layout={layout!r}: expected 'release' or 'torchvision'")
-    if malformed and len(counts) * species_per_class < 2:
-        raise ValueError("malformed=True needs at least two categories")
-    rng = np.random.default_rng(seed)
-    top = rel.image_folder if layout == "release" else rel.version
-    categories: list[dict[str, Any]] = []
-    species: dict[str, list[tuple[int, str]]] = {}
-    for sup in counts:
-        species[sup] = []
-        for k in range(species_per_class):
-            cid = len(categories)
-            name = f"{sup[:4].lower()}us species{k}" if rel.version == "2017" else str(cid)
-            categories.append({"id": cid, "name": name, "supercategory": sup})
-            species[sup].append((cid, name))
-    tint = {sup: rng.integers(40, 215, size=3) for sup in counts}
-    docs: dict[str, dict[str, Any]] = {}
-    image_id = 0
-    w, h = size
-    for split in SPLITS:
-        images: list[dict[str, Any]] = []
-        annotations: list[dict[str, Any]] = []
-        for sup, (n_train, n_val) in counts.items():
-            for i in range(n_train if split == "train" else n_val):
-                cid, folder = species[sup][i % len(species[sup])]
-                image_id += 1
-                rel_name = f"{rel.image_folder}/{sup}/{folder}/{split}{image_id:05d}.jpg"
-                pixels = np.clip(rng.normal(0, 30, size=(h, w, 3)) + tint[sup], 0, 255)
-                target = root / top / sup / folder / f"{split}{image_id:05d}.jpg"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(pixels.astype(np.uint8)).save(target, format="JPEG")
-                images.append({"id": image_id, "file_name": rel_name, "width": w,
-                               "height": h, "license": 1})
-                annotations.append({"id": len(annotations), "image_id": image_id,
-                                    "category_id": cid})
-        if malformed:
-            sup0 = next(iter(counts))
-            cid0, folder0 = species[sup0][0]
-            extra = []
-            for what in ("no annotation", "two categories", "unknown category", "missing"):
-                image_id += 1
-                name = f"{rel.image_folder}/{sup0}/{folder0}/{split}{image_id:05d}.jpg"
-                images.append({"id": image_id, "file_name": name, "width": w, "height": h})
-                if what != "missing":
-                    target = root / top / sup0 / folder0 / f"{split}{image_id:05d}.jpg"
-                    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(target, "JPEG")
-                extra.append((what, image_id))
-            for what, iid in extra:
-                if what in ("two categories", "missing"):
-                    annotations.append({"id": len(annotations), "image_id": iid,
-                                        "category_id": cid0})
-                if what == "two categories":
-                    annotations.append({"id": len(annotations), "image_id": iid,
-                                        "category_id": categories[-1]["id"]})
-                if what == "unknown category":
-                    annotations.append({"id": len(annotations), "image_id": iid,
-                                        "category_id": 10_000})
-            annotations.append({"id": len(annotations), "image_id": 99_999,
-                                "category_id": cid0})
-        docs[split] = {
-            "info": {"year": int(rel.version), "version": rel.version,
-                     "description": "synthetic miniature"},
-            "images": images, "annotations": annotations, "categories": categories,
-            "licenses": [{"id": 1, "name": "none", "url": ""}],
-        }
-    for split, name in (("train", rel.train_json), ("val", rel.val_json)):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(json.dumps(docs[split]), encoding="utf-8")
-    return {
-        "train": {sup: n for sup, (n, _) in counts.items()},
-        "val": {sup: n for sup, (_, n) in counts.items()},
-        "image_folder": top,
-        "malformed_per_split": 5 if malformed else 0,
-    }
-
-
 def release_subset(version: str = "2018", classes: Sequence[str] = PAPER_CLASSES,
                    total: int = PAPER_SUBSET_SIZE) -> dict[str, int]:
     """The proportional subset of ``classes`` computed from the release README's training
     counts: for 2018, the paper's eight and 60,000 give Aves 20,574 ... Actinopterygii 1,119."""
-    rel = _release(version)
+    rel = release(version)
     return proportional_counts({c: rel.train_images[c] for c in classes}, total)

@@ -34,6 +34,7 @@ import torch
 from disparate.data.grouped import DatasetNotFoundError, DatasetSplits, GroupedDataset
 from disparate.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageGroupedDataset
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
 
 __all__ = ["IMAGE_EXTENSIONS", "build_image_folder", "build_table"]
 
@@ -59,7 +60,7 @@ def _check_fraction(test_fraction: float) -> float:
 
 def _stratified_test_mask(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of test examples: round(test_fraction * n_c) of each class c."""
-    rng = np.random.default_rng(seed)
+    rng = data_generator(seed, "data_split")
     test = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)

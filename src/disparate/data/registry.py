@@ -7,26 +7,35 @@ A builder has the signature::
 and returns ``DatasetSplits(train, test)`` of :class:`GroupedDataset`. ``data_dir`` is where
 the files are (``None``: :func:`default_data_dir`); ``download`` allows fetching them;
 ``seed`` fixes any random split (datasets with a fixed split ignore it). Dataset-specific
-options (``data.options`` of a config) are further keyword arguments with defaults;
-:func:`load_dataset` refuses options a builder does not declare, naming the valid ones.
+options (``data.options`` of a config) are further keyword arguments with defaults and type
+hints. At registration they become the dataset's options class, a frozen keyword-only
+dataclass (:func:`options_type`) whose ``__post_init__`` checks every value against its type
+hint; :func:`check_options` builds it, so :func:`disparate.config.load_experiment` refuses an
+unknown or mistyped option when the experiment is loaded, before any data is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from disparate.data.grouped import DatasetSplits
 from disparate.plugins import load_plugins
+from disparate.validation import ConfigError, type_error
 
 __all__ = [
     "DatasetBuilder",
+    "check_options",
     "dataset_options",
     "get_dataset_builder",
     "list_datasets",
     "load_dataset",
+    "options_type",
     "register_dataset",
 ]
 
@@ -38,6 +47,76 @@ class DatasetBuilder(Protocol):
 
 
 _REGISTRY: dict[str, DatasetBuilder] = {}
+_OPTIONS: dict[str, type] = {}
+_RESERVED = ("data_dir", "download", "seed")
+
+
+def _hint_text(hint: Any, *, article: bool = True) -> str:
+    """``int | None`` -> "an integer or null"; ``Sequence[str]`` -> "a list of str"."""
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_hint_text(h, article=article) for h in typing.get_args(hint))
+    if origin is Sequence:
+        return "a list of " + _hint_text(typing.get_args(hint)[0], article=False)
+    if origin is Mapping:
+        key, item = (_hint_text(h, article=False) for h in typing.get_args(hint))
+        return f"a mapping of {key} to {item}"
+    name = getattr(hint, "__name__", str(hint))
+    if not article:
+        return name
+    return {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}.get(
+        hint, name)
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a YAML-like value fits a builder's type hint (``Any`` fits everything)."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if origin is Sequence:
+        (item,) = typing.get_args(hint)
+        return (isinstance(value, list | tuple)
+                and all(_matches(v, item) for v in value))
+    if origin is Mapping:
+        key, item = typing.get_args(hint)
+        return isinstance(value, Mapping) and all(
+            _matches(k, key) and _matches(v, item) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _options_class(name: str, builder: DatasetBuilder) -> type:
+    """The frozen options dataclass of ``builder``'s keyword options (name, hint, default)."""
+    hints = typing.get_type_hints(builder)
+    fields = []
+    for p in inspect.signature(builder).parameters.values():
+        if p.name in _RESERVED or p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+            continue
+        default = p.default
+        spec = (dataclasses.field(default_factory=lambda d=default: d)
+                if isinstance(default, dict | list) else dataclasses.field(default=default))
+        fields.append((p.name, hints.get(p.name, Any), spec))
+
+    def __post_init__(self: Any) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not _matches(value, f.type):
+                raise type_error(f"data.options.{f.name}", value, _hint_text(f.type))
+
+    title = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+    return dataclasses.make_dataclass(
+        f"{title}Options", fields, frozen=True, kw_only=True,
+        namespace={"__post_init__": __post_init__,
+                   "__doc__": f"Options (data.options) of dataset {name!r}."})
 
 
 def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
@@ -51,6 +130,7 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
                 f"dataset {name!r} is already registered (by {_REGISTRY[name].__module__}."
                 f"{getattr(_REGISTRY[name], '__qualname__', _REGISTRY[name])})"
             )
+        _OPTIONS[name] = _options_class(name, builder)
         _REGISTRY[name] = builder
         return builder
 
@@ -72,9 +152,6 @@ def get_dataset_builder(name: str) -> DatasetBuilder:
         raise ValueError(
             f"dataset={name!r}: unknown dataset; valid choices are {list_datasets()}"
         ) from None
-
-
-_RESERVED = ("data_dir", "download", "seed")
 
 
 def dataset_options(name: str) -> dict[str, Any]:
@@ -99,14 +176,31 @@ def load_dataset(
     An option the builder does not declare raises a ValueError naming the valid options.
     """
     builder = get_dataset_builder(name)
-    if options:
-        params = inspect.signature(builder).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            valid = dataset_options(name)
-            unknown = sorted(k for k in options if k not in valid)
-            if unknown:
-                raise ValueError(
-                    f"dataset {name!r}: unknown option(s) {unknown}; valid options are "
-                    f"{sorted(valid) or 'none'}"
-                )
+    check_options(name, options)
     return builder(data_dir=data_dir, download=download, seed=seed, **options)
+
+
+def options_type(name: str) -> type:
+    """The frozen options dataclass of dataset ``name``, declared when it was registered."""
+    get_dataset_builder(name)
+    return _OPTIONS[name]
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> Any:
+    """The options of dataset ``name`` as its options class; an unknown option or a value of
+    the wrong type raises :class:`~disparate.validation.ConfigError` naming the valid ones.
+
+    A builder that takes ``**options`` accepts any further option unchecked.
+    """
+    builder = get_dataset_builder(name)
+    cls = _OPTIONS[name]
+    valid = [f.name for f in dataclasses.fields(cls)]
+    params = inspect.signature(builder).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        unknown = sorted(k for k in options if k not in valid)
+        if unknown:
+            raise ConfigError(
+                f"dataset {name!r}: unknown option(s) {unknown}; valid options are "
+                f"{sorted(valid) or 'none'}"
+            )
+    return cls(**{k: v for k, v in options.items() if k in valid})

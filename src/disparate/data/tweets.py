@@ -58,7 +58,8 @@ chosen ones are re-read by offset. The sample (tokens, labels, groups, tweet ids
 cached in ``<data_dir>/cache/tweets/tweets-<hash>.json.gz`` keyed by the files (path, size,
 mtime) and every option that changes it; later runs read the cache.
 
-:func:`write_synthetic_corpus` writes a small file in the real format (tests, smoke runs).
+:func:`disparate.synthetic.tweets.write_synthetic_corpus` writes a small file in the real format
+(tests, smoke runs).
 """
 
 from __future__ import annotations
@@ -85,11 +86,11 @@ from disparate.data.grouped import (
     DatasetNotFoundError,
     DatasetSplits,
     GroupedDataset,
-    IndexLike,
-    _as_index_tensor,
     default_data_dir,
 )
 from disparate.data.registry import register_dataset
+from disparate.randomness import data_generator
+from disparate.validation import check_fraction, check_integer
 
 __all__ = [
     "CLASS_NAMES",
@@ -112,7 +113,6 @@ __all__ = [
     "remove_label_symbols",
     "sentiment_label",
     "tokenize",
-    "write_synthetic_corpus",
 ]
 
 logger = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ def _sample(paths: Sequence[Path], *, train_sizes: Mapping[str, int],
                     f"{n_test} test tweets asked for (train_sizes={dict(train_sizes)}, "
                     f"test_sizes={dict(test_sizes)}); eligible per dialect and class: "
                     f"{eligible}; counts: {counts}")
-            rng = np.random.default_rng([int(seed), 0x7EE7, g, y])
+            rng = data_generator(seed, "tweets_sample", g, y)
             picked = rows[rng.permutation(rows.size)[: n_train + n_test]]
             chosen["train"] += [(int(r), g, y) for r in picked[:n_train]]
             chosen["test"] += [(int(r), g, y) for r in picked[n_train:]]
@@ -546,24 +546,6 @@ class TextGroupedDataset(GroupedDataset):
         """The tokens of example ``i`` (padding left out)."""
         return [self.vocabulary[t] for t in self.inputs[i].tolist() if t != 0]
 
-    def _like(self, inputs: torch.Tensor, labels: torch.Tensor, groups: torch.Tensor,
-              name: str) -> TextGroupedDataset:
-        like = TextGroupedDataset(inputs, labels, groups, vocabulary=self.vocabulary,
-                                  info=self.info, group_names=self.group_names,
-                                  num_classes=self.num_classes,
-                                  class_names=self.class_names, name=name)
-        like.embedding_init = self.embedding_init
-        return like
-
-    def subset(self, indices: IndexLike, *, name: str | None = None) -> TextGroupedDataset:
-        idx = _as_index_tensor(indices, len(self))
-        return self._like(self.inputs[idx], self.labels[idx], self.groups[idx],
-                          self.name if name is None else name)
-
-    def to(self, device: torch.device | str) -> TextGroupedDataset:
-        return self._like(self.inputs.to(device), self.labels.to(device),
-                          self.groups.to(device), self.name)
-
 
 # --------------------------------------------------------------------------------------------
 # Builder
@@ -585,25 +567,6 @@ def _sizes(name: str, value: Any) -> dict[str, int]:
             raise ValueError(f"{name}[{k!r}]={v!r}: expected an int >= 0")
         out[str(k)] = v
     return out
-
-
-def _check_fraction(name: str, value: Any, *, upper_open: bool = True) -> float:
-    expected = f"expected a number in [0, 1{')' if upper_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{name}={value!r}: {expected}")
-    value = float(value)
-    if not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
-        raise ValueError(f"{name}={value!r}: {expected}")
-    return value
-
-
-def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r}: expected an int >= {minimum}"
-                         + (" or null" if optional else ""))
-    return value
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -705,15 +668,15 @@ def build_tweets(
     test_n = _sizes("test_sizes", test_sizes)
     if sum(train_n.values()) == 0:
         raise ValueError(f"train_sizes={train_n}: expected at least one training tweet")
-    aae_t = _check_fraction("aae_threshold", aae_threshold)
-    sae_t = _check_fraction("sae_threshold", sae_threshold)
-    p_cue = _check_fraction("emoji_probability", emoji_probability, upper_open=False)
-    _check_int("min_tokens", min_tokens, 1)
-    _check_int("max_length", max_length, 2)
-    _check_int("glove_dim", glove_dim, 1)
-    _check_int("max_lines", max_lines, 1, optional=True)
+    aae_t = check_fraction("aae_threshold", aae_threshold)
+    sae_t = check_fraction("sae_threshold", sae_threshold)
+    p_cue = check_fraction("emoji_probability", emoji_probability, closed=True)
+    check_integer("min_tokens", min_tokens, 1)
+    check_integer("max_length", max_length, 2)
+    check_integer("glove_dim", glove_dim, 1)
+    check_integer("max_lines", max_lines, 1, optional=True)
     specials = list(SPECIALS) + (list(CUE_TOKENS.values()) if p_cue > 0 else [])
-    _check_int("vocab_size", vocab_size, len(specials))
+    check_integer("vocab_size", vocab_size, len(specials))
     if glove is not None and (not isinstance(glove, str) or not glove):
         raise ValueError(f"glove={glove!r}: expected a file path or null")
 
@@ -736,7 +699,7 @@ def build_tweets(
     for split_i, split in enumerate(("train", "test")):
         part = sample[split]
         n = len(part["labels"])
-        rng = np.random.default_rng([int(seed), 0xC0E, split_i])
+        rng = data_generator(seed, "tweets_cues", split_i)
         cue_on = rng.random(n) < p_cue
         rows = []
         for i in range(n):
@@ -769,7 +732,7 @@ def build_tweets(
 
 
 # --------------------------------------------------------------------------------------------
-# A synthetic corpus in the real format (tests and smoke runs)
+# The escaping of the real files (also used by disparate.synthetic.tweets)
 # --------------------------------------------------------------------------------------------
 
 
@@ -793,79 +756,3 @@ def escape_text(text: str) -> str:
         else:
             out.append(f"\\u{o:04x}")
     return "".join(out)
-
-
-_SYNTH_WORDS = {
-    "AAE": ("finna", "lowkey", "ion", "bruh", "tryna", "yall"),
-    "SAE": ("really", "going", "today", "weekend", "think", "coffee"),
-    "negative": ("hate", "awful", "tired", "worst"),
-    "positive": ("love", "great", "happy", "best"),
-}
-_SYNTH_LABELS = {
-    "positive": ("\U0001F602", "\U0001F60D", ":)", ":D", "\u263a\ufe0f", "=)"),
-    "negative": ("\U0001F62D", "\U0001F612", ":(", ":-(", "\u2639", "):"),
-}
-
-
-def _synth_line(tweet_id: int, text: str, p_aa: float, p_white: float, raw: bool = False
-                ) -> str:
-    rest = max(0.0, 1.0 - p_aa - p_white)
-    body = text if raw else escape_text(text)
-    return (f"{tweet_id}\tTue Jan 22 22:24:45 +0000 2013\t{1000 + tweet_id}\t"
-            f"[-80.01040975, 32.80108357]\t450190027021\t{body}\t{p_aa!r}\t{rest / 2!r}\t"
-            f"0.0\t{p_white!r}\n")
-
-
-def write_synthetic_corpus(path: str | Path, per_class: Mapping[str, int] | int = 20, *,
-                           seed: int = 0, noise: bool = True) -> dict[str, int]:
-    """Write a small TwitterAAE-format file: ``per_class[dialect]`` distinct eligible tweets
-    of each (dialect, class), with dialect and class words and one label symbol each
-    (escaped as in the real files, a few in raw UTF-8), then, with ``noise``, lines that must
-    be skipped: malformed, unlabelled, both labels, ambiguous dialect, too short, a
-    duplicate. Returns the eligible count per ``"dialect/class"``."""
-    counts = dict(per_class) if isinstance(per_class, Mapping) else {
-        d: int(per_class) for d in DIALECTS}
-    rng = np.random.default_rng(seed)
-    lines, tid, eligible = [], 10**17, {}
-    for dialect in DIALECTS:
-        for cls in CLASS_NAMES:
-            eligible[f"{dialect}/{cls}"] = counts[dialect]
-            for k in range(counts[dialect]):
-                words = [str(w) for w in rng.choice(_SYNTH_WORDS[dialect], 3)]
-                words += [str(rng.choice(_SYNTH_WORDS[cls])), f"n{k}x{dialect[0]}{cls[0]}"]
-                if k % 5 == 0:
-                    words.insert(0, "@someone")
-                if k % 7 == 0:
-                    words.append("http://t.co/abc")
-                symbol = _SYNTH_LABELS[cls][k % len(_SYNTH_LABELS[cls])]
-                text = " ".join(words) + " " + symbol
-                raw = k % 9 == 4  # raw UTF-8 instead of escapes
-                if k % 11 == 3:
-                    text, raw = text.replace(" ", "\t", 1), True  # a tab inside the text
-                hi = float(np.round(rng.uniform(0.81, 0.99), 6))
-                lo = float(np.round(rng.uniform(0.0, 1.0 - hi), 6))
-                p_aa, p_white = (hi, lo) if dialect == "AAE" else (lo, hi)
-                tid += 1
-                lines.append(_synth_line(tid, text, p_aa, p_white, raw=raw))
-    if noise:
-        first = lines[0]
-        extra = [
-            "not a tweet line\n",
-            "1\t2\t3\n",
-            _synth_line(1, "finna go out today nothing here", 0.9, 0.05),
-            _synth_line(2, "so happy but sad \U0001F602 \U0001F62D", 0.9, 0.05),
-            _synth_line(3, "really great coffee day :) :(", 0.05, 0.9),
-            _synth_line(4, "ambiguous dialect great stuff :)", 0.5, 0.5),
-            _synth_line(5, "ok \U0001F602", 0.05, 0.9),
-            _synth_line(6, "@bob @alice :)", 0.9, 0.05),
-            _synth_line(7, "great day for it :)", 0.9, 0.05).replace("\t0.9\t", "\tabc\t"),
-            first,  # an exact duplicate of the first tweet
-        ]
-        lines += extra
-    order = rng.permutation(len(lines))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8", newline="") as f:
-        f.writelines(lines[i] for i in order)
-    return eligible

@@ -15,8 +15,10 @@ Modules (see ``docs/federated.md``):
 - :mod:`~disparate.federated.simulation`: the in-process engine, run directories, comparisons;
 - :mod:`~disparate.federated.flower_app`: the same rounds run by Flower (optional extra);
 - :mod:`~disparate.federated.plots` / :mod:`~disparate.federated.report`: Figure 3 and the
-  report of a comparison;
-- :mod:`~disparate.federated.synthetic`: small dumps in the real format, for tests and demos.
+  report of a comparison.
+
+Small dumps in the real format, for tests and demos, are written by
+:mod:`disparate.synthetic.reddit`.
 
 This package's ``__init__`` stays import-light on purpose: ``disparate.config`` imports the
 settings module at start-up.

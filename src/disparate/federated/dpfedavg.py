@@ -45,13 +45,12 @@ from torch import Tensor, nn
 from disparate.config import ExperimentConfig
 from disparate.federated.model import set_parameters
 from disparate.privacy.accounting import (
-    AccountantBoundError,
     EpsilonReport,
     bounded_epsilons,
-    compute_epsilon,
 )
 from disparate.privacy.clipping import clip_factors
 from disparate.privacy.noise import add_gaussian_noise
+from disparate.privacy.plan import DPPlan
 from disparate.randomness import SeedTree, stream_seed
 
 __all__ = [
@@ -63,6 +62,7 @@ __all__ = [
     "initial_parameters",
     "local_update",
     "participant_epsilon",
+    "participant_plan",
     "participant_epsilons",
     "privacy_statement",
     "sample_participants",
@@ -423,20 +423,31 @@ def participant_epsilons(settings: DPFedAvgSettings, *, delta: float, rounds: in
              for m, r in reports.items()}, skipped)
 
 
-def participant_epsilon(settings: DPFedAvgSettings, *, delta: float, rounds: int,
-                        method: str = "rdp") -> float:
-    """Epsilon after ``rounds`` rounds by one method (PLD falls back to RDP beyond its bound)."""
+def participant_plan(settings: DPFedAvgSettings, *, delta: float, accountant: str = "rdp"
+                     ) -> DPPlan:
+    """The participant-level mechanism as a :class:`~disparate.privacy.plan.DPPlan`: N
+    participants, "batch" C, z on the averaged update, one step per round; a round of exactly
+    C participants ("shuffle") is accounted as Poisson sampling and marked approximate."""
     z = settings.noise_multiplier
-    if z is None or settings.clip_norm is None or rounds < 1:
+    if z is None or settings.clip_norm is None:
+        raise ValueError("participant_plan: the run is not in privacy mode 'dp'")
+    shuffle = settings.sampling != "poisson"
+    return DPPlan(setting="dp", dataset_size=settings.num_participants,
+                  batch_size=settings.participants_per_round,
+                  sampling="shuffle" if shuffle else "poisson",
+                  shuffle_accounting="poisson" if shuffle else None, delta=delta,
+                  accountant=accountant, max_grad_norm=settings.clip_norm, noise_multiplier=z)
+
+
+def participant_epsilon(settings: DPFedAvgSettings, *, delta: float, rounds: int,
+                        method: str = "rdp") -> tuple[float, bool]:
+    """(epsilon after ``rounds`` rounds by one method, whether it is approximate -- rounds of
+    exactly C participants); PLD falls back to RDP beyond its bound."""
+    if rounds < 1:
         raise ValueError("participant_epsilon: the run is not in privacy mode 'dp'")
-    args: dict[str, Any] = {"dataset_size": settings.num_participants,
-                            "batch_size": settings.participants_per_round,
-                            "noise_multiplier": z, "steps": rounds, "delta": delta,
-                            "sampling": "poisson"}
-    try:
-        return compute_epsilon(method=method, **args).epsilon
-    except AccountantBoundError:
-        return compute_epsilon(method="rdp", **args).epsilon
+    epsilon, approximate = participant_plan(settings, delta=delta,
+                                            accountant=method).epsilon(rounds)
+    return float(epsilon), bool(approximate)
 
 
 def privacy_statement(settings: DPFedAvgSettings, report: EpsilonReport | None, *,

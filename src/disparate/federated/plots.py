@@ -21,7 +21,15 @@ from typing import Any
 
 from matplotlib.ticker import PercentFormatter
 
-from disparate.plots import DP_COLOR, NON_PRIVATE_COLOR, new_figure, save_figure
+from disparate.plots import (
+    DP_COLOR,
+    HIGHLIGHT_COLORS,
+    NON_PRIVATE_COLOR,
+    accuracy_yerr,
+    mean_and_ci,
+    new_figure,
+    save_figure,
+)
 
 __all__ = [
     "plot_accuracy_by_vocab",
@@ -31,7 +39,8 @@ __all__ = [
     "variant_color",
 ]
 
-_EXTRA_COLORS = ("#c44e52", "#55a868", "#8172b3", "#937860", "#da8bc3")
+#: Colours of the DP runs after the first: the highlight colours other than the non-private one.
+_EXTRA_COLORS = tuple(c for c in HIGHLIGHT_COLORS if c != NON_PRIVATE_COLOR)
 
 
 def variant_color(index: int, mode: str) -> str:
@@ -53,21 +62,7 @@ def _colors(variants: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _mean(stat: Any) -> float:
-    if isinstance(stat, Mapping):
-        stat = stat.get("mean")
-    try:
-        x = float(stat)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
-
-
-def _ci(stat: Any) -> tuple[float, float] | None:
-    if isinstance(stat, Mapping) and isinstance(stat.get("ci95"), Sequence):
-        lo, hi = stat["ci95"]
-        if lo is not None and hi is not None:
-            return float(lo), float(hi)
-    return None
+    return mean_and_ci(stat)[0]
 
 
 def _present(figure3: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -120,14 +115,11 @@ def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path
         heights = [0 if math.isnan(m) else m for m in means]
         ax.bar(xs, heights, width=width, color=color, edgecolor="black", linewidth=0.4,
                label=v["name"])
-        cis = [_ci(groups.get(b, {}).get("accuracy")) for b in buckets]
-        if any(ci is not None for ci in cis):
-            lower = [0 if ci is None else max(m - ci[0], 0) for m, ci in zip(heights, cis,
-                                                                           strict=True)]
-            upper = [0 if ci is None else max(ci[1] - m, 0) for m, ci in zip(heights, cis,
-                                                                           strict=True)]
-            ax.errorbar(xs, heights, yerr=[lower, upper], fmt="none", ecolor="black",
-                        elinewidth=0.8, capsize=2)
+        yerr = accuracy_yerr(means, [mean_and_ci(groups.get(b, {}).get("accuracy"))[1]
+                                     for b in buckets])
+        if yerr is not None:
+            ax.errorbar(xs, heights, yerr=yerr, fmt="none", ecolor="black", elinewidth=0.8,
+                        capsize=2)
         top = max([top, *heights])
     counts = []
     if variants:
@@ -144,7 +136,10 @@ def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path
     ax.grid(axis="y", alpha=0.3)
     if variants:
         ax.legend(fontsize=8, ncol=len(variants))
-    ax.set_title("Accuracy by participant vocabulary size", fontsize=11)
+    seeds = len(figure3.get("seeds") or [0])
+    ax.set_title("Accuracy by participant vocabulary size" + (
+        f" (error bars: 95% interval over {seeds} seeds, within [0, 100]%)" if seeds > 1
+        else ""), fontsize=11)
     return save_figure(fig, path)
 
 

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from disparate.fileio import CorruptFileError
+from disparate.randomness import data_generator
 
 __all__ = [
     "CACHE_VERSION",
@@ -77,7 +78,8 @@ __all__ = [
     "tokenize",
 ]
 
-CACHE_VERSION = 1
+#: 2: the max_participants subset is drawn from the seed tree (stream reddit_participants).
+CACHE_VERSION = 2
 UNK = "<unk>"
 EOS = "<eos>"
 UNK_ID = 0
@@ -479,7 +481,7 @@ def _select_authors(counts: Mapping[str, int], options: RedditOptions, seed: int
     chosen = sorted(a for a, n in counts.items()
                     if options.min_posts <= n <= options.max_posts)
     if options.max_participants is not None and len(chosen) > options.max_participants:
-        rng = np.random.default_rng(seed)
+        rng = data_generator(seed, "reddit_participants")
         keep = np.sort(rng.choice(len(chosen), size=options.max_participants, replace=False))
         chosen = [chosen[i] for i in keep]
     return chosen

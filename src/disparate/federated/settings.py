@@ -28,8 +28,7 @@ multiplier of a subsampled Gaussian mechanism with sampling rate q = C / N, comp
   in every round (the paper's released code). Only ``privacy.shuffle_accounting: poisson``
   is accepted for private runs and the epsilon is flagged as an approximation.
 
-The section class imports nothing from the rest of the package at module level, because
-:mod:`disparate.config` imports it; its validation helpers are imported on use.
+Its values are checked by :mod:`disparate.validation`, as those of every other section.
 """
 
 from __future__ import annotations
@@ -38,6 +37,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from disparate.validation import (
+    MSG_RANGE,
+    ConfigError,
+    check_choice,
+    check_float,
+    check_int,
+    check_range,
+    frozen_map,
+    type_error,
+)
 
 __all__ = ["CLIP_MODES", "DEFAULT_VOCAB_BUCKETS", "FederatedConfig"]
 
@@ -53,14 +63,12 @@ _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def _check_variant(key: str, value: Any) -> tuple[str, ...]:
-    from disparate import config as C
-
     if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise C._type_error(key, value, "a list of KEY=VALUE override strings")
+        raise type_error(key, value, "a list of KEY=VALUE override strings")
     out = []
     for i, item in enumerate(value):
         if not isinstance(item, str) or "=" not in item:
-            raise C.ConfigError(C.MSG_RANGE.format(
+            raise ConfigError(MSG_RANGE.format(
                 key=f"{key}[{i}]", value=item,
                 expected="a KEY=VALUE override string, e.g. privacy.max_grad_norm=8"))
         out.append(item)
@@ -110,37 +118,35 @@ class FederatedConfig:
     variants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from disparate import config as C
-
-        C._check_int("federated.rounds", self.rounds, minimum=1)
-        C._check_int("federated.participants_per_round", self.participants_per_round,
+        check_int("federated.rounds", self.rounds, minimum=1)
+        check_int("federated.participants_per_round", self.participants_per_round,
                      minimum=1)
-        lr = C._check_float("federated.server_lr", self.server_lr)
-        C._check_range("federated.server_lr", lr, gt=0.0, expected="> 0")
+        lr = check_float("federated.server_lr", self.server_lr)
+        check_range("federated.server_lr", lr, gt=0.0, expected="> 0")
         object.__setattr__(self, "server_lr", lr)
-        C._check_choice("federated.clip_mode", self.clip_mode, CLIP_MODES)
-        clip = C._check_float("federated.local_grad_clip", self.local_grad_clip, optional=True)
-        C._check_range("federated.local_grad_clip", clip, gt=0.0, expected="> 0 or null")
+        check_choice("federated.clip_mode", self.clip_mode, CLIP_MODES)
+        clip = check_float("federated.local_grad_clip", self.local_grad_clip, optional=True)
+        check_range("federated.local_grad_clip", clip, gt=0.0, expected="> 0 or null")
         object.__setattr__(self, "local_grad_clip", clip)
-        C._check_int("federated.eval_every", self.eval_every, minimum=1)
-        C._check_int("federated.eval_participants", self.eval_participants, minimum=1,
+        check_int("federated.eval_every", self.eval_every, minimum=1)
+        check_int("federated.eval_participants", self.eval_participants, minimum=1,
                      optional=True)
-        C._check_int("federated.checkpoint_every", self.checkpoint_every, minimum=1)
+        check_int("federated.checkpoint_every", self.checkpoint_every, minimum=1)
         buckets = self.vocab_buckets
         if isinstance(buckets, str) or not isinstance(buckets, list | tuple) or not buckets:
-            raise C._type_error("federated.vocab_buckets", buckets,
+            raise type_error("federated.vocab_buckets", buckets,
                                 "a non-empty list of increasing integers >= 0")
         for i, edge in enumerate(buckets):
-            C._check_int(f"federated.vocab_buckets[{i}]", edge, minimum=0)
+            check_int(f"federated.vocab_buckets[{i}]", edge, minimum=0)
             if i and edge <= buckets[i - 1]:
-                raise C.ConfigError(C.MSG_RANGE.format(
+                raise ConfigError(MSG_RANGE.format(
                     key="federated.vocab_buckets", value=list(buckets),
                     expected="strictly increasing lower edges"))
         object.__setattr__(self, "vocab_buckets", tuple(buckets))
-        variants = C._frozen_map("federated.variants", self.variants, _check_variant)
+        variants = frozen_map("federated.variants", self.variants, _check_variant)
         for name in variants:
             if not _VARIANT_NAME.match(name):
-                raise C.ConfigError(C.MSG_RANGE.format(
+                raise ConfigError(MSG_RANGE.format(
                     key="federated.variants", value=name,
                     expected="names of letters, digits, '.', '_' or '-'"))
         object.__setattr__(self, "variants", variants)

@@ -237,6 +237,16 @@ def _head_report(reports: Mapping[str, Any], accountant: str) -> Any:
     return reports.get(accountant) or reports.get("rdp") or next(iter(reports.values()))
 
 
+def _resolved_settings(config: ExperimentConfig, settings: DPFedAvgSettings) -> dict[str, Any]:
+    """The ``settings`` of results.json, as a centralised run's (``results.resolved_settings``),
+    read at the participant level: local epochs, the rounds and the round's mechanism."""
+    fed = config.federated
+    return {**res.resolved_settings(config), "local_epochs": config.training.epochs,
+            "rounds": fed.rounds, "participants_per_round": fed.participants_per_round,
+            "server_lr": fed.server_lr, "clip_mode": fed.clip_mode,
+            "mechanism": _mechanism(config, settings)}
+
+
 def _mechanism(config: ExperimentConfig, settings: DPFedAvgSettings) -> str:
     mode = config.privacy.mode
     if mode == "dp":
@@ -394,11 +404,11 @@ def train_federated(
                     distinct_predicted=int(np.count_nonzero(evaluation.predicted_counts)),
                 )
                 if config.privacy.is_private:
-                    line["epsilon"] = participant_epsilon(
+                    line["epsilon"], line["epsilon_approximate"] = participant_epsilon(
                         settings, delta=config.privacy.delta, rounds=round_index,
                         method=config.privacy.accountant)
                 else:
-                    line["epsilon"] = None
+                    line["epsilon"], line["epsilon_approximate"] = None, None
             line["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
             metrics.append(line)
             _append(metrics_path, line)
@@ -485,6 +495,7 @@ def _build_results(config: ExperimentConfig, settings: DPFedAvgSettings,
         "highlight": list(config.evaluation.highlight),
         "groups": groups,
         "privacy": _privacy_block(config, settings, calibration, fed.rounds, secret_noise),
+        "settings": _resolved_settings(config, settings),
         "data": {k: data.meta.get(k) for k in (
             "participants", "authors_seen", "posts", "mean_posts_per_participant", "tokens",
             "train_tokens", "test_tokens", "unk_fraction", "vocab_coverage", "inputs")},

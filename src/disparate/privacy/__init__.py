@@ -13,7 +13,9 @@ Pieces: ``DPOptimizer`` (a ``torch.optim.Optimizer``), ``DPDataLoader`` (Poisson
 batches), ``PrivacyAccountant`` (counts steps), ``compute_epsilon`` and
 ``calibrate_noise_multiplier`` (stateless accounting), ``check_model`` and
 ``replace_batchnorm`` (models that mix examples), ``GradSampleEngine`` (per-example
-gradient norms and clipped sums).
+gradient norms and clipped sums), ``DPPlan`` / ``build_plan`` (sampler, clipping policy, noise
+and their composed accounting as one object), ``ClippingPolicy`` / ``build_policy`` (DP-SGD,
+DPSGD-F, DPSGD-Global(-Adapt), adaptive quantile clipping: ``docs/mitigations.md``).
 
 Attributes are imported on first use, so that torch-free parts (the accountant behind
 ``disparate epsilon``) load without importing torch; ``dir()`` and ``help()`` list them.
@@ -45,6 +47,10 @@ _EXPORTS = {
     "compute_epsilon": "disparate.privacy.accounting",
     "compute_epsilons": "disparate.privacy.accounting",
     "calibrate_noise_multiplier": "disparate.privacy.accounting",
+    "DPPlan": "disparate.privacy.plan",
+    "build_plan": "disparate.privacy.plan",
+    "ClippingPolicy": "disparate.privacy.policies.base",
+    "build_policy": "disparate.privacy.policies",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,6 +16,12 @@ Gaussian mechanism with sampling rate q = b/N):
     ``dp_accounting.pld.PLDAccountant`` (privacy loss distributions, pessimistic
     discretisation with interval ``PLD_VALUE_DISCRETIZATION``); the tightest bound.
 
+A clipping policy with private auxiliary statistics (noisy counts, noisy quantile
+indicators: :mod:`disparate.privacy.policies`) adds Gaussian mechanisms on the same sampled
+batch: each step is then one ``PoissonSampledDpEvent`` over a ``ComposedDpEvent`` of the
+gradient's Gaussian and the statistics' Gaussians (``aux_noise_multipliers``, each the std of
+a statistic's noise over its L2 sensitivity), composed by dp_accounting.
+
 Amplification by subsampling assumes Poisson sampling. The paper trains on shuffled
 fixed-size batches and accounts as if batches were Poisson sampled; that number is
 reported with ``approximate=True`` and a note saying why.
@@ -36,6 +42,10 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.pld import privacy_loss_distribution as pld_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from disparate.validation import ERR_CHOICE as ERR_CHOICE  # re-exported: tests and callers
+from disparate.validation import ERR_INTEGER as ERR_INTEGER
+from disparate.validation import check_integer, check_one_of
+
 __all__ = [
     "METHODS",
     "SAMPLINGS",
@@ -46,6 +56,7 @@ __all__ = [
     "MAX_PLD_POINTS",
     "AccountantBoundError",
     "EpsilonReport",
+    "effective_noise_multiplier",
     "bounded_epsilons",
     "pld_points",
     "steps_per_epoch",
@@ -80,7 +91,6 @@ MAX_PLD_POINTS: int = 4_000_000
 MAX_NOISE_MULTIPLIER: float = 1e4
 
 # Error texts (tests assert them). Fields are filled with ``str.format``.
-ERR_INTEGER = "{name}={value!r}: expected an integer >= {minimum}"
 ERR_BATCH_GT_DATASET = (
     "batch_size={batch_size!r}: expected <= dataset_size={dataset_size!r} "
     "(valid range: 1 <= batch_size <= dataset_size)"
@@ -91,13 +101,24 @@ ERR_NOT_DP = (
     "expected noise_multiplier > 0"
 )
 ERR_DELTA = "delta={value!r}: expected 0 < delta < 1"
-ERR_CHOICE = "{name}={value!r}: expected one of {choices}"
 ERR_PLD_WITHOUT_REPLACEMENT = (
     "method='pld' does not support sampling='shuffle' with "
     "shuffle_accounting='without_replacement': dp_accounting's PLDAccountant has no "
     "SampledWithoutReplacementDpEvent. Valid choices: method='rdp' or 'rdp_classic' "
     "with shuffle_accounting='without_replacement', or method='pld' with "
     "shuffle_accounting='poisson'"
+)
+ERR_AUX_NOISE = "aux_noise_multipliers={value!r}: expected finite numbers > 0"
+ERR_AUX_WITHOUT_REPLACEMENT = (
+    "aux_noise_multipliers={value!r} with shuffle_accounting='without_replacement': the "
+    "auxiliary statistics are accounted only under the add/remove-one relation; valid "
+    "choices: sampling='poisson', or shuffle_accounting='poisson'"
+)
+ERR_AUX_UNREACHABLE = (
+    "target_epsilon={target!r} cannot be reached with method={method!r}: the auxiliary "
+    "statistics alone (noise multipliers {aux}) spend epsilon={epsilon:.4g} even with "
+    "noise_multiplier={max_z:g} on the gradient; give the statistics more noise or use a "
+    "larger target_epsilon"
 )
 ERR_TARGET_EPSILON = "target_epsilon={value!r}: expected a finite number > 0"
 ERR_TOLERANCE = "tolerance={value!r}: expected a finite number > 0"
@@ -142,24 +163,27 @@ class EpsilonReport:
     approximate: bool
     note: str
     optimal_order: float | None = None
+    #: Noise multipliers of the auxiliary statistics composed with the gradient's Gaussian
+    #: in every step (empty for DP-SGD's flat clipping).
+    aux_noise_multipliers: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of all fields (JSON-serialisable except a possible ``inf``)."""
-        return asdict(self)
+        """Plain dict of all fields (JSON-serialisable except a possible ``inf``); without
+        auxiliary statistics, ``aux_noise_multipliers`` is left out (the format of DP-SGD)."""
+        out = asdict(self)
+        if not self.aux_noise_multipliers:
+            del out["aux_noise_multipliers"]
+        else:
+            out["aux_noise_multipliers"] = list(self.aux_noise_multipliers)
+        return out
 
 
 # --------------------------------------------------------------------------- validation
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(ERR_INTEGER.format(name=name, value=value, minimum=minimum))
-    return int(value)
-
-
 def _check_sizes(dataset_size: Any, batch_size: Any) -> tuple[int, int]:
-    dataset_size = _check_int("dataset_size", dataset_size, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    dataset_size = check_integer("dataset_size", dataset_size, 1)
+    batch_size = check_integer("batch_size", batch_size, 1)
     if batch_size > dataset_size:
         raise ValueError(
             ERR_BATCH_GT_DATASET.format(batch_size=batch_size, dataset_size=dataset_size)
@@ -177,6 +201,37 @@ def _check_noise(noise_multiplier: Any) -> float:
     if z == 0:
         raise ValueError(ERR_NOT_DP)
     return z
+
+
+def _check_aux(aux: Any) -> tuple[float, ...]:
+    try:
+        values = tuple(float(a) for a in aux)
+    except (TypeError, ValueError):
+        raise ValueError(ERR_AUX_NOISE.format(value=aux)) from None
+    if not all(math.isfinite(a) and a > 0 for a in values):
+        raise ValueError(ERR_AUX_NOISE.format(value=aux))
+    return values
+
+
+def _step_mechanism(noise_multiplier: float, aux: tuple[float, ...]) -> dp_accounting.DpEvent:
+    """The Gaussian of the gradient, composed with those of the auxiliary statistics."""
+    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
+    if not aux:
+        return gaussian
+    return dp_accounting.ComposedDpEvent(
+        [gaussian, *(dp_accounting.GaussianDpEvent(a) for a in aux)])
+
+
+def effective_noise_multiplier(noise_multiplier: float,
+                               aux_noise_multipliers: Sequence[float] = ()) -> float:
+    """The noise multiplier of the one Gaussian equivalent to the composed step mechanism.
+
+    Computed by dp_accounting (Gaussian queries on the same data are one query with pre- and
+    post-processing: Mirshani et al. 2019, section 3), which is how its RDP accountant composes
+    a ``PoissonSampledDpEvent`` over a ``ComposedDpEvent``.
+    """
+    event = _step_mechanism(_check_noise(noise_multiplier), _check_aux(aux_noise_multipliers))
+    return float(rdp_privacy_accountant._effective_gaussian_noise_multiplier(event))
 
 
 def _check_delta(delta: Any) -> float:
@@ -197,12 +252,6 @@ def _check_positive(template: str, value: Any) -> float:
     if not math.isfinite(v) or v <= 0:
         raise ValueError(template.format(value=value))
     return v
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(ERR_CHOICE.format(name=name, value=value, choices=list(choices)))
-    return value
 
 
 class AccountantBoundError(ValueError):
@@ -264,7 +313,7 @@ def steps_per_epoch(dataset_size: int, batch_size: int) -> int:
 def total_steps(dataset_size: int, batch_size: int, epochs: int) -> int:
     """Number of DP-SGD steps of ``epochs`` epochs: ``epochs * ceil(N / b)``."""
     per_epoch = steps_per_epoch(dataset_size, batch_size)
-    return _check_int("epochs", epochs, 1) * per_epoch
+    return check_integer("epochs", epochs, 1) * per_epoch
 
 
 # --------------------------------------------------------------------------- accounting
@@ -288,9 +337,10 @@ def _build_event(
     steps: int,
     sampling: str,
     shuffle_accounting: str,
+    aux: tuple[float, ...] = (),
 ) -> _Event:
     q = batch_size / dataset_size
-    gaussian = dp_accounting.GaussianDpEvent(noise_multiplier)
+    gaussian = _step_mechanism(noise_multiplier, aux)
     full_batch = batch_size == dataset_size
     if sampling == "poisson":
         step = dp_accounting.PoissonSampledDpEvent(q, gaussian)
@@ -326,6 +376,8 @@ def _build_event(
             approximate=not full_batch,
             note=note,
         )
+    if aux:
+        raise ValueError(ERR_AUX_WITHOUT_REPLACEMENT.format(value=list(aux)))
     # Replacing one example moves the sum of clipped gradients by up to 2S, so the Gaussian
     # has noise multiplier sigma / (2S) = z / 2 with respect to that sensitivity.
     replace_one = dp_accounting.GaussianDpEvent(noise_multiplier / 2)
@@ -406,8 +458,8 @@ def supported_methods(
     sampling: str = "poisson", shuffle_accounting: str = "poisson"
 ) -> tuple[str, ...]:
     """Methods that can account for this sampling (PLD lacks sampling w/o replacement)."""
-    _check_choice("sampling", sampling, SAMPLINGS)
-    _check_choice("shuffle_accounting", shuffle_accounting, SHUFFLE_ACCOUNTINGS)
+    check_one_of("sampling", sampling, SAMPLINGS)
+    check_one_of("shuffle_accounting", shuffle_accounting, SHUFFLE_ACCOUNTINGS)
     if sampling == "shuffle" and shuffle_accounting == "without_replacement":
         return ("rdp", "rdp_classic")
     return METHODS
@@ -424,31 +476,39 @@ def compute_epsilon(
     sampling: str = "poisson",
     shuffle_accounting: str = "poisson",
     pld_discretization: float = PLD_VALUE_DISCRETIZATION,
+    aux_noise_multipliers: Sequence[float] = (),
 ) -> EpsilonReport:
     """Epsilon of ``steps`` DP-SGD steps, with a description of how it was computed.
 
-    ``shuffle_accounting`` only matters for ``sampling="shuffle"``.
+    ``shuffle_accounting`` only matters for ``sampling="shuffle"``. ``aux_noise_multipliers``:
+    the Gaussians of a clipping policy's auxiliary statistics, composed with the gradient's in
+    every step (the PLD accountant, which takes only a Gaussian under Poisson sampling, gets
+    the equivalent one: :func:`effective_noise_multiplier`).
     Raises ``ValueError`` for invalid arguments and for ``noise_multiplier=0``
     (no noise: not differentially private), and :class:`AccountantBoundError` when
     ``method="pld"`` would build more than :data:`MAX_PLD_POINTS` points.
     """
     dataset_size, batch_size = _check_sizes(dataset_size, batch_size)
     z = _check_noise(noise_multiplier)
-    steps = _check_int("steps", steps, 1)
+    steps = check_integer("steps", steps, 1)
     delta = _check_delta(delta)
-    _check_choice("method", method, METHODS)
+    check_one_of("method", method, METHODS)
     if method not in supported_methods(sampling, shuffle_accounting):
         raise ValueError(ERR_PLD_WITHOUT_REPLACEMENT)
     discretization = _check_positive(ERR_DISCRETIZATION, pld_discretization)
+    aux = _check_aux(aux_noise_multipliers)
 
-    ev = _build_event(dataset_size, batch_size, z, steps, sampling, shuffle_accounting)
+    ev = _build_event(dataset_size, batch_size, z, steps, sampling, shuffle_accounting, aux)
     if method == "rdp":
         epsilon, order, accountant, conversion = _rdp_tight(ev, delta)
     elif method == "rdp_classic":
         epsilon, order, accountant, conversion = _rdp_classic(ev, delta)
     else:
-        _check_pld_size(z, batch_size / dataset_size, steps, discretization)
-        epsilon, order, accountant, conversion = _pld(ev, delta, discretization)
+        z_pld = effective_noise_multiplier(z, aux) if aux else z
+        _check_pld_size(z_pld, batch_size / dataset_size, steps, discretization)
+        ev_pld = _build_event(dataset_size, batch_size, z_pld, steps, sampling,
+                              shuffle_accounting) if aux else ev
+        epsilon, order, accountant, conversion = _pld(ev_pld, delta, discretization)
     return EpsilonReport(
         epsilon=epsilon,
         delta=delta,
@@ -465,6 +525,7 @@ def compute_epsilon(
         approximate=ev.approximate,
         note=ev.note,
         optimal_order=order,
+        aux_noise_multipliers=aux,
     )
 
 
@@ -479,12 +540,13 @@ def compute_epsilons(
     shuffle_accounting: str = "poisson",
     methods: Sequence[str] | None = None,
     pld_discretization: float = PLD_VALUE_DISCRETIZATION,
+    aux_noise_multipliers: Sequence[float] = (),
 ) -> dict[str, EpsilonReport]:
     """Reports for several methods (default: every method supported for this sampling)."""
     if methods is None:
         methods = supported_methods(sampling, shuffle_accounting)
     for method in methods:
-        _check_choice("method", method, METHODS)
+        check_one_of("method", method, METHODS)
     return {
         method: compute_epsilon(
             dataset_size=dataset_size,
@@ -496,6 +558,7 @@ def compute_epsilons(
             sampling=sampling,
             shuffle_accounting=shuffle_accounting,
             pld_discretization=pld_discretization,
+            aux_noise_multipliers=aux_noise_multipliers,
         )
         for method in dict.fromkeys(methods)
     }
@@ -512,6 +575,7 @@ def bounded_epsilons(
     shuffle_accounting: str = "poisson",
     methods: Sequence[str] | None = None,
     pld_discretization: float = PLD_VALUE_DISCRETIZATION,
+    aux_noise_multipliers: Sequence[float] = (),
 ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
     """:func:`compute_epsilons`, leaving out a method beyond the accountant's bound.
 
@@ -529,7 +593,8 @@ def bounded_epsilons(
                 dataset_size=dataset_size, batch_size=batch_size,
                 noise_multiplier=noise_multiplier, steps=steps, delta=delta, method=method,
                 sampling=sampling, shuffle_accounting=shuffle_accounting,
-                pld_discretization=pld_discretization)
+                pld_discretization=pld_discretization,
+                aux_noise_multipliers=aux_noise_multipliers)
         except AccountantBoundError as exc:
             skipped[method] = f"not computed: {exc}; the RDP bounds are valid upper bounds"
     return reports, skipped
@@ -550,13 +615,16 @@ def calibrate_noise_multiplier(
     shuffle_accounting: str = "poisson",
     tolerance: float = 1e-4,
     pld_discretization: float = PLD_VALUE_DISCRETIZATION,
+    aux_noise_multipliers: Sequence[float] = (),
 ) -> float:
     """Smallest noise multiplier (within ``tolerance``) whose epsilon is <= target.
 
     Epsilon decreases monotonically in z: the bracket [lo, hi] with eps(lo) > target
     >= eps(hi) is found by halving/doubling from z=1, then bisected until
     ``hi - lo <= tolerance``; ``hi`` is returned. Raises ``ValueError`` if even
-    ``MAX_NOISE_MULTIPLIER`` does not reach the target.
+    ``MAX_NOISE_MULTIPLIER`` does not reach the target. With ``aux_noise_multipliers``, z is
+    the gradient's noise multiplier and the epsilon is that of the composed mechanism (the
+    statistics' noise stays as given), so the total reaches the target.
     """
     target = _check_positive(ERR_TARGET_EPSILON, target_epsilon)
     tol = _check_positive(ERR_TOLERANCE, tolerance)
@@ -572,6 +640,7 @@ def calibrate_noise_multiplier(
             sampling=sampling,
             shuffle_accounting=shuffle_accounting,
             pld_discretization=pld_discretization,
+            aux_noise_multipliers=aux_noise_multipliers,
         ).epsilon
 
     hi = 1.0  # the first evaluation also validates the other arguments
@@ -590,6 +659,10 @@ def calibrate_noise_multiplier(
             if epsilon <= target:
                 break
             if hi >= MAX_NOISE_MULTIPLIER:
+                if aux_noise_multipliers:
+                    raise ValueError(ERR_AUX_UNREACHABLE.format(
+                        target=target_epsilon, method=method, epsilon=epsilon,
+                        aux=list(aux_noise_multipliers), max_z=MAX_NOISE_MULTIPLIER))
                 raise ValueError(
                     ERR_UNREACHABLE.format(
                         target=target_epsilon,

@@ -9,6 +9,7 @@ special case (:class:`~disparate.privacy.DPOptimizer` then adds noise only).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from torch.utils._pytree import tree_map
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 from torch.utils.data._utils.collate import default_collate
 
+from disparate import distributed
 from disparate.privacy.accounting import steps_per_epoch
 
 __all__ = ["DPDataLoader", "PoissonBatchSampler", "sampling_of"]
@@ -31,7 +33,9 @@ ERR_LOADER_SAMPLING = (
 class PoissonBatchSampler(Sampler[list[int]]):
     """``steps`` batches of indices, each index in each with probability batch_size / N.
 
-    ``steps`` defaults to ceil(N / batch_size), one epoch's worth in expectation.
+    ``steps`` defaults to ceil(N / batch_size), one epoch's worth in expectation. In a
+    process group every rank draws the global batch from rank 0's generator state and yields
+    its own shard (:func:`disparate.distributed.shard`).
     """
 
     def __init__(
@@ -48,6 +52,9 @@ class PoissonBatchSampler(Sampler[list[int]]):
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.sample_rate = batch_size / num_samples
+        if distributed.world_size() > 1:  # one global batch: every rank draws rank 0's stream
+            generator = generator or torch.Generator().manual_seed(secrets.randbits(63))
+            generator.set_state(distributed.share(generator.get_state()))
         self.generator = generator
 
     def __len__(self) -> int:
@@ -56,7 +63,7 @@ class PoissonBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for _ in range(self.steps):
             mask = torch.rand(self.num_samples, generator=self.generator) < self.sample_rate
-            yield mask.nonzero().squeeze(1).tolist()
+            yield distributed.shard(mask.nonzero().squeeze(1))[0].tolist()  # this rank's part
 
 
 class DPDataLoader(DataLoader):

@@ -1,14 +1,84 @@
-"""Gaussian noise for DP-SGD, from a generator of its own (separate from data order)."""
+"""Gaussian noise for DP-SGD, from a generator of its own (separate from data order).
+
+On the CPU a tensor of more than :data:`NOISE_BLOCK` coordinates is noised in parallel: its
+noise is cut into blocks of :data:`NOISE_BLOCK` coordinates, each drawn by a Mersenne Twister
+of its own whose whole state comes from a key drawn from the caller's generator, on
+``torch.get_num_threads()`` threads, straight into the result buffer; the tensor is then
+added in place. A block depends only on the key and its index, so a seed gives the same noise
+bit for bit whatever the thread count. Smaller tensors, and other devices (already parallel
+there), draw with ``torch.randn`` on the caller's generator.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 import torch
 from torch import Tensor
+
+__all__ = ["NOISE_BLOCK", "add_gaussian_noise", "make_generator"]
+
+#: Coordinates per independently seeded block of a CPU draw.
+NOISE_BLOCK = 1 << 17
+_MT_WORDS = 624  # 32-bit words of a Mersenne Twister state
+_KEY_WORDS = 4  # 62-bit words of the per-call key drawn from the caller's generator
+# torch's CPU generator state: seed u64, left i32, seeded i32, next u64, then 624 u64 words
+_MT_OFFSET = 24
+_TEMPLATE = torch.Generator().manual_seed(0).get_state().numpy()
+
+
+def _mt_generator(words: np.ndarray) -> torch.Generator:
+    """A CPU generator whose Mersenne Twister state is ``words`` (624 uint32)."""
+    state = _TEMPLATE.copy()
+    words = words.astype("<u8")
+    words[0] = 0x80000000  # only its top bit is used; set, the state is never all zero
+    state[_MT_OFFSET:_MT_OFFSET + 8 * _MT_WORDS] = words.view(np.uint8)
+    generator = torch.Generator()
+    generator.set_state(torch.from_numpy(state))
+    return generator
+
+
+def _mt_states(entropy: list[int], count: int) -> np.ndarray:
+    """``count`` Mersenne Twister states, (count, 624) uint32, from ``entropy``."""
+    bits = np.random.PCG64(np.random.SeedSequence(entropy))
+    return np.random.Generator(bits).integers(0, 1 << 32, size=(count, _MT_WORDS),
+                                              dtype=np.uint32)
 
 
 def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A seeded generator on ``device``, used for noise only."""
     return torch.Generator(device=device).manual_seed(seed)
+
+
+@functools.cache
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """A pool of this process (``pid``: a forked child does not inherit the threads)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="disparate-noise")
+
+
+def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    """``tensor + N(0, std^2)``, block by block in parallel, into one new tensor."""
+    key = torch.randint(1 << 62, (_KEY_WORDS,), generator=generator).tolist()
+    out = torch.empty(tensor.shape, dtype=tensor.dtype)
+    flat = out.view(-1)
+    n = flat.numel()
+    blocks = max(1, -(-n // NOISE_BLOCK))
+    states = _mt_states(key, blocks)
+
+    def fill(k: int) -> None:
+        flat[k * NOISE_BLOCK:(k + 1) * NOISE_BLOCK].normal_(
+            0.0, std, generator=_mt_generator(states[k]))
+
+    threads = min(blocks, torch.get_num_threads())
+    if threads == 1:
+        for k in range(blocks):
+            fill(k)
+    else:  # the draw releases the GIL; the add below runs on torch's own threads
+        list(_pool(threads, os.getpid()).map(fill, range(blocks)))
+    return out.add_(tensor)
 
 
 def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
@@ -17,5 +87,7 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
+    if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
+        return _noisy_cpu(tensor, std, generator)
     noise = torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
     return torch.add(tensor, noise, alpha=std)

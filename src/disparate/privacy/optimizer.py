@@ -8,6 +8,12 @@ The ablations of the paper's Figure 4 are modes of the same object:
 ``max_grad_norm=None`` turns clipping off; without clipping there is no
 sensitivity, so noise is given as an explicit ``noise_std`` and nothing is private.
 
+How each example is weighted is a clipping ``policy``
+(:mod:`disparate.privacy.policies`; default: DP-SGD's flat clipping to ``max_grad_norm``):
+it gets the per-example norms and group labels (``step(..., groups=g)``), may release noisy
+auxiliary statistics of the batch drawn from the noise generator, and bounds what one
+example adds; the noise std of each step is ``noise_multiplier`` times that bound.
+
 It is a ``torch.optim.Optimizer`` sharing the wrapped optimizer's ``param_groups`` and
 ``state`` (LR schedulers, ``param_groups[0]["lr"]`` and step hooks work), and takes a
 batch either way::
@@ -27,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from disparate import distributed
 from disparate.privacy.clipping import clip_factors
 from disparate.privacy.grad_sample.engine import (
     LOSS_REDUCTIONS,
@@ -38,6 +45,8 @@ from disparate.privacy.grad_sample.engine import (
     batch_size_of,
 )
 from disparate.privacy.noise import add_gaussian_noise, make_generator
+from disparate.privacy.policies.base import ClippingPolicy
+from disparate.privacy.policies.flat import FlatClipping
 
 ERR_NO_BACKWARD = (
     "optimizer.step() without arguments needs loss.backward() on the model's outputs "
@@ -60,8 +69,8 @@ class StepResult:
 
     losses: Tensor | None
     norms: Tensor  # gradient norm before clipping
-    clip_weights: Tensor  # min(1, S/||g_i||); 1 where clipping is off; 0 if not finite
-    outputs: Tensor | None
+    clip_weights: Tensor  # the policy's weights (flat: min(1, S/||g_i||)); 1 where clipping
+    outputs: Tensor | None  # is off; 0 if not finite
 
 
 class DPOptimizer(torch.optim.Optimizer):
@@ -70,6 +79,10 @@ class DPOptimizer(torch.optim.Optimizer):
     ``loss_reduction`` declares how the loss given to ``loss.backward()`` combines the
     per-example losses ("mean", as torch's losses by default, or "sum"); it does not
     matter for ``step(loss_fn, inputs, targets)``, whose ``loss_fn`` is per example.
+
+    In a ``torch.distributed`` process group each rank steps on its shard of the global batch:
+    the clipped sums are summed over the ranks with the noise added once, by rank 0, and
+    ``expected_batch_size`` is that of the global batch (``docs/distributed.md``).
     """
 
     def __init__(
@@ -83,6 +96,7 @@ class DPOptimizer(torch.optim.Optimizer):
         noise_std: float | None = None,
         noise_seed: int | None = None,
         loss_reduction: LossReduction = "mean",
+        policy: ClippingPolicy | None = None,
     ):
         if not expected_batch_size > 0:
             raise ValueError(f"expected_batch_size={expected_batch_size!r}: expected > 0")
@@ -102,6 +116,9 @@ class DPOptimizer(torch.optim.Optimizer):
                 f"noise_multiplier={noise_multiplier!r} without clipping: there is no "
                 "sensitivity to multiply; give noise_std instead"
             )
+        if policy is not None and max_grad_norm is None:
+            raise ValueError(f"policy={policy.name!r} without clipping (max_grad_norm=None): a "
+                             "clipping policy needs clipping on")
         if noise_std is not None and not noise_std >= 0:
             raise ValueError(f"noise_std={noise_std!r}: expected >= 0")
         if loss_reduction not in LOSS_REDUCTIONS:
@@ -123,6 +140,8 @@ class DPOptimizer(torch.optim.Optimizer):
         self.noise_std = (
             self.noise_multiplier * max_grad_norm if max_grad_norm is not None else noise_std or 0.0
         )
+        self.policy = (policy if policy is not None or max_grad_norm is None
+                       else FlatClipping(max_grad_norm))
         self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         device = next(iter(self._params.values())).device
         # noise_seed=None: a secret seed from the OS's entropy; the noise cannot be regenerated
@@ -153,11 +172,14 @@ class DPOptimizer(torch.optim.Optimizer):
         loss_fn: LossFn | None = None,
         inputs: Inputs | None = None,
         targets: Tensor | None = None,
+        *,
+        groups: Tensor | None = None,
     ) -> StepResult:
         """One DP step, on the batch of the last ``loss.backward()`` or on ``inputs``.
 
         ``inputs`` is a tensor, a tuple or a mapping of tensors, batch dimension first;
-        the batch may be empty under Poisson sampling (only noise is added).
+        the batch may be empty under Poisson sampling (only noise is added). ``groups``
+        (B,): the examples' group labels, for a policy that clips by group.
         """
         given = [a is not None for a in (loss_fn, inputs, targets)]
         if any(given) and not all(given):
@@ -172,35 +194,53 @@ class DPOptimizer(torch.optim.Optimizer):
             self.engine.clear()
             batch = batch_size_of(inputs)
             per_example = self.engine.compute(loss_fn, inputs, targets) if batch else None
-        return self._privatise_and_step(per_example)
+        return self._privatise_and_step(per_example, groups)
 
-    def _privatise_and_step(self, per_example: PerExampleGrads | None) -> StepResult:
-        if per_example is None:  # an empty batch
+    def _weights(self, norms: Tensor, groups: Tensor | None) -> tuple[Tensor, float]:
+        """The policy's weights of the batch and the std of this step's gradient noise."""
+        if self.policy is None:
+            return clip_factors(norms, None), self.noise_std
+        weights = self.policy.weights(norms, groups, self.noise_generator)
+        return weights, self.noise_multiplier * self.policy.sensitivity
+
+    def _privatise_and_step(self, per_example: PerExampleGrads | None,
+                            groups: Tensor | None = None) -> StepResult:
+        if per_example is None:  # an empty batch: the policy's statistics are still released
             empty = next(iter(self._params.values())).new_zeros(0)
+            _, std = self._weights(empty, None if groups is None else groups[:0].long())
             summed: dict[str, Tensor] = {}
             result = StepResult(empty, empty, empty, empty)
         else:
-            weights = clip_factors(per_example.norms, self.max_grad_norm)
+            weights, std = self._weights(per_example.norms, groups)
             summed = per_example.weighted_sum(weights)
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
+        noise_std = distributed.noise_std_here(std)  # once, on rank 0
         for name, param in self._params.items():
             grad = summed.get(name)
             grad = torch.zeros_like(param) if grad is None else grad
-            grad = add_gaussian_noise(grad, self.noise_std, self.noise_generator)
-            param.grad = grad.div_(self.expected_batch_size)
+            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator)
+        distributed.all_reduce_sum([p.grad for p in self._params.values()])
+        for param in self._params.values():
+            param.grad.div_(self.expected_batch_size)  # the expected global batch size
         self.optimizer.step()
         return result
 
     def state_dict(self) -> dict:
-        return {
+        state = {
             "optimizer": self.optimizer.state_dict(),
             "noise_generator": self.noise_generator.get_state(),
         }
+        policy_state = self.policy.state_dict() if self.policy is not None else {}
+        if policy_state:  # an adaptive bound; flat clipping's checkpoints stay as they were
+            state["policy"] = policy_state
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.noise_generator.set_state(state["noise_generator"])
+        if "policy" in state and self.policy is not None:
+            self.policy.load_state_dict(state["policy"])
 
     def close(self) -> None:
         """Remove the engine's hooks from the model."""

@@ -1,0 +1,61 @@
+"""The CLI starts light: ``--help`` and ``epsilon`` import neither torch nor matplotlib."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from disparate import cli
+
+SRC = str(Path(cli.__file__).parents[1])
+
+_PROBE = """
+import json, sys
+from disparate import cli
+status = cli.main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "torchvision", "matplotlib", "disparate.training")
+               if m in sys.modules)
+print(json.dumps({"status": status, "heavy": heavy}))
+"""
+
+
+def _start(*argv: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, check=True, env={"PYTHONPATH": SRC, "PATH": ""},
+                          timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("argv", [
+    ("--help",),
+    ("epsilon", "--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier",
+     "1.1", "--epochs", "1", "--delta", "1e-5"),
+])
+def test_help_and_epsilon_import_neither_torch_nor_matplotlib(argv: tuple[str, ...]) -> None:
+    assert _start(*argv) == {"status": 0, "heavy": []}
+
+
+def test_the_probe_sees_torch_when_a_command_loads_it() -> None:
+    assert "torch" in _start("run", "--help")["heavy"]
+
+
+def test_every_subcommand_help_is_the_one_its_module_registers() -> None:
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers()
+    for name in cli.SUBCOMMANDS:
+        cli.command_module(name).add_parser(subparsers)
+    registered = {a.dest: a.help for a in subparsers._choices_actions}
+    assert registered == {name: help_ for name, (_, help_) in cli.SUBCOMMANDS.items()}
+    assert [m.NAME for m in cli.COMMANDS] == list(cli.SUBCOMMANDS)
+
+
+def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, (_, help_) in cli.SUBCOMMANDS.items():
+        assert name in out and help_.split()[0] in out

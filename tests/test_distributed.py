@@ -1,0 +1,298 @@
+"""One DP run on 2 CPU processes (gloo) is the 1-process run: same parameters, the noise once
+on the global sum, the same epsilon; a killed rank stops the run naming it, and 1 process
+resumes it.
+
+Two launches serve the whole module: torch.multiprocessing runs ``_worker`` in a process group
+started by :func:`disparate.distributed.launched` (``train()``, ``DPOptimizer`` and
+``make_private`` as a user's own script would call them), and ``torchrun`` runs the CLI.
+
+Float tolerance: the 2-process sum adds the same float32 terms in another order, so parameters
+agree to float32 rounding, not bitwise: ``TOL = 1e-5`` absolute, on parameters of magnitude
+< 1 after a few SGD steps (observed: 6e-8).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from disparate import distributed, randomness, training
+from disparate import results as res
+from disparate.config import load_experiment
+from disparate.privacy import DPDataLoader, DPOptimizer, make_private
+
+TOL = 1e-5
+WORLD = 2
+TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=2",
+        "training.num_threads=1", "evaluation.min_group_test_size=20"]
+# The run killed after its first epoch: long enough that rank 1 dies mid-run.
+KILLED = [*TINY, "training.epochs=4", "privacy.noise_multiplier=1.0"]
+
+# The noise test: a linear layer of D = 20,400 coordinates, one step on a batch of B.
+D_IN, D_OUT, B, Z, S, NOISE_SEED = 50, 400, 8, 1.5, 1.0, 1234
+# The make_private test: Poisson batches of expected size 10 from 40 examples.
+API_N, API_B, API_SEED, API_Z, API_DELTA = 40, 10, 100, 1.1, 1e-5
+
+
+def clip_only():
+    return load_experiment("digits-underrep", TINY).with_mode("clip-only")
+
+
+def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return nn.functional.cross_entropy(outputs, targets, reduction="none")
+
+
+def _noise_setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return nn.Linear(D_IN, D_OUT), torch.randn(B, D_IN), torch.randint(0, D_OUT, (B,))
+
+
+def _noisy_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor, z: float) -> torch.Tensor:
+    """B times the gradient DPOptimizer hands SGD: the clipped sum plus the noise (D,)."""
+    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=1.0), model,
+                      expected_batch_size=B, max_grad_norm=S, noise_multiplier=z,
+                      noise_seed=NOISE_SEED)
+    opt.step(loss_fn, x, y)
+    opt.close()
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters()]) * B
+
+
+def _api_run(rank: int) -> dict:
+    """make_private on a Poisson loader whose generator is seeded ``API_SEED + rank``: the
+    ranks' seeds differ on purpose, rank 0's must win."""
+    torch.manual_seed(1)
+    data = TensorDataset(torch.randn(API_N, 5), torch.randint(0, 3, (API_N,)),
+                         torch.arange(API_N))
+    model = nn.Linear(5, 3)
+    loader = DPDataLoader(data, API_B, generator=torch.Generator().manual_seed(API_SEED + rank))
+    private = make_private(model, torch.optim.SGD(model.parameters(), lr=0.5), loader,
+                           max_grad_norm=1.0, noise_multiplier=API_Z, noise_seed=7)
+    batches = []
+    for x, y, index in private.data_loader:
+        private.optimizer.step(loss_fn, x, y)
+        batches.append(index.tolist())
+    return {"batches": batches, "epsilon": private.accountant.get_epsilon(API_DELTA),
+            "params": [p.detach().clone() for p in model.parameters()]}
+
+
+def _worker(rank: int, port: int, out: Path) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    with distributed.launched("cpu", timeout_s=120):
+        training.train(clip_only(), out / "clip", progress=False)
+        try:  # rank 0 refuses the finished run; every rank must stop with its error
+            training.train(clip_only(), out / "clip", progress=False)
+        except (ValueError, RuntimeError) as exc:
+            (out / f"refused{rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
+        try:  # a policy's private statistics would be released once per rank
+            training.train(load_experiment("digits-underrep", [*TINY, "mitigation.method=dpsgd-f"]),
+                           out / "policy", progress=False)
+        except ValueError as exc:
+            (out / f"policy{rank}.txt").write_text(str(exc))
+        model, x, y = _noise_setup()
+        torch.save(_noisy_sum(model, *distributed.shard(x, y), Z), out / f"noise{rank}.pt")
+        torch.save(_api_run(rank), out / f"api{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("spawned")
+    mp.start_processes(_worker, args=(_free_port(), out), nprocs=WORLD, start_method="spawn")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# In a process group started by launched(): train(), DPOptimizer, make_private
+# --------------------------------------------------------------------------------------------
+
+
+def test_clip_only_on_two_processes_ends_with_the_parameters_of_one(
+        spawned: Path, tmp_path: Path) -> None:
+    one = training.train(clip_only(), tmp_path / "one",
+                         progress=False)
+    two = torch.load(spawned / "clip" / "checkpoint.pt", weights_only=True)
+    ref = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    assert two["epoch"] == ref["epoch"] == 2
+    for name, tensor in ref["model"].items():
+        torch.testing.assert_close(two["model"][name], tensor, rtol=0, atol=TOL, msg=name)
+    # the counters of both ranks are summed: every example of every global batch counted
+    two_metrics = res.read_metrics(spawned / "clip")
+    assert [m["examples"] for m in two_metrics] == [m["examples"] for m in one.metrics]
+    for a, b in zip(two_metrics, one.metrics, strict=True):
+        assert a["group_clipped_fraction"] == b["group_clipped_fraction"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    # rank 0 wrote the run directory once: the files of a 1-process run, no more
+    assert sorted(p.name for p in (spawned / "clip").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one").iterdir())
+
+
+def test_an_error_of_rank_0_in_the_run_directory_stops_every_rank(spawned: Path) -> None:
+    expected = training.ERR_EXISTING_RUN.format(path=spawned / "clip")
+    assert (spawned / "refused0.txt").read_text() == f"ValueError: {expected}"
+    assert (spawned / "refused1.txt").read_text() == "RuntimeError: " + \
+        distributed.ERR_MAIN_FAILED.format(error=f"ValueError: {expected}")
+
+
+def test_a_policy_with_private_statistics_is_refused_on_every_rank(spawned: Path) -> None:
+    expected = training.ERR_DISTRIBUTED_POLICY.format(method="dpsgd-f", world=WORLD)
+    assert [(spawned / f"policy{r}.txt").read_text() for r in range(WORLD)] == [expected] * WORLD
+    assert not (spawned / "policy" / res.RESULTS_FILE).exists()
+
+
+def test_noise_is_added_once_to_the_global_sum_with_std_z_times_s(spawned: Path) -> None:
+    """Flake rate: the sample std of D = 20,400 N(0, 1) draws is within 1 +- 0.05 but with
+    probability < 1e-20 (0.05 is 10 of its standard deviations 1/sqrt(2D)); the mean test
+    (6 standard deviations) fails by chance with probability 2e-9."""
+    model, x, y = _noise_setup()
+    clipped = _noisy_sum(model, x, y, 0.0)
+    model, x, y = _noise_setup()
+    one = _noisy_sum(model, x, y, Z) - clipped
+    two = [torch.load(spawned / f"noise{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert torch.equal(two[0], two[1])  # every rank steps with the same gradient
+    noise = (two[0] - clipped).double()
+    d = noise.numel()
+    assert d == D_IN * D_OUT + D_OUT
+    # N(0, (zS)^2) once: not twice independently (std * sqrt 2), nor twice alike (std * 2)
+    assert noise.std().item() / (Z * S) == pytest.approx(1.0, abs=0.05)
+    assert abs(noise.mean().item()) < 6 * Z * S / d ** 0.5
+    # the single secret stream of one process, not a draw per rank scaled down
+    torch.testing.assert_close(noise, one.double(), rtol=0, atol=1e-4)
+
+
+def test_make_private_in_a_process_group_is_the_one_process_run(spawned: Path) -> None:
+    ranks = [torch.load(spawned / f"api{r}.pt", weights_only=True) for r in range(WORLD)]
+    one = _api_run(0)
+    sampler = DPDataLoader(TensorDataset(torch.zeros(API_N)), API_B,
+                           generator=torch.Generator().manual_seed(API_SEED)).batch_sampler
+    expected = list(sampler)
+    assert [b0 + b1 for b0, b1 in zip(ranks[0]["batches"], ranks[1]["batches"], strict=True)] \
+        == one["batches"] == expected  # rank 0's global batch, shared in rank order
+    assert any(b0 and b1 for b0, b1 in zip(ranks[0]["batches"], ranks[1]["batches"],
+                                           strict=True))
+    assert ranks[0]["epsilon"] == ranks[1]["epsilon"] == one["epsilon"]
+    for p0, p1, p in zip(ranks[0]["params"], ranks[1]["params"], one["params"], strict=True):
+        assert torch.equal(p0, p1)
+        torch.testing.assert_close(p0, p, rtol=0, atol=TOL)
+
+
+# --------------------------------------------------------------------------------------------
+# torchrun -m disparate run: a rank killed mid-run, then 1 process resumes
+# --------------------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        env = (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(v[5:]) for v in env if v.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "cut"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={WORLD}", "-m", "disparate", "run", "digits-underrep",
+               "--quiet", "--out", str(out)]
+    for item in KILLED:
+        command += ["--set", item]
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                start_new_session=True)  # torchrun's signals stay its own
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint.pt").exists():
+            assert launcher.poll() is None, launcher.communicate()[0]
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.02)
+        victim = next(p for p in _children(launcher.pid) if _rank_of(p) == 1)
+        os.kill(victim, signal.SIGKILL)
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        launcher.kill()
+    assert launcher.returncode != 0
+    assert "rank: 1" in output and "Signal 9 (SIGKILL)" in output, output
+    assert not (out / "results.json").exists()
+    cut = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 1 <= cut["epoch"] < 4
+
+    # 1 process resumes; the reference is 1 process uninterrupted with the same secret
+    secret = int(cut["secret"], 16)
+    monkeypatch.setattr(randomness, "new_secret", lambda: secret)
+    cfg = load_experiment("digits-underrep", KILLED)
+    full = training.train(cfg, tmp_path / "full", progress=False)
+    for two, one in zip(cut["metrics"], full.metrics[: cut["epoch"]], strict=True):
+        assert two["epsilon"] == one["epsilon"]  # the accountant saw the same q and steps
+        assert two["examples"] == one["examples"]  # the secret's batches, all counted
+        assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-6)
+    resumed = training.train(cfg, out, resume=True, progress=False)
+    assert [m["epsilon"] for m in resumed.metrics] == [m["epsilon"] for m in full.metrics]
+    assert resumed.results["privacy"] == full.results["privacy"]
+    assert [m["examples"] for m in resumed.metrics] == [m["examples"] for m in full.metrics]
+    a = torch.load(out / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    for name, tensor in b["model"].items():
+        torch.testing.assert_close(a["model"][name], tensor, rtol=0, atol=TOL, msg=name)
+    assert torch.equal(a["optimizer"]["noise_generator"], b["optimizer"]["noise_generator"])
+
+
+# --------------------------------------------------------------------------------------------
+# The environment torchrun sets
+# --------------------------------------------------------------------------------------------
+
+
+def test_the_launch_is_read_from_torchruns_environment() -> None:
+    assert distributed.Launch.from_environment({}) is None
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1"}
+    assert distributed.Launch.from_environment(env) == distributed.Launch(
+        rank=3, world_size=4, local_rank=1)
+    with pytest.raises(ValueError, match=r"^environment variable RANK='x': expected an "
+                                         r"integer$"):
+        distributed.Launch.from_environment({**env, "RANK": "x"})
+    with pytest.raises(ValueError, match=r"RANK='4': expected an integer in 0\.\.3$"):
+        distributed.Launch.from_environment({**env, "RANK": "4"})
+    assert distributed.backend_for("cuda:1") == "nccl"
+    assert distributed.backend_for("cpu") == "gloo"
+
+
+def test_train_under_torchrun_without_a_process_group_refuses_to_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(ValueError, match=r"started by torchrun \(WORLD_SIZE=2, RANK=1\) but no "
+                                         r"process group"):
+        training.train(clip_only(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()
