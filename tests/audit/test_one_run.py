@@ -47,6 +47,21 @@ def test_pinned_values():
     assert epsilon_lower_bound(1000, 0, 0) == 0.0
 
 
+# (m, r, v, delta) -> the bound at 95% by the procedure of the paper's Appendix D (a running
+# max of P[v > Bin >= v - i] / i, bracket grown by 1, 30 halvings), run independently.
+APPENDIX_D = [
+    (1000, 100, 100, 0.0, 3.49297), (1000, 100, 100, 1e-5, 3.46538),
+    (1000, 100, 90, 1e-5, 1.62614), (1000, 1000, 700, 1e-5, 0.73174),
+    (200, 50, 45, 1e-3, 1.18835), (100, 20, 19, 0.0, 1.28850),
+    (1000, 500, 400, 1e-6, 1.19858), (10000, 1000, 990, 1e-5, 4.02122),
+]
+
+
+@pytest.mark.parametrize(("m", "r", "v", "delta", "expected"), APPENDIX_D)
+def test_matches_the_papers_appendix_d_procedure(m, r, v, delta, expected):
+    assert epsilon_lower_bound(m, r, v, delta=delta) == pytest.approx(expected, abs=2e-5)
+
+
 @pytest.mark.parametrize(("m", "r", "v", "delta"), [
     (1000, 100, 80, 0.0), (1000, 100, 80, 1e-5), (200, 50, 45, 1e-3), (60, 20, 19, 0.0)])
 def test_bound_is_the_largest_rejected_epsilon(m, r, v, delta):

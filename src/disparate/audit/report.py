@@ -29,7 +29,7 @@ from disparate.reporting.document import (
 from disparate.results import read_json
 
 __all__ = ["AUDIT_HTML", "AUDIT_MARKDOWN", "LIMITS", "ROC_FIGURE", "format_stat",
-           "plot_roc", "write_audit_report"]
+           "guesser_text", "plot_roc", "write_audit_report"]
 
 AUDIT_MARKDOWN = "audit.md"
 AUDIT_HTML = "audit.html"
@@ -57,6 +57,21 @@ def format_stat(summary: Mapping[str, Any] | None, digits: int = 2) -> str:
     if summary.get("ci95"):
         lo, hi = max(summary["ci95"][0], 0.0), min(summary["ci95"][1], 1.0)
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return text
+
+
+SCORE_TEXT = {
+    "loss": "lower canary loss = 'in' (black-box)",
+    "gradient": "larger parameter change along the canary's unit loss gradient, "
+                "<g/|g|, theta_0 - theta_T>, = 'in' (white-box)",
+}
+
+
+def guesser_text(scores: Sequence[str]) -> str:
+    """How the guesser scores canaries, in words; several scores are Bonferroni-corrected."""
+    text = "; ".join(SCORE_TEXT[s] for s in scores)
+    if len(scores) > 1:
+        text += f" -- each score at beta/{len(scores)}, the best bound reported"
     return text
 
 
@@ -119,7 +134,7 @@ def document(audit: Mapping[str, Any], figure: Path | None) -> list[Block]:
         f"canaries: {opts['canaries']:,} mislabeled training-split images (not members, not "
         "non-members), spread evenly over the groups, each included with probability 1/2; "
         "N counts the included ones",
-        "guesser: lower canary loss = 'in'; guess counts "
+        f"guesser: {guesser_text(opts.get('canary_scores', ['loss']))}; guess counts "
         f"{', '.join(map(str, opts['guess_fractions']))} of the canaries, Bonferroni over "
         f"them; confidence {100 * (1 - opts['beta']):g}%",
         f"attacks: loss threshold, and offline LiRA with {opts['reference_models']} reference "

@@ -13,13 +13,16 @@ reference models per mode train on the reference sets. Then, per group and overa
 
 ``audit.json`` (:data:`AUDIT_FILE`) holds the per-seed numbers and, over seeds, the mean and
 the 95% Student-t interval (:func:`disparate.results.summarize`); run directories are
-``seed-<s>/<mode>`` and ``seed-<s>/<mode>-ref-<k>``.
+``seed-<s>/<mode>`` and ``seed-<s>/<mode>-ref-<k>``, beside ``seed-<s>/audit_data.json``, the
+fingerprint of the seed's audit data, which ``resume`` checks before reusing finished runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -35,11 +38,13 @@ from disparate import results as res
 from disparate.audit import mia
 from disparate.audit.canaries import AuditData, build_audit_data, check_counts
 from disparate.audit.one_run import DEFAULT_GUESS_FRACTIONS, audit_scores, check_guess_fractions
+from disparate.audit.whitebox import gradient_alignment_scores
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetNotFoundError, DatasetSplits, GroupedDataset, load_dataset
 
-__all__ = ["AUDIT_FILE", "ATTACKS", "MODES", "OVERALL", "AuditOptions", "TrainedModel",
-           "canary_bounds", "claimed_privacy", "headline", "run_audit", "train_and_load"]
+__all__ = ["AUDIT_FILE", "ATTACKS", "CANARY_SCORES", "DATA_FILE", "MODES", "OVERALL",
+           "AuditOptions", "TrainedModel", "canary_bounds", "canary_scores", "claimed_privacy",
+           "data_fingerprint", "headline", "run_audit", "train_and_load"]
 
 AUDIT_FILE = "audit.json"
 ATTACKS = ("loss", "lira")
@@ -50,6 +55,23 @@ ERR_NOT_DP = (
     "{mode!r}; expected mode 'dp'"
 )
 ERR_BETA = "beta={value!r}: expected 0 < beta < 1"
+#: How a canary is scored: "loss" (black-box: its loss under the final model, lower is "in")
+#: or "gradient" (white-box: :func:`disparate.audit.whitebox.gradient_alignment_scores`).
+CANARY_SCORES = ("loss", "gradient")
+ERR_NO_INITIAL = "canary score 'gradient' needs the initial model: pass initial="
+ERR_CANARY_SCORES = (
+    "canary_scores={value!r}: expected a non-empty tuple of distinct names from {choices}"
+)
+ERR_RESUME_DATA = (
+    "cannot resume {path}: its runs were trained on other audit data (fingerprint {saved}, "
+    "now {current}); resume with the same experiment, --set overrides and audit options, or "
+    "start again without --resume"
+)
+ERR_RESUME_UNKNOWN = (
+    "cannot resume {path}: it holds runs but no {name} to check their audit data against; "
+    "start again without --resume"
+)
+DATA_FILE = "audit_data.json"
 Log = Callable[[str], None]
 
 
@@ -63,6 +85,8 @@ class AuditOptions:
         reference_models: Offline-LiRA reference models per mode (even, >= 2).
         beta: 1 - the confidence of the lower bound.
         guess_fractions: The guesser's guess counts, as fractions of the canaries.
+        canary_scores: The canary scores tried (:data:`CANARY_SCORES`); with several, each
+            is tested at ``beta / len(canary_scores)`` and the best bound is reported.
     """
 
     canaries: int = 200
@@ -70,6 +94,7 @@ class AuditOptions:
     reference_models: int = 2
     beta: float = 0.05
     guess_fractions: tuple[float, ...] = DEFAULT_GUESS_FRACTIONS
+    canary_scores: tuple[str, ...] = ("loss",)
 
     def __post_init__(self) -> None:
         check_counts(canaries=self.canaries, holdout_fraction=self.holdout_fraction,
@@ -77,29 +102,43 @@ class AuditOptions:
         if not (isinstance(self.beta, (int, float)) and 0 < self.beta < 1):
             raise ValueError(ERR_BETA.format(value=self.beta))
         object.__setattr__(self, "guess_fractions", check_guess_fractions(self.guess_fractions))
+        scores = self.canary_scores
+        if (isinstance(scores, str) or not isinstance(scores, Sequence) or not scores
+                or len(set(scores)) != len(scores) or not set(scores) <= set(CANARY_SCORES)):
+            raise ValueError(ERR_CANARY_SCORES.format(value=scores,
+                                                      choices=", ".join(CANARY_SCORES)))
+        object.__setattr__(self, "canary_scores", tuple(scores))
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """A trained model and its ``results.json``."""
+    """A trained model, its ``results.json`` and the model it started from (white-box)."""
 
     model: nn.Module
     results: dict[str, Any]
+    initial: nn.Module | None = None
 
 
 def train_and_load(config: ExperimentConfig, train_set: GroupedDataset,
                    test_set: GroupedDataset, run_dir: str | Path, *, device: str,
-                   progress: bool | None, log: Log | None) -> TrainedModel:
-    """Train ``config`` on ``train_set`` (the one training loop); load the model it saved."""
+                   progress: bool | None, log: Log | None, resume: bool = False
+                   ) -> TrainedModel:
+    """Train ``config`` on ``train_set`` (the one training loop); load the model it saved.
+
+    ``resume``: continue ``run_dir`` from its checkpoint (a finished run is not retrained);
+    otherwise start it again.
+    """
     from disparate.training import build_model_for, train
 
-    result = train(config, run_dir, overwrite=True, splits=DatasetSplits(train_set, test_set),
-                   device=device, progress=progress, log=log)
+    result = train(config, run_dir, resume=resume, overwrite=not resume,
+                   splits=DatasetSplits(train_set, test_set), device=device,
+                   progress=progress, log=log)
+    initial = build_model_for(config, train_set)  # theta_0: the seeded model_init stream
     model = build_model_for(config, train_set)
     state = torch.load(result.run_dir / res.CHECKPOINT_FILE, map_location="cpu",
                        weights_only=True)
     model.load_state_dict(state["model"])
-    return TrainedModel(model.to(device), result.results)
+    return TrainedModel(model.to(device), result.results, initial.to(device))
 
 
 def claimed_privacy(results: dict[str, Any]) -> dict[str, Any] | None:
@@ -125,16 +164,43 @@ def _attack(scores: np.ndarray, is_member: np.ndarray, mask: np.ndarray) -> dict
     return mia.attack_metrics(pos, neg)
 
 
-def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions
-                  ) -> dict[str, dict[str, Any] | None]:
-    """One-run bound per group (that group's canaries) and overall; None without canaries."""
+def canary_scores(model: nn.Module, data: AuditData, options: AuditOptions,
+                  initial: nn.Module | None = None) -> dict[str, np.ndarray]:
+    """Each of ``options.canary_scores`` for the M canaries (higher: "in")."""
     canaries = data.canaries()
-    loss, _ = mia.per_example_outputs(model, canaries.inputs, canaries.labels)
+    out: dict[str, np.ndarray] = {}
+    for kind in options.canary_scores:
+        if kind == "loss":
+            out[kind] = -mia.per_example_outputs(model, canaries.inputs, canaries.labels)[0]
+        else:
+            if initial is None:
+                raise ValueError(ERR_NO_INITIAL)
+            out[kind] = gradient_alignment_scores(initial, model, canaries.inputs,
+                                                  canaries.labels)
+    return out
+
+
+def canary_bounds(model: nn.Module, data: AuditData, *, delta: float, options: AuditOptions,
+                  initial: nn.Module | None = None) -> dict[str, dict[str, Any] | None]:
+    """One-run bound per group (that group's canaries) and overall; None without canaries.
+
+    With several canary scores, each is tested at ``beta / len(options.canary_scores)``
+    (Bonferroni) and the best bound is kept, with ``score`` naming it and ``by_score``
+    giving every score's bound.
+    """
+    scores = canary_scores(model, data, options, initial)
+    level = options.beta / len(options.canary_scores)
     out: dict[str, dict[str, Any] | None] = {}
-    for name, mask in _group_masks(canaries.groups.numpy(), data.pool.group_names):
-        out[name] = (audit_scores(-loss[mask], data.included[mask], delta=delta,
-                                  beta=options.beta, guess_fractions=options.guess_fractions
-                                  ).to_dict() if mask.any() else None)
+    for name, mask in _group_masks(data.canaries().groups.numpy(), data.pool.group_names):
+        if not mask.any():
+            out[name] = None
+            continue
+        tried = {kind: audit_scores(s[mask], data.included[mask], delta=delta, beta=level,
+                                    guess_fractions=options.guess_fractions).to_dict()
+                 for kind, s in scores.items()}
+        kind = max(tried, key=lambda k: tried[k]["epsilon_lower_bound"])  # first of the best
+        out[name] = {**tried[kind], "confidence": 1 - options.beta, "score": kind,
+                     "by_score": {k: t["epsilon_lower_bound"] for k, t in tried.items()}}
     return out
 
 
@@ -150,7 +216,8 @@ def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[Trai
     ref_phi = np.stack([mia.per_example_outputs(r.model, x, y)[1] for r in references])
     out_mask = np.stack([~np.isin(population, s) for s in data.reference_sets])
     scores = {"loss": -loss, "lira": mia.lira_offline_scores(phi, ref_phi, out_mask)}
-    bounds = canary_bounds(target.model, data, delta=delta, options=options)
+    bounds = canary_bounds(target.model, data, delta=delta, options=options,
+                           initial=target.initial)
     groups = pool.groups.numpy()[population]
     out: dict[str, Any] = {}
     roc: dict[str, list[float]] = {}
@@ -182,10 +249,42 @@ def _quiet_accountant() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def data_fingerprint(data: AuditData) -> str:
+    """SHA-256 of who is a member, a non-member, a canary (with its label and bit), a
+    reference-set example: equal fingerprints, equal training sets."""
+    digest = hashlib.sha256()
+    for arr in (data.members, data.nonmembers, data.canary_index, data.canary_labels,
+                data.included, *data.reference_sets):
+        digest.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def _check_or_record(seed_dir: Path, data: AuditData, *, resume: bool) -> None:
+    """Write the seed's fingerprint; resuming, first refuse runs of other audit data."""
+    path = seed_dir / DATA_FILE
+    current = data_fingerprint(data)
+    if resume and path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8"))["sha256"]
+        if saved != current:
+            raise ValueError(ERR_RESUME_DATA.format(path=seed_dir, saved=saved[:12],
+                                                    current=current[:12]))
+        return
+    if resume and seed_dir.is_dir() and any(seed_dir.iterdir()):
+        raise ValueError(ERR_RESUME_UNKNOWN.format(path=seed_dir, name=DATA_FILE))
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    res.write_json(path, {"sha256": current})
+
+
 def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[int],
               options: AuditOptions = AuditOptions(), device: str = "cpu",
-              progress: bool | None = None, log: Log | None = None) -> dict[str, Any]:
-    """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json."""
+              progress: bool | None = None, log: Log | None = None, resume: bool = False
+              ) -> dict[str, Any]:
+    """Audit ``config`` (mode ``dp``) and its non-private twin for every seed; write audit.json.
+
+    ``resume``: reuse the finished runs of an earlier call on the same audit data (checked by
+    fingerprint) and continue unfinished ones from their checkpoints, then attack again.
+    """
     from disparate.comparison import seeded
 
     if config.privacy.mode != "dp":
@@ -207,17 +306,18 @@ def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[
                                 reference_models=options.reference_models)
         train_set = data.training_set()
         seed_entry: dict[str, Any] = {"seed": seed, "sizes": _sizes(data)}
+        base = out / f"seed-{seed}"
+        _check_or_record(base, data, resume=resume)
         for mode, run_cfg in (("non-private", cfg.non_private()), ("dp", cfg)):
-            base = out / f"seed-{seed}"
             if log is not None:
                 log(f"seed {seed}: training the {mode} model on {len(train_set)} examples "
                     f"({int(data.included.sum())} of {data.included.size} canaries included)")
             target = train_and_load(run_cfg, train_set, splits.test, base / mode,
-                                    device=device, progress=progress, log=log)
+                                    device=device, progress=progress, log=log, resume=resume)
             with _quiet_accountant():  # the reference models' epsilon is not reported
                 refs = [train_and_load(run_cfg, data.pool.subset(s), splits.test,
                                        base / f"{mode}-ref-{k}", device=device,
-                                       progress=progress, log=None)
+                                       progress=progress, log=None, resume=resume)
                         for k, s in enumerate(data.reference_sets)]
             seed_entry[mode] = _audit_mode(data, target, refs, options, cfg.privacy.delta,
                                            highlight)
@@ -311,8 +411,11 @@ def headline(claims: Sequence[dict[str, Any]], dp_groups: Sequence[dict[str, Any
         return ", ".join(_eps(v) for v in values) or "n/a"
 
     seeds = "one per seed, " if len(dp_groups) > 1 else ""
+    scored = ("" if options.canary_scores == ("loss",)
+              else f", {' and '.join(options.canary_scores)} scores")
     text = (f"claimed ({claim}, {claims[0]['delta']:g})-DP; empirical lower bound "
-            f"{bounds(OVERALL)} ({seeds}{conf}, one-run audit, {options.canaries:,} canaries)")
+            f"{bounds(OVERALL)} ({seeds}{conf}, one-run audit, {options.canaries:,} canaries"
+            f"{scored})")
     groups = [h for h in highlight if h in dp_groups[0]]
     if groups:
         text += "; per group: " + "; ".join(f"{h}: {bounds(h)}" for h in groups)

@@ -49,8 +49,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--reference-models", type=int, default=defaults.reference_models,
                         metavar="K", help="offline-LiRA reference models per mode, even "
                         "(default: %(default)s)")
+    parser.add_argument("--canary-scores", default=",".join(defaults.canary_scores),
+                        metavar="S[,S]", help="how canaries are scored: loss (black-box), "
+                        "gradient (white-box: parameter change along the canary's gradient), "
+                        "or both, Bonferroni-corrected (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="audit directory (default: runs/<experiment>-audit-<hash>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the finished runs in the audit directory (same audit data, "
+                        "checked) and continue unfinished ones; then attack again")
     parser.set_defaults(func=run)
     return parser
 
@@ -63,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     config = load_config(args)
     options = AuditOptions(canaries=args.canaries, holdout_fraction=args.holdout,
-                           reference_models=args.reference_models)
+                           reference_models=args.reference_models,
+                           canary_scores=tuple(s.strip() for s in args.canary_scores.split(",")))
     seeds = seed_list(config, args.seeds)
     out = Path(args.out) if args.out else Path(
         "runs", f"{config.name}-audit-{config_hash(config)}")
@@ -72,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"{config.name}: audit of {config.privacy.describe()} and its non-private twin; "
             f"{options.canaries} canaries; seeds {seeds} -> {out}")
     audit = run_audit(config, out, seeds=seeds, options=options, device=args.device,
-                      progress=False if args.quiet else None, log=log)
+                      progress=False if args.quiet else None, log=log, resume=args.resume)
     paths = write_audit_report(out)
     print()
     print(audit["headline"])
