@@ -95,6 +95,15 @@ def test_schema_version_and_missing_keys_are_named() -> None:
         rec.RunResult.from_json({k: v for k, v in data.items() if k != "experiment"})
     with pytest.raises(ValueError, match="groups\\[0\\]: missing key\\(s\\) test_size"):
         rec.RunResult.from_json({**data, "groups": [{"group": "a", "train_size": 1}]})
+    with pytest.raises(ValueError, match="^group: missing key\\(s\\) test_size$"):
+        rec.GroupResult.from_json({"group": "a", "train_size": 1})
+    with pytest.raises(ValueError, match="^metrics line: missing key\\(s\\) epoch$"):
+        rec.EpochMetrics.from_json({"test_accuracy": 0.5})
+    line = rec.EpochMetrics.from_json({"epoch": 2, "test_accuracy": 0.5, "examples": 7})
+    assert (line.epoch, line.extra) == (2, {"examples": 7})
+    out = line.to_json()
+    assert (out["epoch"], out["test_accuracy"], out["examples"]) == (2, 0.5, 7)
+    assert "extra" not in out
     with pytest.raises(ValueError, match="is_private=True needs an epsilon"):
         rec.PrivacyStatement.from_json({"is_private": True, "mode": "dp", "statement": ""})
 

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from disparate import results as res
 
@@ -68,6 +68,25 @@ def _split(cls: type, data: Mapping[str, Any], where: str
 
 def _to_json(obj: Any, typed: Mapping[str, Any]) -> dict[str, Any]:
     return {**obj.extra, **typed}
+
+
+_R = TypeVar("_R", bound="_FlatRecord")
+
+
+class _FlatRecord:
+    """``from_json``/``to_json`` of a record whose fields are all plain JSON values; keys it
+    does not know travel in ``extra``. ``_where`` names it in errors."""
+
+    _where: ClassVar[str]
+
+    @classmethod
+    def from_json(cls: type[_R], data: Mapping[str, Any], where: str | None = None) -> _R:
+        typed, rest = _split(cls, data, where or cls._where)
+        return cls(**typed, extra=rest)
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self, {f.name: getattr(self, f.name) for f in fields(self)
+                               if f.name != "extra"})
 
 
 # ---------------------------------------------------------------------------------- stats
@@ -160,8 +179,10 @@ class GroupMetrics:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GroupResult:
+class GroupResult(_FlatRecord):
     """One entry of ``results.json`` ``groups``."""
+
+    _where: ClassVar[str] = "group"
 
     group: str
     train_size: int
@@ -172,15 +193,6 @@ class GroupResult:
     small_test: bool = False
     highlight: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = "group") -> GroupResult:
-        typed, rest = _split(cls, data, where)
-        return cls(**typed, extra=rest)
-
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self, {f.name: getattr(self, f.name) for f in fields(self)
-                               if f.name != "extra"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,8 +231,10 @@ class PrivacyStatement:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EpochMetrics:
+class EpochMetrics(_FlatRecord):
     """One ``metrics.jsonl`` line: the metrics after an epoch."""
+
+    _where: ClassVar[str] = "metrics line"
 
     epoch: int
     test_accuracy: float | None = None
@@ -228,15 +242,6 @@ class EpochMetrics:
     group_grad_norm: Mapping[str, float | None] = field(default_factory=dict)
     epsilon: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = "metrics line") -> EpochMetrics:
-        typed, rest = _split(cls, data, where)
-        return cls(**typed, extra=rest)
-
-    def to_json(self) -> dict[str, Any]:
-        return _to_json(self, {f.name: getattr(self, f.name) for f in fields(self)
-                               if f.name != "extra"})
 
 
 @dataclass(frozen=True, kw_only=True)
