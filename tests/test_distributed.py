@@ -30,7 +30,7 @@ from torch.utils.data import TensorDataset
 from disparate import distributed, randomness, rundir, training
 from disparate import results as res
 from disparate.config import load_experiment
-from disparate.privacy import DPDataLoader, DPOptimizer, make_private
+from disparate.privacy import DPDataLoader, DPOptimizer, make_private, optimizer
 
 TOL = 1e-5
 WORLD = 2
@@ -152,7 +152,7 @@ def test_an_error_of_rank_0_in_the_run_directory_stops_every_rank(spawned: Path)
 
 
 def test_a_policy_with_private_statistics_is_refused_on_every_rank(spawned: Path) -> None:
-    expected = training.ERR_DISTRIBUTED_POLICY.format(method="dpsgd-f", world=WORLD)
+    expected = optimizer.ERR_DISTRIBUTED_POLICY.format(method="dpsgd-f", world=WORLD)
     assert [(spawned / f"policy{r}.txt").read_text() for r in range(WORLD)] == [expected] * WORLD
     assert not (spawned / "policy" / res.RESULTS_FILE).exists()
 

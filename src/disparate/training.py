@@ -71,11 +71,6 @@ ERR_DIVERGED = (
     "training diverged at epoch {epoch}, step {step}: {what}; no results were written "
     "(see {path}). Lower training.lr, check the inputs, or use a larger noise budget"
 )
-ERR_DISTRIBUTED_POLICY = (
-    "mitigation.method={method!r} releases private statistics of every batch, which are not yet "
-    "gathered across processes: run it in one process (WORLD_SIZE={world}); flat DP-SGD "
-    "(mitigation.method='dpsgd') runs distributed"
-)
 ERR_EMPTY_TRAIN = "the training set is empty after data.reduce / data.subsample: expected >= 1"
 
 Log = Callable[[str], None]
@@ -464,10 +459,6 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
         run.log(f"data read: {res.dumps(data_counts)}")
     group_names = list(train_set.group_names)
     plan = resolve_noise(config, n_train, num_groups=len(group_names))
-    if distributed.world_size() > 1 and plan.aux_noise_multipliers:
-        # each rank would release its shard's statistics: N noisy releases, not one
-        raise ValueError(ERR_DISTRIBUTED_POLICY.format(method=plan.method,
-                                                       world=distributed.world_size()))
     spe = plan.steps_per_epoch
 
     state = run.resume_state()

@@ -48,6 +48,11 @@ from disparate.privacy.noise import add_gaussian_noise, make_generator
 from disparate.privacy.policies.base import ClippingPolicy
 from disparate.privacy.policies.flat import FlatClipping
 
+ERR_DISTRIBUTED_POLICY = (
+    "mitigation.method={method!r} releases private statistics of every batch, which are not yet "
+    "gathered across processes: run it in one process (WORLD_SIZE={world}); flat DP-SGD "
+    "(mitigation.method='dpsgd') runs distributed"
+)
 ERR_NO_BACKWARD = (
     "optimizer.step() without arguments needs loss.backward() on the model's outputs "
     "first (a forward pass with gradients enabled, then backward); or pass the batch: "
@@ -119,6 +124,10 @@ class DPOptimizer(torch.optim.Optimizer):
         if policy is not None and max_grad_norm is None:
             raise ValueError(f"policy={policy.name!r} without clipping (max_grad_norm=None): a "
                              "clipping policy needs clipping on")
+        if policy is not None and policy.statistics and distributed.world_size() > 1:
+            # each rank would release its shard's statistics: N noisy releases, not one
+            raise ValueError(ERR_DISTRIBUTED_POLICY.format(method=policy.name,
+                                                           world=distributed.world_size()))
         if noise_std is not None and not noise_std >= 0:
             raise ValueError(f"noise_std={noise_std!r}: expected >= 0")
         if loss_reduction not in LOSS_REDUCTIONS:
