@@ -525,3 +525,11 @@ def test_reproducible_noise_is_a_validated_boolean() -> None:
     assert cfg.non_private().privacy.reproducible_noise is True  # kept across modes
     with pytest.raises(ConfigError, match="privacy.reproducible_noise='yes please'"):
         load_experiment("digits-underrep", ["privacy.reproducible_noise=yes please"])
+
+
+def test_per_example_stats_changes_the_hash_only_when_switched_off() -> None:
+    h = config_hash(mnist())
+    assert config_hash(mnist("training.per_example_stats=true")) == h  # hashes as before
+    assert config_hash(mnist("training.per_example_stats=false")) != h
+    with pytest.raises(ConfigError, match=r"training.per_example_stats.*boolean"):
+        mnist("training.per_example_stats=1")

@@ -488,6 +488,10 @@ class TrainingConfig:
             secret); see :mod:`disparate.randomness`.
         num_threads: ``torch.set_num_threads`` value (>= 1); ``None`` leaves torch's default.
         eval_batch_size: Batch size for evaluation (>= 1); does not affect results.
+        per_example_stats: Measure per-example gradient norms (``group_grad_norm``) also in
+            the modes that do not clip (``non-private``, ``noise-only``). ``False``: those
+            runs take a plain forward and backward (faster, less memory) and record no norms
+            (``None``; results say so); the clipping modes measure them anyway.
     """
 
     optimizer: str = "sgd"
@@ -498,6 +502,7 @@ class TrainingConfig:
     seed: int = 0
     num_threads: int | None = None
     eval_batch_size: int = 1024
+    per_example_stats: bool = True
 
     def __post_init__(self) -> None:
         check_choice("training.optimizer", self.optimizer, OPTIMIZERS)
@@ -512,6 +517,7 @@ class TrainingConfig:
         check_int("training.seed", self.seed, minimum=0, maximum=MAX_SEED)
         check_int("training.num_threads", self.num_threads, minimum=1, optional=True)
         check_int("training.eval_batch_size", self.eval_batch_size, minimum=1)
+        check_bool("training.per_example_stats", self.per_example_stats)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -638,6 +644,10 @@ HASH_DEFAULTED_KEYS: dict[str, Any] = {
     f"training.{f.name}": f.default for f in dataclasses.fields(TrainingConfig)
     if f.name in ("num_threads", "eval_batch_size")}
 
+#: Settings added after run stores existed: left out of :func:`config_hash` at their default,
+#: so every config that keeps it hashes as before.
+HASH_OMITTED_AT_DEFAULT: dict[str, Any] = {"training.per_example_stats": True}
+
 
 def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls))
@@ -715,6 +725,10 @@ def config_hash(config: ExperimentConfig, length: int = 12, *, legacy: bool = Fa
         for p in parents:
             node = node[p]
         node.pop(last, None)
+    for dotted, default in HASH_OMITTED_AT_DEFAULT.items():
+        section, key = dotted.split(".")
+        if data[section].get(key, default) == default:
+            data[section].pop(key, None)
     for dotted, default in ({} if legacy else HASH_DEFAULTED_KEYS).items():
         section, key = dotted.split(".")
         data[section][key] = default

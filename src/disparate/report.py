@@ -592,6 +592,9 @@ def _legend(data: ReportData) -> list[str]:
         limit = (f"fewer than {data.min_group_test_size} test examples"
                  if data.min_group_test_size is not None else "few test examples")
         notes.append(f"{SMALL_TEST_MARK} small test set ({limit}): accuracy unreliable")
+    if data.kind == "run" and data.data.get("per_example_stats") is False:
+        notes.append("mean gradient norm n/a: not recorded, the run took no per-example "
+                     "gradients (training.per_example_stats: false)")
     if data.kind == "comparison" and any(fmt.stat(g.get("dp_accuracy"))[1] is not None
                                          for g in data.groups):
         notes.append(fmt.INTERVAL_LABEL)

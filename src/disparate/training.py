@@ -2,7 +2,9 @@
 
 Every run -- private or not -- trains through :class:`~disparate.privacy.DPOptimizer`, so the
 per-example gradient norms (before clipping) are measured in every mode, and the baselines
-train with exactly the batches the DP run uses. The mechanism -- sampler, clipping policy
+train with exactly the batches the DP run uses. With ``training.per_example_stats: false`` the
+modes that do not clip take :func:`plain_step` instead (the same batches, noise draws and
+update, no per-example gradients) and record no norms. The mechanism -- sampler, clipping policy
 (``config.mitigation``; default DP-SGD's flat clipping), noise and accounting -- is one
 :class:`~disparate.privacy.plan.DPPlan` built from the config (:func:`resolve_noise`), whose
 named settings are the modes of ``config.privacy.mode``::
@@ -140,15 +142,21 @@ def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     optimizer; ``model`` must carry no :class:`GradSampleEngine` hooks. Returns the detached
     per-example losses and outputs."""
     optimizer.zero_grad(set_to_none=True)
-    outputs = model(x)
-    losses = loss_fn(outputs, y)
-    losses.sum().backward()
+    if len(y):
+        outputs = model(x)
+        losses = loss_fn(outputs, y)
+        losses.sum().backward()
+    else:  # an empty Poisson batch: only noise, as DPOptimizer
+        outputs = losses = x.new_zeros(0)
+    params = [p for p in model.parameters() if p.requires_grad]
+    noise_std = distributed.noise_std_here(noise_std)  # once, on rank 0
     with torch.no_grad():
-        for param in model.parameters():
-            if param.requires_grad:
-                grad = torch.zeros_like(param) if param.grad is None else param.grad
-                param.grad = add_gaussian_noise(grad, noise_std, generator).div_(
-                    expected_batch_size)
+        for param in params:
+            grad = torch.zeros_like(param) if param.grad is None else param.grad
+            param.grad = add_gaussian_noise(grad, noise_std, generator)
+        distributed.all_reduce_sum([p.grad for p in params])
+        for param in params:
+            param.grad.div_(expected_batch_size)  # the expected global batch size
     optimizer.step()
     return losses.detach(), outputs.detach()
 
@@ -255,14 +263,28 @@ class _EpochSums:
 def _run_epoch(model: nn.Module, optimizer: DPOptimizer, loss_fn: nn.Module,
                batches: Sequence[torch.Tensor], data: tuple[torch.Tensor, ...],
                augment: Callable[..., torch.Tensor] | None, aug_rng: Any, n_groups: int,
-               bar: Any, checked: dict[str, Any] | None, log: Log
+               bar: Any, checked: dict[str, Any] | None, log: Log, *, plain: bool
                ) -> tuple[_EpochSums, dict[str, Any] | None]:
     """The optimizer steps of one epoch over ``batches`` (index tensors into ``data`` =
     (inputs, labels, groups) on the device); the first step of the process is preceded by
-    the self-check (returned, with that step's time)."""
+    the self-check (returned, with that step's time). ``plain``: :func:`plain_step` with the
+    optimizer's wrapped optimizer and noise, no per-example norms (``sums.norm`` stays 0)."""
     x_all, y_all, g_all = data
     device = x_all.device
     sums = _EpochSums.zeros(n_groups, len(batches), device)
+
+    def step(x: torch.Tensor, y: torch.Tensor, g: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(losses, outputs, norms, clipped) of one step; norms and clipped None if plain."""
+        if plain:
+            losses, outputs = plain_step(model, optimizer.optimizer, loss_fn, x, y,
+                                         expected_batch_size=optimizer.expected_batch_size,
+                                         noise_std=optimizer.noise_std,
+                                         generator=optimizer.noise_generator)
+            return losses, outputs, None, None
+        result = optimizer.step(loss_fn, x, y, groups=g)
+        return result.losses, result.outputs, result.norms, result.clip_weights < 1
+
     for k, idx in enumerate(batches, start=1):
         idx = idx.to(device)
         x, y, g = x_all[idx], y_all[idx], g_all[idx]
@@ -272,25 +294,28 @@ def _run_epoch(model: nn.Module, optimizer: DPOptimizer, loss_fn: nn.Module,
         if checked is None and len(y):
             checked = self_check(model, loss_fn, x, y).as_dict()
             t_step = time.perf_counter()
-            step = optimizer.step(loss_fn, x, y, groups=g)
+            losses, outputs, norms, clipped = step(x, y, g)
             checked["first_step_seconds"] = time.perf_counter() - t_step
             log(f"self-check passed in {checked['seconds']:.2f} s "
                 f"(first step {checked['first_step_seconds']:.2f} s)")
         else:
-            step = optimizer.step(loss_fn, x, y, groups=g)
+            losses, outputs, norms, clipped = step(x, y, g)
         if len(y):
-            finite = torch.isfinite(step.norms)
             # one example's non-finite loss is dropped and counted (clip weight 0);
-            # a step without any finite loss means the model itself diverged
+            # a step without any finite loss means the model itself diverged. The plain
+            # step cannot drop one: it counts the non-finite losses, and a non-finite sum
+            # stops the run as diverged.
+            finite = torch.isfinite(losses if norms is None else norms)
             sums.step_examples[k - 1] = len(y)
-            sums.step_finite[k - 1] = torch.isfinite(step.losses).sum()
-            sums.loss += step.losses.double().sum()
-            sums.correct += (step.outputs.argmax(dim=1) == y).sum()
+            sums.step_finite[k - 1] = torch.isfinite(losses).sum()
+            sums.loss += losses.double().sum()
+            sums.correct += (outputs.argmax(dim=1) == y).sum()
             sums.seen += torch.bincount(g, minlength=n_groups)
-            sums.norm += torch.bincount(g, weights=step.norms.double().where(finite, 0.0),
-                                        minlength=n_groups)
-            sums.clipped += torch.bincount(g, weights=((step.clip_weights < 1) & finite)
-                                           .double(), minlength=n_groups).long()
+            if norms is not None:
+                sums.norm += torch.bincount(g, weights=norms.double().where(finite, 0.0),
+                                            minlength=n_groups)
+                sums.clipped += torch.bincount(g, weights=(clipped & finite).double(),
+                                               minlength=n_groups).long()
             sums.nonfinite += torch.bincount(g, weights=(~finite).double(),
                                              minlength=n_groups).long()
         bar.update(1)
@@ -300,8 +325,9 @@ def _run_epoch(model: nn.Module, optimizer: DPOptimizer, loss_fn: nn.Module,
 
 def _metrics_line(epoch: int, steps_done: int, sums: _EpochSums, evaluation: Mapping[str, Any],
                   group_names: Sequence[str], epsilon: tuple[float | None, bool | None],
-                  elapsed_s: float) -> dict[str, Any]:
-    """The ``metrics.jsonl`` line of an epoch."""
+                  elapsed_s: float, *, norms_recorded: bool = True) -> dict[str, Any]:
+    """The ``metrics.jsonl`` line of an epoch (``group_grad_norm`` None if not
+    ``norms_recorded``)."""
     n_seen = int(sums.seen.sum())
     seen_l, norm_l, clip_l = sums.seen.tolist(), sums.norm.tolist(), sums.clipped.tolist()
     bad_l = sums.nonfinite.tolist()
@@ -315,7 +341,8 @@ def _metrics_line(epoch: int, steps_done: int, sums: _EpochSums, evaluation: Map
         "test_loss": evaluation["test_loss"],
         "test_accuracy": evaluation["test_accuracy"],
         "group_accuracy": evaluation["group_accuracy"],
-        "group_grad_norm": {name: (norm_l[i] / finite_l[i] if finite_l[i] else None)
+        "group_grad_norm": {name: (norm_l[i] / finite_l[i]
+                                   if finite_l[i] and norms_recorded else None)
                             for i, name in enumerate(group_names)},
         "group_clipped_fraction": {name: (clip_l[i] / finite_l[i] if finite_l[i] else None)
                                    for i, name in enumerate(group_names)},
@@ -474,6 +501,10 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
     model.train()
     optimizer = plan.optimizer(_base_optimizer(config, model), model,
                                noise_seed=seeds.seed_of("noise"))
+    # a run that neither clips nor records norms needs no per-example gradients
+    plain = plan.max_grad_norm is None and not tc.per_example_stats
+    if plain:
+        optimizer.close()  # the engine's hooks off: plain_step's model carries none
     loss_fn = nn.CrossEntropyLoss(reduction="none")
 
     start_epoch = 0
@@ -499,13 +530,15 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
             batches = plan.batches(seeds.root("sampling"), epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             sums, checked = _run_epoch(model, optimizer, loss_fn, batches, data, augment,
-                                       aug_rng, len(group_names), bar, checked, run.log)
+                                       aug_rng, len(group_names), bar, checked, run.log,
+                                       plain=plain)
             _check_finite(model, sums.first_bad, epoch + 1, spe, run)
             evaluation = evaluate(model, test_set, batch_size=tc.eval_batch_size)
             steps_done = (epoch + 1) * spe
             line = _metrics_line(epoch + 1, steps_done, sums, evaluation, group_names,
                                  plan.epsilon(steps_done),
-                                 elapsed_before + time.perf_counter() - t_start)
+                                 elapsed_before + time.perf_counter() - t_start,
+                                 norms_recorded=not plain)
             metrics.append(line)
             run.append_metrics(line)
             if epoch + 1 == tc.epochs and distributed.is_main():
@@ -572,6 +605,8 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
         for group in results["groups"]:
             group["nonfinite"] = nonfinite_by_group.get(group["group"])
         results.update(extra)
+        if plain:  # group grad_norm is None: not measured, not missing
+            results["per_example_stats"] = False
         run.finish(results)
         return results
 
