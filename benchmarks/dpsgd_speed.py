@@ -16,6 +16,10 @@ Contenders (DP ones with max_grad_norm S=1.0, noise_multiplier z=0.8):
 - ``opacus-ghost``: Opacus ``grad_sample_mode="ghost"`` (the wrapped criterion runs the double
   backward of fast gradient / ghost clipping).
 - ``opacus-hooks``: Opacus ``grad_sample_mode="hooks"`` (materialised per-example gradients).
+- ``disparate-no-dp`` (on request): a ``--no-dp`` run's step with per-example statistics,
+  ``DPOptimizer(max_grad_norm=None)`` (the engine computes the norms, nothing is clipped).
+- ``disparate-plain`` (on request): the same run with ``training.per_example_stats: false``,
+  ``disparate.training.plain_step`` (plain forward and backward, then the optimizer's update).
 - ``per-example-loop``: the paper's approach: forward and backward each example alone, clip
   its gradient, accumulate, add noise, step. Very slow, so it runs in only ``--loop-rounds``
   of the rounds, spread evenly and still interleaved with the others.
@@ -54,6 +58,7 @@ from torch import Tensor, nn
 
 from disparate.models import build_model, count_parameters
 from disparate.privacy import DPOptimizer
+from disparate.training import plain_step
 
 LR = 0.01
 MAX_GRAD_NORM = 1.0
@@ -65,7 +70,10 @@ DISPARATE = "disparate"
 OPACUS_GHOST = "opacus-ghost"
 OPACUS_HOOKS = "opacus-hooks"
 LOOP = "per-example-loop"
+ENGINE_NO_DP = "disparate-no-dp"
+PLAIN = "disparate-plain"
 CONTENDERS = (NON_PRIVATE, DISPARATE, OPACUS_GHOST, OPACUS_HOOKS, LOOP)
+NO_DP_CONTENDERS = (ENGINE_NO_DP, PLAIN)  # run only when named in --contenders
 MIN_ROUNDS = 30  # fewer rounds is a smoke run, not a measurement
 OPACUS_CONTENDERS = (OPACUS_GHOST, OPACUS_HOOKS)
 
@@ -313,6 +321,35 @@ class Disparate(Contender):
         self.opt.close()
 
 
+class DisparateNoDP(Contender):
+    """A non-private run of the training loop: through the engine (per-example norms) or,
+    ``plain``, through :func:`disparate.training.plain_step`."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, *, noise_multiplier: float,
+                 lr: float, plain: bool):
+        super().__init__(model, x, y)
+        self.opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=lr), model,
+                               expected_batch_size=x.shape[0], max_grad_norm=None)
+        self.plain = plain
+        if plain:
+            self.opt.close()  # plain_step's model carries no engine hooks
+        self.loss_fn = nn.CrossEntropyLoss(reduction="none")
+
+    def update(self) -> None:
+        if self.plain:
+            plain_step(self.model, self.opt.optimizer, self.loss_fn, self.x, self.y,
+                       expected_batch_size=self.opt.expected_batch_size, noise_std=0.0,
+                       generator=self.opt.noise_generator)
+        else:
+            self.opt.step(self.loss_fn, self.x, self.y)
+
+    def zero_grad(self) -> None:
+        self.opt.zero_grad()
+
+    def close(self) -> None:
+        self.opt.close()
+
+
 class Opacus(Contender):
     """Opacus ``PrivacyEngine.make_private`` in ``hooks`` or ``ghost`` mode, fixed-size batches."""
 
@@ -415,7 +452,10 @@ def make_contender(
         return Opacus(model, x, y, mode="hooks", **kwargs)
     if name == LOOP:
         return PerExampleLoop(model, x, y, **kwargs)
-    raise ValueError(f"contender={name!r}: expected one of {list(CONTENDERS)}")
+    if name in NO_DP_CONTENDERS:
+        return DisparateNoDP(model, x, y, plain=name == PLAIN, **kwargs)
+    raise ValueError(f"contender={name!r}: expected one of "
+                     f"{list(CONTENDERS + NO_DP_CONTENDERS)}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -763,7 +803,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--contenders",
         nargs="+",
         default=list(CONTENDERS),
-        help=f"contenders from {list(CONTENDERS)}; {NON_PRIVATE} always runs",
+        help=f"contenders from {list(CONTENDERS + NO_DP_CONTENDERS)} (default: "
+        f"{list(CONTENDERS)}); {NON_PRIVATE} always runs",
     )
     parser.add_argument(
         "--batch-size",
@@ -804,10 +845,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if bad:
         parser.error(f"--models {bad}: unknown; valid choices are {list(MODEL_SPECS)}")
     chosen = split(args.contenders)
-    bad = [c for c in chosen if c not in CONTENDERS]
+    every = CONTENDERS + NO_DP_CONTENDERS
+    bad = [c for c in chosen if c not in every]
     if bad:
-        parser.error(f"--contenders {bad}: unknown; valid choices are {list(CONTENDERS)}")
-    args.contenders = [c for c in CONTENDERS if c in chosen or c == NON_PRIVATE]
+        parser.error(f"--contenders {bad}: unknown; valid choices are {list(every)}")
+    args.contenders = [c for c in every if c in chosen or c == NON_PRIVATE]
     for name in ("rounds", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)}: expected >= 1")

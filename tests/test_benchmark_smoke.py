@@ -76,3 +76,13 @@ def test_peak_step_memory_counts_what_a_step_allocates_not_what_existed_before()
 
     peak = bench.peak_step_memory(Allocates(nn.Identity(), kept, kept))
     assert 8 << 20 <= peak < 9 << 20
+
+
+def test_benchmark_runs_the_non_private_contenders_on_request(capsys):
+    bench = _load_benchmark()
+    argv = ("--models mlp --batch-size 8 --rounds 2 --warmup 1 --threads 1 --no-memory "
+            "--contenders disparate-no-dp,disparate-plain --json").split()
+    assert bench.main(argv) == 0
+    model = json.loads(capsys.readouterr().out)["models"]["mlp"]
+    assert list(model["contenders"]) == ["non-private", *bench.NO_DP_CONTENDERS]
+    assert all(row["median_ms"] > 0 for row in model["contenders"].values())
