@@ -343,9 +343,14 @@ def test_hooks_are_removed_on_close():
 
 
 class LSTMModel(nn.Module):
-    def __init__(self, layers: int, bidirectional: bool, batch_first: bool, bias: bool):
+    """``pre``: a Linear before the LSTM, so that the LSTM's input needs a gradient and the
+    engine cuts the graph there (the rule's input gradient reaches the Linear)."""
+
+    def __init__(self, layers: int, bidirectional: bool, batch_first: bool, bias: bool,
+                 pre: bool = False):
         super().__init__()
         self.batch_first = batch_first
+        self.pre = nn.Linear(3, 3) if pre else nn.Identity()
         self.lstm = nn.LSTM(
             3, 4, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias
         )
@@ -354,6 +359,7 @@ class LSTMModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         directions = 2 if self.lstm.bidirectional else 1
         h0 = 0.1 * torch.ones(self.lstm.num_layers * directions, x.shape[0], 4, dtype=x.dtype)
+        x = self.pre(x)
         if not self.batch_first:
             x = x.transpose(0, 1)
         out, (h_n, c_n) = self.lstm(x, (h0, h0.clone()))
@@ -371,11 +377,33 @@ class LSTMModel(nn.Module):
     bidirectional=st.booleans(),
     batch_first=st.booleans(),
     bias=st.booleans(),
+    pre=st.booleans(),
 )
-def test_lstm(batch, seq, layers, bidirectional, batch_first, bias):
+def test_lstm(batch, seq, layers, bidirectional, batch_first, bias, pre):
     torch.manual_seed(0)
-    model = LSTMModel(layers, bidirectional, batch_first, bias)
+    model = LSTMModel(layers, bidirectional, batch_first, bias, pre)
     x = torch.randn(batch, seq, 3)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+def test_lstm_cut_at_its_input_is_exact_and_skips_the_fused_backward():
+    # The LSTM's input needs a gradient (a Linear before it): the graph is cut there. The
+    # fused kernel's backward (float32: mkldnn) must not run, yet every per-example gradient,
+    # the Linear's included, equals the oracle's (float64 below).
+    torch.manual_seed(0)
+    model = LSTMModel(2, True, True, True, pre=True)
+    x = torch.randn(3, 4, 3)
+    backward_ops = []
+    for engine_on in (True, False):
+        with GradSampleEngine(model) as engine, torch.profiler.profile() as prof:
+            if engine_on:
+                engine.compute(mse_per_example, x, torch.zeros(3, 2))
+            else:
+                mse_per_example(model(x), torch.zeros(3, 2)).sum().backward()
+        backward_ops.append({e.name for e in prof.events()
+                             if "rnn" in e.name.lower() and "backward" in e.name.lower()})
+    assert backward_ops[1], "the control (autograd's backward) ran no fused LSTM backward"
+    assert not backward_ops[0], backward_ops[0]
     check_against_oracle(model, x, targets_for(model, x))
 
 

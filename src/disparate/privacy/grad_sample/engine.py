@@ -30,7 +30,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, Node, get_gradient_edge
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from disparate.privacy.grad_sample.contributions import Contribution, Materialized, ParamGrads
 from disparate.privacy.grad_sample.fallback import vmap_contributions
@@ -115,6 +115,8 @@ class _Call:
     # names (relative to the module) the vmap fallback differentiates; None: the rule decides
     fallback_params: list[str] | None
     grads: dict[int, Tensor] = field(default_factory=dict)  # output gradients, by position
+    # a call whose graph was cut (_CutBackward): the rule's contributions, once it ran
+    cut: dict[str, dict[str, Contribution]] | None = None
 
 
 @dataclass
@@ -127,6 +129,47 @@ class _Pass:
     @property
     def backwarded(self) -> bool:
         return any(c.grads for c in self.calls)
+
+
+class _CutBackward(torch.autograd.Function):
+    """The outputs of a call of a graph-cutting rule's module, whose backward is the rule's:
+    from the output gradients it computes the call's contributions (kept in ``cut``) and the
+    gradient of the call's first input; the module's own backward never runs."""
+
+    @staticmethod
+    def forward(ctx: Any, call: tuple, x: Tensor, *outputs: Tensor) -> tuple[Tensor, ...]:
+        ctx.call = call  # (rule, module, detached args, positions among the tensors, cut)
+        return tuple(o.view_as(o) for o in outputs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        rule, module, args, positions, cut = ctx.call
+        cut["contributions"], d_x = rule(module, args, dict(zip(positions, grads, strict=True)),
+                                         True)
+        return (None, d_x, *(None for _ in grads))
+
+
+def _cut_output(found: Any, module: nn.Module, args: tuple, output: Any, cut: dict) -> Any:
+    """``output`` with its tensors that need gradients behind one :class:`_CutBackward`."""
+    flat, spec = tree_flatten(output)
+    where = [i for i, t in enumerate(flat) if isinstance(t, Tensor)]  # leaf of each tensor
+    positions = [k for k, i in enumerate(where) if flat[i].requires_grad]
+    detached = tuple(a.detach() if isinstance(a, Tensor) else a for a in args)
+    cut_outputs = _CutBackward.apply((found.rule, module, detached, positions, cut), args[0],
+                                     *(flat[where[k]].detach() for k in positions))
+    for k, t in zip(positions, cut_outputs, strict=True):
+        flat[where[k]] = t
+    return tree_unflatten(flat, spec)
+
+
+def _cuttable(found: Any, args: tuple, kwargs: dict) -> bool:
+    """Whether a call's graph can be cut: a cutting rule, no keyword arguments, and of the
+    tensor arguments only the first needs a gradient."""
+    if found is None or not found.cuts_graph or kwargs or not args:
+        return False
+    first = args[0]
+    rest = [t for t in tree_flatten(args[1:])[0] if isinstance(t, Tensor) and t.requires_grad]
+    return isinstance(first, Tensor) and first.requires_grad and not rest
 
 
 def _nodes(tensors: list) -> list[Node]:
@@ -287,15 +330,19 @@ class GradSampleEngine:
     def _make_hook(self, module_name: str, params: frozenset[int]):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
             if not self._recording():
-                return
+                return None
             nested = self._finished[self._open.pop():]
+            found = rule_for(module)
+            # compute() only: a user's own backward (captured) may want the module's gradients
+            cut = {} if self._calls is not None and _cuttable(found, args, kwargs) else None
+            if cut is not None:
+                output = _cut_output(found, module, args, output, cut)
             flat = [t for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
             positions = [i for i, t in enumerate(flat) if t.requires_grad]
             outputs = [flat[i] for i in positions]
             span = _Span(_nodes(tree_flatten((args, kwargs))[0]), _nodes(outputs), module_name,
                          params)
             self._finished.append(span)
-            found = rule_for(module)
             fallback_params = None
             if (
                 found is None
@@ -307,7 +354,7 @@ class GradSampleEngine:
                                    if p.requires_grad and id(p) in used]
                 self._refuse_tied_use(module_name, module, fallback_params, nested)
                 if not fallback_params:
-                    return
+                    return None
             call = _Call(
                 module_name=module_name,
                 module=module,
@@ -317,12 +364,14 @@ class GradSampleEngine:
                 outputs=outputs,
                 edges=[get_gradient_edge(t) for t in outputs],
                 fallback_params=fallback_params,
+                cut=cut,
             )
             target = self._target()
             if target is not self._calls:  # captured: the user's backward fills call.grads
                 for i, t in enumerate(outputs):
                     t.register_hook(functools.partial(_store_grad, call.grads, i))
             target.append(call)
+            return output if cut is not None else None
 
         return hook
 
@@ -429,9 +478,13 @@ class GradSampleEngine:
     def _contributions(
         call: _Call, grad_outputs: list[Tensor], batch: int
     ) -> dict[str, Contribution]:
+        if call.cut is not None and "contributions" in call.cut:
+            return call.cut["contributions"]  # the rule ran as the call's backward
         if call.fallback_params is None:
             found = rule_for(call.module)
             by_position = dict(zip(call.output_positions, grad_outputs, strict=True))
+            if found.cuts_graph:
+                return found.rule(call.module, call.args, by_position, False)[0]
             if found.with_kwargs:
                 return found.rule(call.module, call.args, call.kwargs, by_position)
             if found.multi_output:

@@ -28,22 +28,28 @@ Rule = Callable[[nn.Module, tuple, Tensor], dict[str, Contribution]]
 MultiOutputRule = Callable[[nn.Module, tuple, dict[int, Tensor]], dict[str, Contribution]]
 # A rule with keyword arguments gets them too: (module, args, kwargs, {position: gradient}).
 KwargsRule = Callable[[nn.Module, tuple, dict, dict[int, Tensor]], dict[str, Contribution]]
+# A rule that cuts the graph also returns the gradient of its first input (or None when not
+# asked: input_grad=False): (module, args, {position: gradient}, input_grad).
+CuttingRule = Callable[[nn.Module, tuple, dict[int, Tensor], bool],
+                       tuple[dict[str, Contribution], Tensor | None]]
 
 
 @dataclass(frozen=True)
 class RegisteredRule:
     """A rule and the form of its arguments (see :func:`register_rule`)."""
 
-    rule: Rule | MultiOutputRule | KwargsRule
+    rule: Rule | MultiOutputRule | KwargsRule | CuttingRule
     multi_output: bool
     with_kwargs: bool
+    cuts_graph: bool = False
 
 
 _RULES: dict[type[nn.Module], RegisteredRule] = {}
 
 
 def register_rule(
-    *module_types: type[nn.Module], multi_output: bool = False, with_kwargs: bool = False
+    *module_types: type[nn.Module], multi_output: bool = False, with_kwargs: bool = False,
+    cuts_graph: bool = False,
 ) -> Callable[[Rule], Rule]:
     """Register ``rule`` for exactly these module types (subclasses are not matched).
 
@@ -51,7 +57,11 @@ def register_rule(
     module's output (e.g. ``output, (h_n, c_n)`` of an LSTM) instead of one gradient.
     With ``with_kwargs`` (implies ``multi_output``) it also receives the call's keyword
     arguments, as ``rule(module, args, kwargs, grads)``; without it a call with keyword
-    arguments goes to the vmap fallback.
+    arguments goes to the vmap fallback. With ``cuts_graph`` (implies ``multi_output``) the
+    rule is ``rule(module, args, grads, input_grad) -> (contributions, d_input)``: given
+    ``input_grad`` it also returns the gradient of the call's first input, and
+    :meth:`GradSampleEngine.compute` then replaces the module's own backward by the rule
+    (the module's backward would compute what the rule computes, once more).
     """
 
     def decorate(rule: Rule) -> Rule:
@@ -60,7 +70,8 @@ def register_rule(
                 raise ValueError(
                     f"a per-example gradient rule for {module_type.__name__} is already registered"
                 )
-            _RULES[module_type] = RegisteredRule(rule, multi_output or with_kwargs, with_kwargs)
+            _RULES[module_type] = RegisteredRule(rule, multi_output or with_kwargs or cuts_graph,
+                                                 with_kwargs, cuts_graph)
         return rule
 
     return decorate
