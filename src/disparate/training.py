@@ -153,7 +153,7 @@ def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     with torch.no_grad():
         for param in params:
             grad = torch.zeros_like(param) if param.grad is None else param.grad
-            param.grad = add_gaussian_noise(grad, noise_std, generator)
+            param.grad = add_gaussian_noise(grad, noise_std, generator, inplace=True)
         distributed.all_reduce_sum([p.grad for p in params])
         for param in params:
             param.grad.div_(expected_batch_size)  # the expected global batch size

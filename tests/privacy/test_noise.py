@@ -88,3 +88,16 @@ def test_a_generator_state_saved_and_restored_replays_the_noise():
     generator.set_state(saved)
     b = add_gaussian_noise(torch.zeros(NOISE_BLOCK + 1), 1.0, generator)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("n", [10, 3 * NOISE_BLOCK + 5])  # one draw; parallel blocks
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_inplace_noise_is_the_same_numbers_added_into_the_tensor(n: int, contiguous: bool):
+    base = torch.randn(2 * n, generator=torch.Generator().manual_seed(1))
+    x = base[:n] if contiguous else base[::2]
+    expected = add_gaussian_noise(x, 0.3, make_generator(4))
+    kept = x.clone()
+    got = add_gaussian_noise(x, 0.3, make_generator(4), inplace=True)
+    assert got.data_ptr() == x.data_ptr()
+    torch.testing.assert_close(x, expected, rtol=0, atol=0)
+    assert not torch.equal(x, kept)

@@ -3,10 +3,10 @@
 On the CPU a tensor of more than :data:`NOISE_BLOCK` coordinates is noised in parallel: its
 noise is cut into blocks of :data:`NOISE_BLOCK` coordinates, each drawn by a Mersenne Twister
 of its own whose whole state comes from a key drawn from the caller's generator, on
-``torch.get_num_threads()`` threads, straight into the result buffer; the tensor is then
-added in place. A block depends only on the key and its index, so a seed gives the same noise
-bit for bit whatever the thread count. Smaller tensors, and other devices (already parallel
-there), draw with ``torch.randn`` on the caller's generator.
+``torch.get_num_threads()`` threads, and added to its block of the result. A block depends
+only on the key and its index, so a seed gives the same noise bit for bit whatever the thread
+count. Smaller tensors, and other devices (already parallel there), draw with ``torch.randn``
+on the caller's generator.
 """
 
 from __future__ import annotations
@@ -60,34 +60,43 @@ def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
 
 
 def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
-    """``tensor + N(0, std^2)``, block by block in parallel, into one new tensor."""
+    """``tensor += N(0, std^2)``, block by block in parallel (one block of noise per thread
+    at a time: no tensor-sized buffer)."""
     key = torch.randint(1 << 62, (_KEY_WORDS,), generator=generator).tolist()
-    out = torch.empty(tensor.shape, dtype=tensor.dtype)
-    flat = out.view(-1)
+    flat = tensor.view(-1)
     n = flat.numel()
     blocks = max(1, -(-n // NOISE_BLOCK))
     states = _mt_states(key, blocks)
 
     def fill(k: int) -> None:
-        flat[k * NOISE_BLOCK:(k + 1) * NOISE_BLOCK].normal_(
-            0.0, std, generator=_mt_generator(states[k]))
+        part = flat[k * NOISE_BLOCK:(k + 1) * NOISE_BLOCK]
+        part.add_(torch.empty_like(part).normal_(0.0, std, generator=_mt_generator(states[k])))
 
     threads = min(blocks, torch.get_num_threads())
     if threads == 1:
         for k in range(blocks):
             fill(k)
-    else:  # the draw releases the GIL; the add below runs on torch's own threads
+    else:  # the draw releases the GIL
         list(_pool(threads, os.getpid()).map(fill, range(blocks)))
-    return out.add_(tensor)
+    return tensor
 
 
-def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
-    """Return ``tensor + N(0, std^2)`` per coordinate; ``std = 0`` returns it unchanged."""
+def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *,
+                       inplace: bool = False) -> Tensor:
+    """Return ``tensor + N(0, std^2)`` per coordinate; ``std = 0`` returns it unchanged.
+
+    ``inplace``: add into ``tensor`` (one the caller owns) instead of a new tensor; the same
+    numbers, bit for bit, without a second tensor of its size."""
     if std < 0:
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
     if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
-        return _noisy_cpu(tensor, std, generator)
+        if inplace and tensor.is_contiguous():
+            return _noisy_cpu(tensor, std, generator)
+        noisy = _noisy_cpu(tensor.clone(memory_format=torch.contiguous_format), std, generator)
+        return tensor.copy_(noisy) if inplace else noisy
     noise = torch.randn(tensor.shape, generator=generator, device=tensor.device, dtype=tensor.dtype)
+    if inplace:
+        return tensor.add_(noise, alpha=std)
     return torch.add(tensor, noise, alpha=std)

@@ -217,18 +217,20 @@ class DPOptimizer(torch.optim.Optimizer):
         if per_example is None:  # an empty batch: the policy's statistics are still released
             empty = next(iter(self._params.values())).new_zeros(0)
             _, std = self._weights(empty, None if groups is None else groups[:0].long())
-            summed: dict[str, Tensor] = {}
+            summed = None
             result = StepResult(empty, empty, empty, empty)
         else:
             weights, std = self._weights(per_example.norms, groups)
-            summed = per_example.weighted_sum(weights)
+            summed = per_example.weighted_sums(weights)  # frees each layer's terms once summed
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
         noise_std = distributed.noise_std_here(std)  # once, on rank 0
         for name, param in self._params.items():
-            grad = summed.get(name)
+            param.grad = None  # its memory is free for the new sum
+            grad = None if summed is None else summed(name)
             grad = torch.zeros_like(param) if grad is None else grad
-            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator)
+            # the sum is this step's own tensor: noised in place
+            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator, inplace=True)
         distributed.all_reduce_sum([p.grad for p in self._params.values()])
         for param in self._params.values():
             param.grad.div_(self.expected_batch_size)  # the expected global batch size

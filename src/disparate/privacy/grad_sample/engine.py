@@ -242,9 +242,7 @@ class PerExampleGrads:
         with torch.no_grad():
             self.param_sq_norms = {name: pg.sq_norms() for name, pg in params.items()}
             sq_norms = list(self.param_sq_norms.values())
-            sq = sq_norms[0] if sq_norms else torch.zeros(batch)
-            for more in sq_norms[1:]:
-                sq = sq + more
+            sq = torch.stack(sq_norms).sum(0) if sq_norms else torch.zeros(batch)
         self.norms = sq.sqrt()
 
     def weighted_sum(self, weights: Tensor) -> dict[str, Tensor]:
@@ -253,11 +251,25 @@ class PerExampleGrads:
         An example of weight 0 is left out entirely, so a non-finite gradient of weight 0
         adds nothing (not NaN * 0).
         """
-        with torch.no_grad():
-            weights = weights.to(self.norms.dtype)
-            keep = weights != 0
-            keep = None if bool(keep.all()) else keep
-            return {name: pg.weighted_sum(weights, keep) for name, pg in self._params.items()}
+        take = self.weighted_sums(weights, release=False)
+        return {name: take(name) for name in list(self._params)}
+
+    def weighted_sums(self, weights: Tensor, *, release: bool = True
+                      ) -> Callable[[str], Tensor | None]:
+        """A function: parameter name -> that parameter's sum_i weights_i g_i as in
+        :meth:`weighted_sum` (``None``: unused, gradient 0), in any order. ``release``: each
+        parameter's per-example terms are dropped once its sum is formed, so the memory of
+        the batch is freed layer by layer (then each name can be asked once)."""
+        weights = weights.to(self.norms.dtype)
+        keep = weights != 0
+        keep = None if bool(keep.all()) else keep
+
+        @torch.no_grad()
+        def take(name: str) -> Tensor | None:
+            pg = self._params.pop(name, None) if release else self._params.get(name)
+            return None if pg is None else pg.weighted_sum(weights, keep)
+
+        return take
 
 
 class GradSampleEngine:
