@@ -60,11 +60,14 @@ class Factored:
         if keep is not None:
             v = _zero_dropped(v, keep, 0)
             u = u if self.indexed else _zero_dropped(u, keep, 0)
-        wv = (v * weights.view(-1, 1, 1)).reshape(-1, n)
+        w = weights.view(-1, 1, 1)
         if self.indexed:
+            wv = (v * w).reshape(-1, n)
             out = wv.new_zeros(self.m, n).index_add_(0, u.reshape(-1), wv)
+        elif self.m < n:  # weight the smaller factor: a smaller temporary
+            out = (u * w).reshape(-1, self.m).t() @ v.reshape(-1, n)
         else:
-            out = u.reshape(-1, self.m).t() @ wv
+            out = u.reshape(-1, self.m).t() @ (v * w).reshape(-1, n)
         return out.reshape(self.shape)
 
 
@@ -174,4 +177,8 @@ class ParamGrads:
         """sum_i weights_i G_i over the examples ``keep`` (all if None), the parameter's shape."""
         if self._dense is not None:
             return self._dense.weighted_sum(weights, keep)
-        return sum(f.weighted_sum(weights, keep) for f in self._factored)
+        first, *rest = self._factored
+        total = first.weighted_sum(weights, keep)  # a new tensor: the others added in place
+        for f in rest:
+            total.add_(f.weighted_sum(weights, keep))
+        return total
