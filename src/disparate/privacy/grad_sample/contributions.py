@@ -60,14 +60,11 @@ class Factored:
         if keep is not None:
             v = _zero_dropped(v, keep, 0)
             u = u if self.indexed else _zero_dropped(u, keep, 0)
-        w = weights.view(-1, 1, 1)
+        wv = (v * weights.view(-1, 1, 1)).reshape(-1, n)
         if self.indexed:
-            wv = (v * w).reshape(-1, n)
             out = wv.new_zeros(self.m, n).index_add_(0, u.reshape(-1), wv)
-        elif self.m < n:  # weight the smaller factor: a smaller temporary
-            out = (u * w).reshape(-1, self.m).t() @ v.reshape(-1, n)
         else:
-            out = u.reshape(-1, self.m).t() @ (v * w).reshape(-1, n)
+            out = u.reshape(-1, self.m).t() @ wv
         return out.reshape(self.shape)
 
 

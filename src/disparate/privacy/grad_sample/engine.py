@@ -242,7 +242,9 @@ class PerExampleGrads:
         with torch.no_grad():
             self.param_sq_norms = {name: pg.sq_norms() for name, pg in params.items()}
             sq_norms = list(self.param_sq_norms.values())
-            sq = torch.stack(sq_norms).sum(0) if sq_norms else torch.zeros(batch)
+            sq = sq_norms[0] if sq_norms else torch.zeros(batch)
+            for more in sq_norms[1:]:
+                sq = sq + more
         self.norms = sq.sqrt()
 
     def weighted_sum(self, weights: Tensor) -> dict[str, Tensor]:
