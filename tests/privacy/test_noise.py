@@ -95,8 +95,9 @@ def test_a_generator_state_saved_and_restored_replays_the_noise():
 def test_inplace_noise_is_the_same_numbers_added_into_the_tensor(n: int, contiguous: bool):
     base = torch.randn(2 * n, generator=torch.Generator().manual_seed(1))
     x = base[:n] if contiguous else base[::2]
-    expected = add_gaussian_noise(x, 0.3, make_generator(4))
     kept = x.clone()
+    expected = add_gaussian_noise(x, 0.3, make_generator(4))
+    assert torch.equal(x, kept)  # not in place: the input is left as it was
     got = add_gaussian_noise(x, 0.3, make_generator(4), inplace=True)
     assert got.data_ptr() == x.data_ptr()
     torch.testing.assert_close(x, expected, rtol=0, atol=0)
