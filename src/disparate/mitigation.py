@@ -71,6 +71,7 @@ __all__ = [
     "mitigation_points",
     "parse_methods",
     "plot_methods",
+    "prepare",
     "read_mitigation",
     "run_mitigation",
     "summarize_methods",
@@ -187,6 +188,20 @@ def check_methods(configs: Mapping[str, ExperimentConfig], train_set: Any) -> di
                                                   groups=train_set.num_groups))
         plans[method] = resolve_noise(cfg, len(train_set), num_groups=train_set.num_groups)
     return plans
+
+
+def prepare(config: ExperimentConfig, methods: Sequence[str], target_epsilon: float
+            ) -> tuple[Any, dict[str, Any]]:
+    """(the data of ``config``, every method's plan on it): the checks before any training."""
+    from disparate.data import DatasetNotFoundError
+    from disparate.training import prepare_data
+
+    try:
+        splits = prepare_data(config)
+    except DatasetNotFoundError as exc:
+        raise ValueError(str(exc)) from exc
+    return splits, check_methods({m: method_config(config, m, target_epsilon)
+                                  for m in methods}, splits.train)
 
 
 # ------------------------------------------------------------------------------- tuning
@@ -376,20 +391,12 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
     :func:`disparate.sweep.run_sweep`; ``progress``, ``log``: of the tuning trials (trained in
     this process on the validation split, in ``out_dir/tuning``).
     """
-    from disparate.data import DatasetNotFoundError
-    from disparate.training import prepare_data
-
     target_epsilon = check_target(target_epsilon)
     check_tuning(tune_trials, tune_objective)
     out = Path(out_dir)
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     first = seeded(config, seeds[0])
-    try:
-        first_splits = prepare_data(first)
-    except DatasetNotFoundError as exc:
-        raise ValueError(str(exc)) from exc
-    plans = check_methods({m: method_config(first, m, target_epsilon) for m in methods},
-                          first_splits.train)
+    first_splits, plans = prepare(first, methods, target_epsilon)
     # the methods' points are known only after tuning: the reference's are checked first
     _check_run_dirs(mitigation_points(config, () if tune_trials else methods, target_epsilon,
                                       seeds, runs), resume=resume, overwrite=overwrite)
