@@ -460,6 +460,11 @@ def _pct(value: Mapping[str, Any] | float | None, *, signed: bool = False) -> st
     return fmt.points(value, suffix="") if signed else fmt.accuracy(value, suffix="")
 
 
+def _methods(mitigation: Mapping[str, Any]) -> list[str]:
+    """The methods in the order given (the JSON's objects have their keys sorted)."""
+    return list(mitigation.get("methods") or mitigation["summary"])
+
+
 def summary_table(mitigation: Mapping[str, Any]) -> Table:
     """Per method epsilon, overall accuracy and drop, each highlighted group's accuracy and
     drop, the worst group and the best-worst gap (points); the reference first."""
@@ -473,7 +478,8 @@ def summary_table(mitigation: Mapping[str, Any]) -> Table:
     rows = [[REFERENCE, "-", _pct(first["overall"]["non_private_accuracy"]), "-"]
             + [c for h in highlight for c in (_pct(np_groups[h]["non_private_accuracy"]), "-")]
             + ["-", "-"]]
-    for method, s in mitigation["summary"].items():
+    for method in _methods(mitigation):
+        s = mitigation["summary"][method]
         groups = {g["group"]: g for g in mitigation["comparisons"][method]["groups"]}
         rows.append([method, f"{s['epsilon']:.3f}", _pct(s["overall_accuracy"]),
                      _pct(s["overall_drop"], signed=True)]
@@ -514,7 +520,8 @@ def build_document(mitigation: Mapping[str, Any], figure: Path | None) -> Docume
         summary_table(mitigation)]
     if figure is not None:
         blocks.append(Image(figure, "per-group accuracy"))
-    for method, comparison in mitigation["comparisons"].items():
+    for method in _methods(mitigation):
+        comparison = mitigation["comparisons"][method]
         blocks += [Heading(method),
                    Paragraph(f"Privacy: {mitigation['summary'][method]['statement']}",
                              cls="statement"),
@@ -554,8 +561,8 @@ def plot_methods(mitigation: Mapping[str, Any], path: str | Path) -> Path:
     names = sorted((g["group"] for g in first["groups"]), key=group_sort_key)
     sizes = {g["group"]: g["train_size"] for g in first["groups"]}
     series = [(REFERENCE, {g["group"]: g["non_private_accuracy"] for g in first["groups"]})]
-    series += [(m, {g["group"]: g["dp_accuracy"] for g in c["groups"]})
-               for m, c in comparisons.items()]
+    series += [(m, {g["group"]: g["dp_accuracy"] for g in comparisons[m]["groups"]})
+               for m in _methods(mitigation)]
     colors = [NON_PRIVATE_COLOR, DP_COLOR, *(c for c in HIGHLIGHT_COLORS
                                              if c != NON_PRIVATE_COLOR)]
     fig, ((ax,),) = new_figure(max(6.0, min(30.0, 0.25 * len(names) * len(series) + 2)), 4.2)

@@ -47,9 +47,9 @@ class Mitigation:
             return [Paragraph("No seed has finished runs of the reference and every method.")]
         blocks: list[Block] = [Paragraph(mit.tuning_text(summary), cls="note"),
                                mit.summary_table(summary)]
-        for method, comparison in summary["comparisons"].items():
+        for method in summary["methods"]:
             blocks += [Heading(method, level=3),
                        Paragraph(f"Privacy: {summary['summary'][method]['statement']}",
                                  cls="statement"),
-                       *comparison_blocks(comparison)]
+                       *comparison_blocks(summary["comparisons"][method])]
         return blocks
