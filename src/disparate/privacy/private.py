@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,8 +72,8 @@ def make_private(
     (z calibrated by ``accountant`` for ``epochs * len(data_loader)`` steps). With
     ``poisson_sampling=False`` the user's loader is kept and must be shuffled; then
     ``shuffle_accounting`` must say how it is accounted. ``loss_reduction`` is that of the
-    loss given to ``loss.backward()``. The noise seed is drawn at random unless given.
-    The accountant counts every ``optimizer.step()``.
+    loss given to ``loss.backward()``. Without ``noise_seed`` the noise comes from a fresh
+    128-bit secret of the OS. The accountant counts every ``optimizer.step()``.
 
     ``clipping_policy`` weights the examples (``docs/mitigations.md``): a method name with its
     ``policy_options`` (checked as the config's ``mitigation`` section is; ``num_groups`` for a
@@ -119,7 +118,7 @@ def make_private(
     dp_optimizer = DPOptimizer(
         optimizer, model, expected_batch_size=batch_size, max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier, loss_reduction=loss_reduction,
-        noise_seed=secrets.randbits(63) if noise_seed is None else noise_seed, policy=policy)
+        noise_seed=noise_seed, policy=policy)
     dp_optimizer.register_step_post_hook(lambda *_: counter.step())
     return PrivateTraining(model=model, optimizer=dp_optimizer, data_loader=data_loader,
                            accountant=counter)
