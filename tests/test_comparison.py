@@ -19,7 +19,7 @@ import pytest
 from disparate import fileio, training
 from disparate import results as res
 from disparate.cli import main
-from disparate.comparison import comparison_points, run_comparison, seeded
+from disparate.comparison import comparison_points, explain, run_comparison, seeded, summary
 from disparate.config import config_hash, load_experiment
 
 TINY = ["data.subsample=120", "training.batch_size=30", "training.epochs=3",
@@ -191,3 +191,33 @@ def test_runs_held_by_another_process_make_the_comparison_busy(tmp_path):
     finally:
         holder.communicate("", timeout=60)
     assert not (tmp_path / res.COMPARISON_FILE).exists()
+
+
+def _toy_run(accs: dict[str, float], mode: str) -> dict:
+    sizes = {"8": 10, "2": 120}
+    return {"experiment": "toy", "mode": mode, "config_hash": mode, "overall_accuracy": 0.9,
+            "wall_time_s": 1.0, "privacy": {"is_private": mode == "dp", "statement": "eps"},
+            "groups": [{"group": g, "train_size": sizes[g], "test_size": 50, "accuracy": a,
+                        "grad_norm": 1.0, "small_test": False} for g, a in accs.items()]}
+
+
+def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
+    # drops: class 8 0.4 and 0.1 (mean 25.0 points), class 2 0.01 and 0.17 (mean 9.0):
+    # 8 drops more than 2 in seed 0 only.
+    c = res.compare_runs([_toy_run({"8": 0.9, "2": 0.99}, "np"),
+                          _toy_run({"8": 0.8, "2": 0.97}, "np")],
+                         [_toy_run({"8": 0.5, "2": 0.98}, "dp"),
+                          _toy_run({"8": 0.7, "2": 0.80}, "dp")],
+                         seeds=[0, 1], highlight=["8", "2"], experiment="toy")
+    assert explain(c).splitlines() == [
+        "With DP, class 8 (10 training examples) loses 25.0 points; class 2 (120 training "
+        "examples) loses 9.0 points (means over seeds).",
+        "The drop on class 8 exceeds the drop on class 2 in 1 of 2 seeds (paired: same data, "
+        "same seed)."]
+    lines = summary(c, tmp_path, None, 1.26).splitlines()
+    assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
+    assert lines[-2:] == [f"comparison: {tmp_path / 'comparison.json'}", "wall time: 1.3 s"]
+    assert "\n".join(lines[2:-3]) == res.format_comparison_table(c)
+    assert f"report: {tmp_path}\n" in summary(c, tmp_path, {}, 0.0)
+    (tmp_path / "report.md").write_text("x", encoding="utf-8")
+    assert f"report: {tmp_path / 'report.md'}\n" in summary(c, tmp_path, {}, 0.0)

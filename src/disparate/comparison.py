@@ -36,9 +36,11 @@ __all__ = [
     "COMPARISON_SCHEMA_VERSION",
     "RUNS_SUBDIR",
     "comparison_points",
+    "explain",
     "run_comparison",
     "seed_list",
     "seeded",
+    "summary",
 ]
 
 #: 2: ``runs`` name run directories of a run store; 1 (no ``schema_version``): the runs
@@ -174,3 +176,41 @@ def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
             if (out / d[key] / PREDICTIONS_FILE).exists()
             for row in Predictions.load(out / d[key]).metrics().to_rows()]
     write_rows(out / GROUP_METRICS_CSV, rows)
+
+
+def summary(comparison: dict[str, Any], out: Path, report: dict[str, Path] | None,
+            elapsed: float) -> str:
+    """The per-group table of ``comparison``, where its files are, and the wall time.
+
+    ``report`` is what :func:`disparate.report.write_report` returned (``None``: no report);
+    the report files listed are those found in ``out``, or ``out`` itself when there are none.
+    """
+    lines = ["", f"{comparison['experiment']}: non-private vs DP, accuracy per group",
+             res.format_comparison_table(comparison), "",
+             f"comparison: {out / res.COMPARISON_FILE}"]
+    if report is not None:
+        paths = [out / name for name in ("report.md", "report.html") if (out / name).exists()]
+        lines.append(f"report: {', '.join(str(p) for p in paths) or out}")
+    lines.append(f"wall time: {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+def explain(comparison: dict[str, Any]) -> str:
+    """In words: each highlighted group's mean drop, and in how many seeds the first
+    highlighted group dropped more than the second (``""``: nothing to say)."""
+    groups = {g["group"]: g for g in comparison["groups"]}
+    lines = []
+    parts = [f"class {name} ({groups[name]['train_size']} training examples) loses "
+             f"{100 * groups[name]['drop']['mean']:.1f} points"
+             for name in comparison["highlight"]
+             if name in groups and groups[name]["drop"]["mean"] is not None]
+    if parts:
+        lines.append("With DP, " + "; ".join(parts) + " (means over seeds).")
+    names = [h for h in comparison["highlight"] if h in groups][:2]
+    if len(names) == 2:
+        a, b = (groups[n]["drop"]["values"] for n in names)
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+        larger = sum(x > y for x, y in pairs)
+        lines.append(f"The drop on class {names[0]} exceeds the drop on class {names[1]} in "
+                     f"{larger} of {len(pairs)} seeds (paired: same data, same seed).")
+    return "\n".join(lines)
