@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio, rundir
+from disparate import fileio, records, rundir
 from disparate import results as res
 from disparate.config import ExperimentConfig
 from disparate.sweep import (
@@ -43,9 +43,7 @@ __all__ = [
     "summary",
 ]
 
-#: 2: ``runs`` name run directories of a run store; 1 (no ``schema_version``): the runs
-#: are ``seed-<s>/non-private`` and ``seed-<s>/dp``.
-COMPARISON_SCHEMA_VERSION = 2
+COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
 RUNS_SUBDIR = "runs"
 #: The two runs of a seed: key in comparison.json's ``runs`` entries, label of the point.
 MODES: tuple[tuple[str, str], ...] = (("non_private", "non-private"), ("dp", "dp"))
@@ -161,8 +159,10 @@ def run_comparison(
         seeds=seeds, highlight=config.evaluation.highlight, experiment=config.name,
         run_dirs=run_dirs, configs={key: p.config for (key, _), p in zip(MODES, by_seed[0],
                                                                           strict=True)})
-    comparison["schema_version"] = COMPARISON_SCHEMA_VERSION
-    res.write_json(out / res.COMPARISON_FILE, comparison)
+    result = records.ComparisonResult.from_json(
+        {**comparison, records.SCHEMA_KEY: COMPARISON_SCHEMA_VERSION})
+    records.write_comparison_result(out, result)
+    comparison = result.to_json()
     _write_group_metrics(out, run_dirs)
     return comparison
 
