@@ -221,3 +221,38 @@ def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
     assert f"report: {tmp_path}\n" in summary(c, tmp_path, {}, 0.0)
     (tmp_path / "report.md").write_text("x", encoding="utf-8")
     assert f"report: {tmp_path / 'report.md'}\n" in summary(c, tmp_path, {}, 0.0)
+
+
+def test_a_version_1_directory_is_resumed_reusing_its_finished_runs_where_they_lie(
+        tmp_path, monkeypatch):
+    first = run_comparison(tiny(), tmp_path / "v2", seeds=[0, 1])
+    out = tmp_path / "v1"  # the version-1 layout: seed-<s>/{non-private,dp}, no schema_version
+    for entry in first["runs"]:
+        for key, label in (("non_private", "non-private"), ("dp", "dp")):
+            shutil.copytree(tmp_path / "v2" / entry[key], out / f"seed-{entry['seed']}" / label)
+    v1 = {k: v for k, v in first.items() if k not in ("schema_version", "runs")}
+    res.write_json(out / res.COMPARISON_FILE, v1)
+    shutil.rmtree(out / "seed-1" / "dp")  # one run never finished: trained in the store
+    stamp = (out / "seed-0" / "dp" / res.RESULTS_FILE).stat().st_mtime_ns
+
+    with pytest.raises(ValueError, match=r"seed-0/non-private already holds a run"):
+        run_comparison(tiny(), out, seeds=[0, 1])  # neither resume nor overwrite
+    trained: list[int] = []
+    real_train = training.train
+
+    def counting(config, out_dir, **kwargs):
+        trained.append(config.training.seed)
+        return real_train(config, out_dir, **kwargs)
+
+    monkeypatch.setattr(training, "train", counting)
+    lines: list[str] = []
+    resumed = run_comparison(tiny(), out, seeds=[0, 1], resume=True, log=lines.append)
+    assert trained == [1]
+    assert f"3 finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused" in lines
+    dp1 = comparison_points(tiny(), [1], out / "runs")[1]
+    assert resumed["schema_version"] == 2 and resumed["runs"] == [
+        {"seed": "0", "non_private": "seed-0/non-private", "dp": "seed-0/dp"},
+        {"seed": "1", "non_private": "seed-1/non-private", "dp": f"runs/{dp1.key}"}]
+    assert (out / "seed-0" / "dp" / res.RESULTS_FILE).stat().st_mtime_ns == stamp
+    assert resumed["groups"] == first["groups"] and resumed["overall"] == first["overall"]
+    assert res.load_comparison(out) == resumed

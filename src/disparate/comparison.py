@@ -8,7 +8,8 @@ directory ``RUNS/<config_hash>/`` (:func:`disparate.sweep.make_point`; ``RUNS`` 
 locks each run, runs on the local pool or the Ray backend, and reuses -- or lends to a
 study -- every finished run of the same config. ``OUT/comparison.json`` (schema version 2,
 ``docs/results-format.md``) names the run directories relative to ``OUT``; version 1 kept
-them in ``OUT/seed-<s>/{non-private,dp}/`` and is still read by the report.
+them in ``OUT/seed-<s>/{non-private,dp}/`` (:data:`V1_RUN_DIR`): the report still reads them,
+and a comparison run again in such a directory reuses its finished runs where they lie.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ __all__ = [
 
 COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
 RUNS_SUBDIR = "runs"
+#: A run directory of a version-1 comparison directory, by seed and point label.
+V1_RUN_DIR = "seed-{seed}/{label}"
 #: The two runs of a seed: key in comparison.json's ``runs`` entries, label of the point.
 MODES: tuple[tuple[str, str], ...] = (("non_private", "non-private"), ("dp", "dp"))
 
@@ -131,6 +134,8 @@ def run_comparison(
     out = Path(out_dir)
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     points = comparison_points(config, seeds, runs)
+    if not overwrite:
+        points = _with_v1_runs(out, points, log)
     if overwrite:
         for p in points:
             if point_status(p) != PENDING:
@@ -165,6 +170,23 @@ def run_comparison(
     comparison = result.to_json()
     _write_group_metrics(out, run_dirs)
     return comparison
+
+
+def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
+                  ) -> list[SweepPoint]:
+    """``points``, where the store has nothing yet and ``out`` holds the finished run of a
+    point's config in the version-1 layout (:data:`V1_RUN_DIR`), with that run directory:
+    reused where it lies (``comparison.json`` then names it), not trained again."""
+    reused = []
+    for p in points:
+        old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
+        if point_status(p) == PENDING and rundir.run_status(old, p.config) == rundir.FINISHED:
+            p = dataclasses.replace(p, run_dir=old)
+        reused.append(p)
+    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True))
+    if count and log is not None:
+        log(f"{count} finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused")
+    return reused
 
 
 def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
