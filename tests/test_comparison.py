@@ -202,17 +202,19 @@ def _toy_run(accs: dict[str, float], mode: str) -> dict:
 
 
 def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
-    # drops: class 8 0.4 and 0.1 (mean 25.0 points), class 2 0.01 and 0.17 (mean 9.0):
-    # 8 drops more than 2 in seed 0 only.
+    # drops: class 8 0.4, 0.1, 0.3 (mean 26.7 points), class 2 0.01, 0.17, 0.01 (mean 6.3):
+    # 8 drops more than 2 in seeds 0 and 2, not in seed 1.
     c = res.compare_runs([_toy_run({"8": 0.9, "2": 0.99}, "np"),
-                          _toy_run({"8": 0.8, "2": 0.97}, "np")],
+                          _toy_run({"8": 0.8, "2": 0.97}, "np"),
+                          _toy_run({"8": 0.9, "2": 0.99}, "np")],
                          [_toy_run({"8": 0.5, "2": 0.98}, "dp"),
-                          _toy_run({"8": 0.7, "2": 0.80}, "dp")],
-                         seeds=[0, 1], highlight=["8", "2"], experiment="toy")
+                          _toy_run({"8": 0.7, "2": 0.80}, "dp"),
+                          _toy_run({"8": 0.6, "2": 0.98}, "dp")],
+                         seeds=[0, 1, 2], highlight=["8", "2"], experiment="toy")
     assert explain(c).splitlines() == [
-        "With DP, class 8 (10 training examples) loses 25.0 points; class 2 (120 training "
-        "examples) loses 9.0 points (means over seeds).",
-        "The drop on class 8 exceeds the drop on class 2 in 1 of 2 seeds (paired: same data, "
+        "With DP, class 8 (10 training examples) loses 26.7 points; class 2 (120 training "
+        "examples) loses 6.3 points (means over seeds).",
+        "The drop on class 8 exceeds the drop on class 2 in 2 of 3 seeds (paired: same data, "
         "same seed)."]
     lines = summary(c, tmp_path, None, 1.26).splitlines()
     assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
