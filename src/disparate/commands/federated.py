@@ -176,7 +176,9 @@ def _run(args: argparse.Namespace) -> int:
                    num_gpus_per_client=args.gpus_per_client, resume=args.resume,
                    overwrite=args.overwrite, progress=args.progress, device=args.device,
                    log=_log(args))
-        results = json.loads((Path(args.out) / "results.json").read_text(encoding="utf-8"))
+        from disparate.results import load_results
+
+        results = load_results(args.out)
     else:
         results = train_federated(config, args.out, resume=args.resume,
                                   overwrite=args.overwrite, device=args.device,
