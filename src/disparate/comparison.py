@@ -15,7 +15,6 @@ and a comparison run again in such a directory reuses its finished runs where th
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,13 +91,6 @@ def comparison_points(config: ExperimentConfig, seeds: Sequence[int], runs_dir: 
     return points
 
 
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-    except ValueError:  # another drive (Windows)
-        return str(path.resolve())
-
-
 def run_comparison(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -155,7 +147,7 @@ def run_comparison(
         busy = all(o.outcome == BUSY for o in unfinished)
         raise (fileio.RunDirBusyError if busy else ValueError)(text)
     by_seed = [points[i:i + len(MODES)] for i in range(0, len(points), len(MODES))]
-    run_dirs = [{"seed": str(seed), **{key: _relative(p.run_dir, out)
+    run_dirs = [{"seed": str(seed), **{key: fileio.relative_path(p.run_dir, out)
                                        for (key, _), p in zip(MODES, pair, strict=True)}}
                 for seed, pair in zip(seeds, by_seed, strict=True)]
     comparison = res.compare_runs(

@@ -38,7 +38,6 @@ import numpy as np
 from disparate import fileio, rundir
 from disparate import results as res
 from disparate.comparison import ERR_FAILED, seeded
-from disparate.comparison import _relative as relative_path
 from disparate.config import ExperimentConfig, config_hashes
 from disparate.privacy.policies import POLICIES, MitigationConfig, policy_class
 from disparate.records import RunResult
@@ -414,7 +413,7 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
     dirs: dict[str, dict[int, str]] = {REFERENCE: {}, **{m: {} for m in methods}}
     for p in points:
         results[p.labels["variant"]].append(res.load_results(p.run_dir))
-        dirs[p.labels["variant"]][p.labels["seed"]] = relative_path(p.run_dir, out)
+        dirs[p.labels["variant"]][p.labels["seed"]] = fileio.relative_path(p.run_dir, out)
     run_dirs = {m: [{"seed": str(s), "non_private": dirs[REFERENCE][s], "dp": dirs[m][s]}
                     for s in seeds] for m in methods}
     comparisons, summary = summarize_methods(
