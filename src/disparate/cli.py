@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from types import ModuleType
@@ -46,6 +47,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 PROG = "disparate"
 _TRAINING = "disparate.training"
+#: The subcommands that run on every process of a torchrun launch (docs/distributed.md).
+DISTRIBUTED_COMMANDS = ("run", "compare", "study")
+ERR_NOT_DISTRIBUTED = (
+    "'disparate {command}' runs on one process, but torchrun started {world} "
+    "(WORLD_SIZE={world}): launch it without torchrun; only 'run', 'compare' and 'study' "
+    "run on several processes"
+)
 
 
 def command_module(name: str) -> ModuleType:
@@ -109,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
+    world = os.environ.get("WORLD_SIZE", "1")
+    if args.command not in DISTRIBUTED_COMMANDS and world.isdigit() and int(world) > 1:
+        print(f"{PROG}: error: {ERR_NOT_DISTRIBUTED.format(command=args.command, world=world)}",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         return int(func(args))
     except (ValueError, OSError, RunDirBusyError, ImportError, KeyboardInterrupt,

@@ -26,12 +26,13 @@ from disparate import results as res
 from disparate.commands.run import (
     ERR_INTERRUPTED,
     add_common_arguments,
+    check_device,
     console_log,
     load_config,
 )
 from disparate.comparison import run_comparison, seed_list
 from disparate.config import config_hash
-from disparate.sweep import BACKENDS
+from disparate.sweep import BACKENDS, run_led
 
 NAME = "compare"
 
@@ -102,7 +103,12 @@ def print_summary(comparison: dict[str, Any], out: Path, report: Any, elapsed: f
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, compare, render the report and print the table."""
+    """Train, compare, render the report and print the table; under torchrun, each run on
+    all its processes, of which rank 0 alone prints and writes (docs/distributed.md)."""
+    return run_led(check_device(args.device), lambda device: _compare(args, device))
+
+
+def _compare(args: argparse.Namespace, device: str) -> int:
     start = time.perf_counter()
     config = load_config(args)
     seeds = seed_list(config, args.seeds)
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         comparison = run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
                                     resume=args.resume, overwrite=args.overwrite,
                                     backend=args.backend, jobs=args.jobs, address=args.address,
-                                    device=args.device, log=log, echo=log)
+                                    device=device, log=log, echo=log)
     except KeyboardInterrupt:
         print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
         return 130
