@@ -122,8 +122,9 @@ def _worker(rank: int, port: int, out: Path) -> None:
         training.train(clip_only(), out / "clip", progress=False)
         training.train(load_experiment("digits-underrep", CUT), out / "cut1", resume=True,
                        progress=False)
-        (out / f"compare{rank}.txt").write_text(str(cli.main([*COMPARE, "--out",
-                                                              str(out / "cmp")])))
+        for name, extra in (("cmp", []), ("cmpfail", ["--set", "mitigation.method=dpsgd-f"])):
+            (out / f"{name}{rank}.txt").write_text(str(cli.main([*COMPARE, *extra, "--out",
+                                                                 str(out / name)])))
         torch.save(_evaluation(), out / f"eval{rank}.pt")
         for what, call in (("sweep", lambda: sweep.run_sweep([], jobs=2)),
                            ("task", lambda: distributed.task(None).__enter__())):
@@ -274,7 +275,7 @@ def _files(root: Path) -> list[str]:
 
 def test_compare_on_two_processes_is_the_one_process_comparison(
         spawned: Path, tmp_path: Path) -> None:
-    assert [(spawned / f"compare{r}.txt").read_text() for r in range(WORLD)] == ["0", "0"]
+    assert [(spawned / f"cmp{r}.txt").read_text() for r in range(WORLD)] == ["0", "0"]
     assert cli.main([*COMPARE, "--out", str(tmp_path / "cmp")]) == 0
     two = res.read_json(spawned / "cmp" / res.COMPARISON_FILE)
     one = res.read_json(tmp_path / "cmp" / res.COMPARISON_FILE)
@@ -289,6 +290,21 @@ def test_compare_on_two_processes_is_the_one_process_comparison(
             a = res.load_results(spawned / "cmp" / run[key])
             b = res.load_results(tmp_path / "cmp" / run[key])
             assert a["privacy"] == b["privacy"]
+
+
+def test_a_run_of_compare_that_fails_on_every_rank_stops_compare_on_every_rank(
+        spawned: Path) -> None:
+    """The DP run's policy is refused on both ranks: rank 0 records it and stops (going on to
+    the next point would leave the other ranks behind), the non-private run is finished."""
+    assert [(spawned / f"cmpfail{r}.txt").read_text() for r in range(WORLD)] == \
+        [str(cli.EXIT_USAGE)] * WORLD
+    assert not (spawned / "cmpfail" / res.COMPARISON_FILE).exists()
+    runs = spawned / "cmpfail" / "runs"
+    assert sorted((d / res.RESULTS_FILE).exists() for d in runs.iterdir()) == [False, True]
+    [failed] = runs.glob(f"*/{sweep.ERROR_FILE}")
+    error = res.read_json(failed)
+    assert error["error"] == "ValueError: " + optimizer.ERR_DISTRIBUTED_POLICY.format(
+        method="dpsgd-f", world=WORLD)
 
 
 def test_a_sweep_in_a_process_group_refuses_a_pool_and_a_task_outside_lead(

@@ -108,7 +108,13 @@ def _command_word(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, or one of the ``EXIT_*`` codes)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser({_command_word(argv)})
+    command, world = _command_word(argv), os.environ.get("WORLD_SIZE", "1")
+    if (command in SUBCOMMANDS and command not in DISTRIBUTED_COMMANDS and world.isdigit()
+            and int(world) > 1):
+        print(f"{PROG}: error: {ERR_NOT_DISTRIBUTED.format(command=command, world=world)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser({command})
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse usage errors
@@ -117,11 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return 2
-    world = os.environ.get("WORLD_SIZE", "1")
-    if args.command not in DISTRIBUTED_COMMANDS and world.isdigit() and int(world) > 1:
-        print(f"{PROG}: error: {ERR_NOT_DISTRIBUTED.format(command=args.command, world=world)}",
-              file=sys.stderr)
-        return EXIT_USAGE
     try:
         return int(func(args))
     except (ValueError, OSError, RunDirBusyError, ImportError, KeyboardInterrupt,
