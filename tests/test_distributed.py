@@ -122,7 +122,8 @@ def _worker(rank: int, port: int, out: Path) -> None:
         training.train(clip_only(), out / "clip", progress=False)
         training.train(load_experiment("digits-underrep", CUT), out / "cut1", resume=True,
                        progress=False)
-        for name, extra in (("cmp", []), ("cmpfail", ["--set", "mitigation.method=dpsgd-f"])):
+        for name, extra in (("cmp", []), ("cmpfail", ["--set", "mitigation.method=dpsgd-f",
+                                                         "--seeds", "2"])):
             (out / f"{name}{rank}.txt").write_text(str(cli.main([*COMPARE, *extra, "--out",
                                                                  str(out / name)])))
         torch.save(_evaluation(), out / f"eval{rank}.pt")
@@ -294,8 +295,9 @@ def test_compare_on_two_processes_is_the_one_process_comparison(
 
 def test_a_run_of_compare_that_fails_on_every_rank_stops_compare_on_every_rank(
         spawned: Path) -> None:
-    """The DP run's policy is refused on both ranks: rank 0 records it and stops (going on to
-    the next point would leave the other ranks behind), the non-private run is finished."""
+    """The DP run of seed 0 is refused on both ranks (its policy): rank 0 records it and stops
+    (going on to seed 1 would leave the other ranks behind); seed 0's non-private run is
+    finished, seed 1's runs never started."""
     assert [(spawned / f"cmpfail{r}.txt").read_text() for r in range(WORLD)] == \
         [str(cli.EXIT_USAGE)] * WORLD
     assert not (spawned / "cmpfail" / res.COMPARISON_FILE).exists()
@@ -364,6 +366,11 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
             time.sleep(0.02)
         victim = next(p for p in _children(launcher.pid) if _rank_of(p) == 1)
         os.kill(victim, signal.SIGKILL)
+        # the reference, 1 process uninterrupted with the run's secret, trains meanwhile
+        secret = int(torch.load(out / "checkpoint.pt", weights_only=True)["secret"], 16)
+        monkeypatch.setattr(randomness, "new_secret", lambda: secret)
+        cfg = load_experiment("digits-underrep", KILLED)
+        full = training.train(cfg, tmp_path / "full", progress=False)
         output, _ = launcher.communicate(timeout=120)
     finally:
         launcher.kill()
@@ -372,12 +379,9 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
     assert not (out / "results.json").exists()
     cut = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 1 <= cut["epoch"] < 4
+    assert int(cut["secret"], 16) == secret
 
-    # 1 process resumes; the reference is 1 process uninterrupted with the same secret
-    secret = int(cut["secret"], 16)
-    monkeypatch.setattr(randomness, "new_secret", lambda: secret)
-    cfg = load_experiment("digits-underrep", KILLED)
-    full = training.train(cfg, tmp_path / "full", progress=False)
+    # 1 process resumes
     for two, one in zip(cut["metrics"], full.metrics[: cut["epoch"]], strict=True):
         assert two["epsilon"] == one["epsilon"]  # the accountant saw the same q and steps
         assert two["examples"] == one["examples"]  # the secret's batches, all counted
