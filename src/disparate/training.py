@@ -481,7 +481,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
     model = build_model_for(config, train_set).to(device)
     model.train()
     optimizer = plan.optimizer(_base_optimizer(config, model), model,
-                               noise_seed=seeds.seed_of("noise"))
+                               noise_generator=seeds.generator("noise", device=device))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
 
     start_epoch = 0
@@ -504,7 +504,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                disable=(None if progress is None else not progress), dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, tc.epochs):
-            batches = plan.batches(seeds.root("sampling"), epoch)
+            batches = plan.batches(seeds, epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             sums, checked = _run_epoch(model, optimizer, loss_fn, batches, data, augment,
                                        aug_rng, len(group_names), bar, checked, run.log)

@@ -126,20 +126,21 @@ class DPPlan:
         policy = self.policy()
         return tuple(s.noise_multiplier for s in policy.statistics) if policy else ()
 
-    def optimizer(self, base: Any, model: Any, *, noise_seed: int | None) -> Any:
+    def optimizer(self, base: Any, model: Any, *, noise_generator: Any) -> Any:
         """The :class:`~disparate.privacy.optimizer.DPOptimizer` realising this plan."""
         from disparate.privacy.optimizer import DPOptimizer
 
         return DPOptimizer(base, model, expected_batch_size=self.batch_size,
                            max_grad_norm=self.max_grad_norm,
                            noise_multiplier=self.noise_multiplier, noise_std=self.noise_std,
-                           noise_seed=noise_seed, policy=self.policy())
+                           noise_generator=noise_generator, policy=self.policy())
 
-    def batches(self, root: int, epoch: int) -> list[Any]:
-        """The index tensors of epoch ``epoch``'s batches, from the sampling stream of ``root``."""
+    def batches(self, seeds: Any, epoch: int) -> list[Any]:
+        """The index tensors of epoch ``epoch``'s batches, from the sampling stream of the
+        :class:`~disparate.randomness.SeedTree` ``seeds``."""
         from disparate.privacy.sampling import epoch_batches
 
-        return epoch_batches(self.sampling, self.dataset_size, self.batch_size, root, epoch)
+        return epoch_batches(self.sampling, self.dataset_size, self.batch_size, seeds, epoch)
 
     @property
     def steps_per_epoch(self) -> int:

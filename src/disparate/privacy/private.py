@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import torch
@@ -58,8 +57,8 @@ def make_private(
     (z calibrated by ``accountant`` for ``epochs * len(data_loader)`` steps). With
     ``poisson_sampling=False`` the user's loader is kept and must be shuffled; then
     ``shuffle_accounting`` must say how it is accounted. ``loss_reduction`` is that of the
-    loss given to ``loss.backward()``. The noise seed is drawn at random unless given.
-    The accountant counts every ``optimizer.step()``.
+    loss given to ``loss.backward()``. Without ``noise_seed`` the noise comes from a fresh
+    128-bit secret of the OS. The accountant counts every ``optimizer.step()``.
     """
     if (noise_multiplier is None) == (target_epsilon is None):
         raise ValueError(ERR_NOISE_XOR_TARGET.format(z=noise_multiplier, eps=target_epsilon))
@@ -83,7 +82,7 @@ def make_private(
     dp_optimizer = DPOptimizer(
         optimizer, model, expected_batch_size=batch_size, max_grad_norm=max_grad_norm,
         noise_multiplier=noise_multiplier, loss_reduction=loss_reduction,
-        noise_seed=secrets.randbits(63) if noise_seed is None else noise_seed)
+        noise_seed=noise_seed)
     dp_optimizer.register_step_post_hook(lambda *_: counter.step())
     return PrivateTraining(model=model, optimizer=dp_optimizer, data_loader=data_loader,
                            accountant=counter)
