@@ -127,10 +127,11 @@ def _worker(rank: int, port: int, out: Path) -> None:
             (out / f"{name}{rank}.txt").write_text(str(cli.main([*COMPARE, *extra, "--out",
                                                                  str(out / name)])))
         torch.save(_evaluation(), out / f"eval{rank}.pt")
-        for what, call in (("sweep", lambda: sweep.run_sweep([], jobs=2)),
+        for what, call in (("again", lambda: cli.main([*COMPARE, "--out", str(out / "cmp")])),
+                           ("sweep", lambda: sweep.run_sweep([], jobs=2)),
                            ("task", lambda: distributed.task(None).__enter__())):
             try:
-                call()
+                (out / f"{what}{rank}.txt").write_text(f"returned {call()}")
             except (ValueError, RuntimeError) as exc:
                 (out / f"{what}{rank}.txt").write_text(str(exc))
         try:  # rank 0 refuses the finished run; every rank must stop with its error
@@ -307,6 +308,16 @@ def test_a_run_of_compare_that_fails_on_every_rank_stops_compare_on_every_rank(
     error = res.read_json(failed)
     assert error["error"] == "ValueError: " + optimizer.ERR_DISTRIBUTED_POLICY.format(
         method="dpsgd-f", world=WORLD)
+
+
+def test_an_error_of_rank_0_between_the_runs_of_compare_stops_the_followers(
+        spawned: Path) -> None:
+    """compare again into its directory without --resume: rank 0 refuses before any run."""
+    first = res.read_json(spawned / "cmp" / res.COMPARISON_FILE)["runs"][0]["non_private"]
+    expected = rundir.ERR_EXISTING_RUN.format(path=spawned / "cmp" / first)
+    assert (spawned / "again0.txt").read_text() == f"returned {cli.EXIT_USAGE}"
+    assert (spawned / "again1.txt").read_text() == distributed.ERR_MAIN_FAILED.format(
+        error=f"ValueError: {expected}")
 
 
 def test_a_sweep_in_a_process_group_refuses_a_pool_and_a_task_outside_lead(
