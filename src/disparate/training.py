@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import distributed
+from disparate import distributed, records
 from disparate import results as res
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
@@ -471,7 +471,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
 
     state = run.resume_state()
     metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
-    run.start(fresh=state is None, metrics=metrics)
+    run.start(fresh=state is None, metrics=[records.EpochMetrics.from_json(m) for m in metrics])
 
     saved_secret = None if state is None else state.get("secret")
     seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
@@ -515,7 +515,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                                  plan.epsilon(steps_done),
                                  elapsed_before + time.perf_counter() - t_start)
             metrics.append(line)
-            run.append_metrics(line)
+            run.append_metrics(records.EpochMetrics.from_json(line))
             if epoch + 1 == tc.epochs and distributed.is_main():
                 evaluation["predictions"].save(out / PREDICTIONS_FILE)
             run.save_checkpoint({
@@ -580,8 +580,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
         for group in results["groups"]:
             group["nonfinite"] = nonfinite_by_group.get(group["group"])
         results.update(extra)
-        run.finish(results)
-        return results
+        return run.finish(records.RunResult.from_json(results))
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
     results = write_results(("rdp", "rdp_classic"))
