@@ -89,9 +89,10 @@ def _compare(args: argparse.Namespace, device: str) -> int:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
     try:
         comparison = cmp.run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
-                                    resume=args.resume, overwrite=args.overwrite,
-                                    backend=args.backend, jobs=args.jobs, address=args.address,
-                                    device=device, log=log, echo=log)
+                                        resume=args.resume, overwrite=args.overwrite,
+                                        backend=args.backend, jobs=args.jobs,
+                                        address=args.address, device=device, log=log,
+                                        echo=log)
     except KeyboardInterrupt:
         print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
         return 130
