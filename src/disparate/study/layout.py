@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 __all__ = ["REPORT_HTML", "REPORT_MD", "RESULTS_CSV", "RUNS_SUBDIR", "STUDY_JSON",
-           "STUDY_YAML", "SUMMARY_CSV", "relative"]
+           "STUDY_YAML", "SUMMARY_CSV", "TUNING_JSON", "relative"]
 
 RUNS_SUBDIR = "runs"
 STUDY_YAML = "study.yaml"
@@ -15,6 +15,8 @@ RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+#: A mitigation study's tuning: the chosen learning rate and options per method.
+TUNING_JSON = "tuning.json"
 
 
 def relative(path: Path, start: Path) -> str:
