@@ -186,18 +186,26 @@ def _with_policy(privacy: Mapping[str, Any], plan: DPPlan, optimizer: DPOptimize
 def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 1024
              ) -> dict[str, Any]:
     """Loss and accuracy overall and per group (``None`` for a group without examples), and
-    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`)."""
+    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`).
+
+    In a process group every rank calls it: rank r evaluates batches r, r + N, ... (the
+    batches of one process, so each example's numbers are those of one process) and every
+    rank gets all of them."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     loss_fn = nn.CrossEntropyLoss(reduction="none")
-    rows: list[tuple[torch.Tensor, ...]] = []
-    for start in range(0, len(dataset), batch_size):
+    starts = range(0, len(dataset), batch_size)
+    mine: dict[int, tuple[torch.Tensor, ...]] = {}
+    for start in starts[distributed.rank()::distributed.world_size()]:
         x, y, g = dataset[slice(start, start + batch_size)]
         x, y = x.to(device), y.to(device)
         out = model(x)
-        rows.append((y.cpu(), out.argmax(dim=1).cpu(), g.cpu(), loss_fn(out, y).double().cpu()))
+        mine[start] = (y.cpu(), out.argmax(dim=1).cpu(), g.cpu(),
+                       loss_fn(out, y).double().cpu())
     model.train(was_training)
+    gathered = {start: row for part in distributed.gather(mine) for start, row in part.items()}
+    rows = [gathered[start] for start in starts]
     columns = ([torch.cat(c).numpy() for c in zip(*rows, strict=True)] if rows
                else [np.zeros(0, dtype=np.int64)] * 4)
     labels, preds, groups, losses = columns

@@ -27,11 +27,12 @@ from disparate import report as rep
 from disparate.commands.run import (
     ERR_INTERRUPTED,
     add_common_arguments,
+    check_device,
     console_log,
     load_config,
 )
 from disparate.config import config_hash
-from disparate.sweep import BACKENDS
+from disparate.sweep import BACKENDS, run_led
 
 NAME = "compare"
 
@@ -72,7 +73,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train, compare, render the report and print the table."""
+    """Train, compare, render the report and print the table; under torchrun, each run on
+    all its processes, of which rank 0 alone prints and writes (docs/distributed.md)."""
+    return run_led(check_device(args.device), lambda device: _compare(args, device))
+
+
+def _compare(args: argparse.Namespace, device: str) -> int:
     start = time.perf_counter()
     config = load_config(args)
     seeds = cmp.seed_list(config, args.seeds)
@@ -83,9 +89,10 @@ def run(args: argparse.Namespace) -> int:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
     try:
         comparison = cmp.run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
-                                    resume=args.resume, overwrite=args.overwrite,
-                                    backend=args.backend, jobs=args.jobs, address=args.address,
-                                    device=args.device, log=log, echo=log)
+                                        resume=args.resume, overwrite=args.overwrite,
+                                        backend=args.backend, jobs=args.jobs,
+                                        address=args.address, device=device, log=log,
+                                        echo=log)
     except KeyboardInterrupt:
         print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
         return 130
