@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 from types import ModuleType
@@ -46,6 +47,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 PROG = "disparate"
 _TRAINING = "disparate.training"
+#: The subcommands that run on every process of a torchrun launch (docs/distributed.md).
+DISTRIBUTED_COMMANDS = ("run", "compare", "study")
+ERR_NOT_DISTRIBUTED = (
+    "'disparate {command}' runs on one process, but torchrun started {world} "
+    "(WORLD_SIZE={world}): launch it without torchrun; only 'run', 'compare' and 'study' "
+    "run on several processes"
+)
 
 
 def command_module(name: str) -> ModuleType:
@@ -100,7 +108,13 @@ def _command_word(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status (0, or one of the ``EXIT_*`` codes)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser({_command_word(argv)})
+    command, world = _command_word(argv), os.environ.get("WORLD_SIZE", "1")
+    if (command in SUBCOMMANDS and command not in DISTRIBUTED_COMMANDS and world.isdigit()
+            and int(world) > 1):
+        print(f"{PROG}: error: {ERR_NOT_DISTRIBUTED.format(command=command, world=world)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    parser = build_parser({command})
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and argparse usage errors

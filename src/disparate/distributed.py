@@ -12,7 +12,9 @@ is the identity.
 
 ``torchrun`` sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT;
 :func:`launched` reads them and starts the process group (gloo on CPUs, NCCL on GPUs).
-See ``docs/distributed.md``.
+A sweep (``compare``, ``study``) under torchrun runs on rank 0 inside :func:`lead`, and every
+run it trains is sent (:func:`task`) to the other ranks, which :func:`follow` it: each run of
+the sweep trains on all ranks. See ``docs/distributed.md``.
 """
 
 from __future__ import annotations
@@ -33,16 +35,20 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "Launch",
     "all_reduce_sum",
-    "backend_for",
     "check_launched",
+    "follow",
     "from_main",
+    "gather",
     "is_main",
     "launched",
+    "lead",
     "main_first",
     "noise_std_here",
+    "placement",
     "rank",
     "share",
     "shard",
+    "task",
     "world_size",
 ]
 
@@ -54,10 +60,26 @@ DEFAULT_TIMEOUT_S = 1800.0
 ERR_ENV = "environment variable {name}={value!r}: expected {expected}"
 ERR_NOT_LAUNCHED = (
     "this process was started by torchrun (WORLD_SIZE={world}, RANK={rank}) but no process "
-    "group is initialised: each process would train a whole run of its own. 'disparate run' "
-    "starts the group itself (compare, study, audit and demo run on one process: launch "
-    "them without torchrun); in your own script, call torch.distributed.init_process_group() "
-    "or use disparate.distributed.launched()"
+    "group is initialised: each process would train a whole run of its own. 'disparate run', "
+    "'compare' and 'study' start the group themselves; in your own script, call "
+    "torch.distributed.init_process_group() or use disparate.distributed.launched()"
+)
+ERR_NOT_LEADING = (
+    "a sweep in a process group ({world} ranks) runs on rank 0 while the other ranks train "
+    "each of its runs with it: call it inside disparate.sweep.run_led() (rank {rank} called "
+    "it {where})"
+)
+ERR_DEVICE_INDEX = (
+    "device={device!r} under torchrun ({world} processes): each rank trains on the GPU of its "
+    "LOCAL_RANK; expected device='cuda' (choose the GPUs with CUDA_VISIBLE_DEVICES)"
+)
+ERR_TOO_FEW_GPUS = (
+    "LOCAL_RANK={local_rank}: this machine has {count} CUDA device(s), 0..{last}; expected "
+    "--nproc-per-node <= {count}"
+)
+ERR_DEVICE_TYPE = (
+    "device={device!r}: a process group runs on 'cpu' (gloo) or 'cuda' (NCCL); expected one "
+    "of those"
 )
 ERR_RANK_FAILED = "rank {rank} of {world} failed: {error}"
 ERR_MAIN_FAILED = "rank 0 failed, so this rank stops too: {error}"
@@ -102,9 +124,22 @@ class Launch:
                    local_rank=integer("LOCAL_RANK", "0"))
 
 
-def backend_for(device: str | torch.device) -> str:
-    """``nccl`` for CUDA devices, ``gloo`` for everything else."""
-    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+def placement(device: str, launch: Launch, cuda_count: int) -> tuple[torch.device, str]:
+    """This rank's device and the process group's backend for a run asked on ``device``, on a
+    machine with ``cuda_count`` GPUs: ``cuda`` becomes ``cuda:LOCAL_RANK`` with NCCL, ``cpu``
+    stays with gloo; a GPU index (every local rank would share it), too few GPUs for the
+    local ranks and other device types are refused."""
+    d = torch.device(device)
+    if d.type == "cpu":
+        return d, "gloo"
+    if d.type != "cuda":
+        raise ValueError(ERR_DEVICE_TYPE.format(device=device))
+    if d.index is not None:
+        raise ValueError(ERR_DEVICE_INDEX.format(device=device, world=launch.world_size))
+    if launch.local_rank >= cuda_count:
+        raise ValueError(ERR_TOO_FEW_GPUS.format(local_rank=launch.local_rank,
+                                                 count=cuda_count, last=cuda_count - 1))
+    return torch.device("cuda", launch.local_rank), "nccl"
 
 
 def _initialised() -> bool:
@@ -137,19 +172,20 @@ def check_launched(env: Mapping[str, str] | None = None) -> None:
 def launched(device: str, *, timeout_s: float = DEFAULT_TIMEOUT_S,
              env: Mapping[str, str] | None = None) -> Iterator[str]:
     """Under a multi-process torchrun launch: start the process group for ``device``'s
-    backend, yield this rank's device (``cuda`` becomes ``cuda:LOCAL_RANK``) and destroy the
-    group at the end; an error is reported on stderr naming the rank, then raised. Otherwise
-    (one process, or a group started by the caller): yield ``device`` as it is."""
+    backend, yield this rank's device (:func:`placement`: ``cuda`` becomes
+    ``cuda:LOCAL_RANK``) and destroy the group at the end; an error is reported on stderr
+    naming the rank, then raised. Otherwise (one process, or a group started by the caller):
+    yield ``device`` as it is."""
     launch = Launch.from_environment(env)
     if launch is None or launch.world_size == 1 or _initialised():
         yield device
         return
-    d = torch.device(device)
-    if d.type == "cuda":
-        d = torch.device("cuda", launch.local_rank if d.index is None else d.index)
+    cuda = torch.device(device).type == "cuda"
+    d, backend = placement(device, launch, torch.cuda.device_count() if cuda else 0)
+    if cuda:
         torch.cuda.set_device(d)
-    dist.init_process_group(backend_for(d), timeout=timedelta(seconds=timeout_s),
-                            device_id=d if d.type == "cuda" else None)
+    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                            device_id=d if cuda else None)
     try:
         yield str(d)
     except BaseException as exc:
@@ -208,6 +244,74 @@ def main_first(func: Callable[[], T]) -> T:
     if error is not None:
         raise RuntimeError(ERR_MAIN_FAILED.format(error=error))
     return func()
+
+
+def gather(value: T) -> list[T]:
+    """Every rank's ``value`` (pickled), in rank order, on every rank; ``[value]`` in one
+    process."""
+    if world_size() == 1:
+        return [value]
+    values: list[Any] = [None] * world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+_STOP, _ERROR, _TASK = "stop", "error", "task"
+#: Rank 0's state in :func:`lead`: ``"leading"`` while the ranks are in step, ``"task"`` once a
+#: task began and until it returned (the other ranks may then be anywhere in it).
+_lead: list[str] = []
+
+
+@contextlib.contextmanager
+def lead() -> Iterator[None]:
+    """Rank 0's side of a sweep while the other ranks :func:`follow`: inside, :func:`task`
+    sends them work; at the end they are stopped, with rank 0's error if it raised between
+    two tasks (one raised in a task ends the launch: torchrun stops the other ranks, which
+    may be waiting in any of the task's collectives). A no-op in one process."""
+    if world_size() == 1:
+        yield
+        return
+    _lead.append("leading")
+    try:
+        yield
+    except Exception as exc:
+        if _lead[-1] == "leading":
+            share((_ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    else:
+        share((_STOP, None))
+    finally:
+        _lead.pop()
+
+
+@contextlib.contextmanager
+def task(payload: Any) -> Iterator[None]:
+    """On rank 0 in :func:`lead`: send ``payload`` to the ranks that :func:`follow`, whose
+    handler runs alongside the body (one training run on every rank). A no-op in one
+    process; elsewhere (no :func:`lead`, or a rank > 0) an error."""
+    if world_size() == 1:
+        yield
+        return
+    if not is_main() or not _lead:
+        raise RuntimeError(ERR_NOT_LEADING.format(
+            world=world_size(), rank=rank(), where="outside lead()" if is_main() else
+            "itself instead of following rank 0"))
+    share((_TASK, payload))
+    _lead[-1] = "task"
+    yield
+    _lead[-1] = "leading"
+
+
+def follow(handle: Callable[[Any], None]) -> None:
+    """On a rank > 0: ``handle(payload)`` for every :func:`task` of rank 0, until rank 0
+    leaves :func:`lead`; its error there is raised here as a RuntimeError quoting it."""
+    while True:
+        kind, payload = share(None)
+        if kind == _STOP:
+            return
+        if kind == _ERROR:
+            raise RuntimeError(ERR_MAIN_FAILED.format(error=payload))
+        handle(payload)
 
 
 def shard(*tensors: Tensor) -> tuple[Tensor, ...]:

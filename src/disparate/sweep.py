@@ -29,6 +29,11 @@ Backends (:func:`run_sweep`'s ``backend``):
   An already initialised Ray (``ray.init`` in a notebook) is used as it is.
 
 Both backends call the same per-point function, :func:`run_point`.
+
+Under torchrun (``docs/distributed.md``) a sweep runs inside :func:`run_led`: rank 0 runs it
+in this process (local backend, ``jobs=1``) and each point it trains is trained by every rank
+together; a point that fails there stops the sweep (its ``error.json`` written), since the
+other ranks are in its run too.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ __all__ = [
     "available_cores",
     "make_point",
     "point_status",
+    "run_led",
     "run_point",
     "run_sweep",
     "threads_per_point",
@@ -91,6 +97,10 @@ ERR_JOBS = "jobs={value!r}: expected an integer >= 1"
 ERR_NO_RAY = (
     "backend 'ray' needs the ray package, which is not installed; install it with "
     "pip install 'disparate[ray]' (or pip install 'ray>=2.9'), or use --backend local"
+)
+ERR_DISTRIBUTED = (
+    "backend={backend!r}, jobs={jobs}: in a process group ({world} ranks) each run of the "
+    "sweep trains on every rank in turn; expected backend 'local' and jobs=1 (--jobs 1)"
 )
 ERR_DUPLICATE = (
     "two points of the sweep have the same resolved config (config_hash {key}): {a} and {b}; "
@@ -207,7 +217,7 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
     """
     import torch
 
-    from disparate import training
+    from disparate import distributed, training
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -241,13 +251,16 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
         try:
             log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
                 f"({'resume' if resumed else 'new'}, {torch.get_num_threads()} threads)")
-            training.train(config, run_dir, resume=True, progress=False, log=log,
-                           device=device)
+            with distributed.task((dict(config_data), str(run_dir))):  # the other ranks too
+                training.train(config, run_dir, resume=True, progress=False, log=log,
+                               device=device)
             out["outcome"] = RESUMED if resumed else DONE
             log(f"finished point {key} in {time.perf_counter() - started:.1f} s")
-        except Exception as exc:  # recorded, never propagated: the other points go on
+        except Exception as exc:  # recorded; in one process the other points go on
             error = _write_error(run_dir, exc, started)
             log(f"FAILED point {key}: {error['error']}")
+            if distributed.world_size() > 1:
+                raise
             out.update(outcome=FAILED, error=error["error"])
         finally:
             torch.set_num_threads(previous_threads)
@@ -306,7 +319,7 @@ class SweepReport:
                 + f" ({self.backend} backend, {self.jobs} jobs, {self.wall_time_s:.1f} s)")
 
 
-Task = tuple[int, dict[str, Any], str, int, str]  # index, then run_point's arguments
+Task = tuple[int, dict[str, Any], str, int | None, str]  # index, then run_point's arguments
 
 
 def _check_points(points: Sequence[SweepPoint]) -> None:
@@ -352,6 +365,13 @@ def run_sweep(
     started = time.perf_counter()
     say = log or (lambda _line: None)
     threads = threads_per_point(jobs) if threads is None else threads
+    from disparate import distributed
+
+    if distributed.world_size() > 1:  # torch threads: torchrun's OMP_NUM_THREADS per rank
+        if backend != "local" or jobs != 1:
+            raise ValueError(ERR_DISTRIBUTED.format(backend=backend, jobs=jobs,
+                                                    world=distributed.world_size()))
+        threads = None
 
     outcomes: dict[int, PointOutcome] = {}
     tasks: list[Task] = []
@@ -395,6 +415,28 @@ def run_sweep(
     ordered = [outcomes[i] for i in range(len(points))]
     return SweepReport(ordered, backend=backend, jobs=jobs,
                        wall_time_s=time.perf_counter() - started)
+
+
+def run_led(device: str, func: Callable[[str], int]) -> int:
+    """``func(device)`` -- a command that runs sweeps -- under a torchrun launch: rank 0 runs
+    it, and trains each of its points with the other ranks, which follow it (each on its own
+    device, ``cuda:LOCAL_RANK`` for ``cuda``) and return 0; in one process, ``func(device)``."""
+    from disparate import distributed
+
+    with distributed.launched(device) as here:
+        if not distributed.is_main():
+            distributed.follow(lambda point: _train_followed(*point, device=here))
+            return 0
+        with distributed.lead():
+            return func(here)
+
+
+def _train_followed(config_data: Mapping[str, Any], run_dir: str, *, device: str) -> None:
+    """A rank's part of the point that rank 0's :func:`run_point` trains."""
+    from disparate import training
+
+    training.train(from_dict(config_data), run_dir, resume=True, progress=False,
+                   device=device)
 
 
 def _portable(config: ExperimentConfig) -> dict[str, Any]:

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import distributed
+from disparate import distributed, records
 from disparate import results as res
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
@@ -194,18 +194,26 @@ def _with_policy(privacy: Mapping[str, Any], plan: DPPlan, optimizer: DPOptimize
 def evaluate(model: nn.Module, dataset: GroupedDataset, *, batch_size: int = 1024
              ) -> dict[str, Any]:
     """Loss and accuracy overall and per group (``None`` for a group without examples), and
-    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`)."""
+    the per-example ``predictions`` (:class:`~disparate.metrics.Predictions`).
+
+    In a process group every rank calls it: rank r evaluates batches r, r + N, ... (the
+    batches of one process, so each example's numbers are those of one process) and every
+    rank gets all of them."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     loss_fn = nn.CrossEntropyLoss(reduction="none")
-    rows: list[tuple[torch.Tensor, ...]] = []
-    for start in range(0, len(dataset), batch_size):
+    starts = range(0, len(dataset), batch_size)
+    mine: dict[int, tuple[torch.Tensor, ...]] = {}
+    for start in starts[distributed.rank()::distributed.world_size()]:
         x, y, g = dataset[slice(start, start + batch_size)]
         x, y = x.to(device), y.to(device)
         out = model(x)
-        rows.append((y.cpu(), out.argmax(dim=1).cpu(), g.cpu(), loss_fn(out, y).double().cpu()))
+        mine[start] = (y.cpu(), out.argmax(dim=1).cpu(), g.cpu(),
+                       loss_fn(out, y).double().cpu())
     model.train(was_training)
+    gathered = {start: row for part in distributed.gather(mine) for start, row in part.items()}
+    rows = [gathered[start] for start in starts]
     columns = ([torch.cat(c).numpy() for c in zip(*rows, strict=True)] if rows
                else [np.zeros(0, dtype=np.int64)] * 4)
     labels, preds, groups, losses = columns
@@ -490,7 +498,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
 
     state = run.resume_state()
     metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
-    run.start(fresh=state is None, metrics=metrics)
+    run.start(fresh=state is None, metrics=[records.EpochMetrics.from_json(m) for m in metrics])
 
     saved_secret = None if state is None else state.get("secret")
     seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
@@ -540,7 +548,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                                  elapsed_before + time.perf_counter() - t_start,
                                  norms_recorded=not plain)
             metrics.append(line)
-            run.append_metrics(line)
+            run.append_metrics(records.EpochMetrics.from_json(line))
             if epoch + 1 == tc.epochs and distributed.is_main():
                 evaluation["predictions"].save(out / PREDICTIONS_FILE)
             run.save_checkpoint({
@@ -607,8 +615,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
         results.update(extra)
         if plain:  # group grad_norm is None: not measured, not missing
             results["per_example_stats"] = False
-        run.finish(results)
-        return results
+        return run.finish(records.RunResult.from_json(results))
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
     results = write_results(("rdp", "rdp_classic"))

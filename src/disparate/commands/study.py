@@ -29,7 +29,7 @@ from disparate.study import (
     parse_grid_option,
     run_study,
 )
-from disparate.sweep import BACKENDS, point_status, threads_per_point
+from disparate.sweep import BACKENDS, point_status, run_led, threads_per_point
 
 NAME = "study"
 DEFAULT_OUT = Path("runs") / "studies"
@@ -97,7 +97,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the study; 0 when every point is finished, 1 otherwise, 2 for usage errors."""
+    """Run the study; 0 when every point is finished, 1 otherwise, 2 for usage errors. Under
+    torchrun each point trains on all its processes, of which rank 0 alone prints and writes
+    (docs/distributed.md)."""
+    return run_led("cpu", lambda _device: _study(args))
+
+
+def _study(args: argparse.Namespace) -> int:
     if args.list:
         for name in list_studies():
             study = load_study(name, scale="paper")

@@ -65,6 +65,12 @@ def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
 
 
 @functools.lru_cache(maxsize=256)
+def _cached_calibration(**kwargs: Any) -> float:
+    # The seeds and methods of a comparison, a mitigation or a sweep share their calibrations.
+    return calibrate_noise_multiplier(**kwargs)
+
+
+@functools.lru_cache(maxsize=256)
 def _cached_reports(methods: tuple[str, ...], **kwargs: Any
                     ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
     return bounded_epsilons(methods=methods, **kwargs)
@@ -267,8 +273,8 @@ the gradient's z is calibrated here, by
         return dataclasses.replace(base, noise_multiplier=privacy.noise_multiplier)
     steps = epochs * steps_per_epoch(dataset_size, batch_size)
     calibrate_with = privacy.calibrate_with or privacy.accountant
-    z = calibrate_noise_multiplier(target_epsilon=privacy.target_epsilon, steps=steps,
-                                   method=calibrate_with, **args)
+    z = _cached_calibration(target_epsilon=privacy.target_epsilon, steps=steps,
+                            method=calibrate_with, **args)
     calibration = {"target_epsilon": privacy.target_epsilon, "method": calibrate_with,
                    "steps": steps, "noise_multiplier": z}
     if "aux_noise_multipliers" in args:
