@@ -616,3 +616,18 @@ def test_example_with_nonfinite_gradient_is_dropped(max_grad_norm):
         expected, _ = oracle(model, mse_per_example, x[keep], y[keep], max_grad_norm or 1e300)
         for name in expected:
             torch.testing.assert_close(summed[name], expected[name], rtol=RTOL, atol=ATOL)
+
+
+def test_weighted_sums_release_each_parameter_once_summed():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    weights = torch.tensor([1.0, 0.5, 0.0, 2.0, 1.0], dtype=torch.float64)
+    with GradSampleEngine(model) as engine:
+        per_example = engine.compute(mse_per_example, x, y)
+        expected = per_example.weighted_sum(weights)  # does not release: can sum again
+        take = per_example.weighted_sums(weights)
+        for name in reversed(list(expected)):  # any order
+            torch.testing.assert_close(take(name), expected[name], rtol=0, atol=0)
+            assert take(name) is None  # released: its per-example terms are gone
+        assert per_example.weighted_sum(weights) == {}
