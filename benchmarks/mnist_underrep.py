@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
+from disparate import report as rep
 from disparate import results as res
-from disparate.commands.compare import write_report
 from disparate.commands.run import console_log
 from disparate.comparison import run_comparison, seed_list
 from disparate.config import load_experiment
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                 echo=log)
     train_time = time.perf_counter() - start
     if not args.no_report:
-        write_report(out)
+        rep.write_report(out)
     wall = time.perf_counter() - start
 
     device = args.device

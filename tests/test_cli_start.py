@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from disparate import cli
+from disparate import cli, registration
+from disparate.data import registry as data_registry
+from disparate.models import registry as model_registry
 
 SRC = str(Path(cli.__file__).parents[1])
 
 _PROBE = """
 import json, sys
-from disparate import cli
+from disparate import cli, registration
+from disparate.data import registry as data_registry
+from disparate.models import registry as model_registry
 status = cli.main(sys.argv[1:])
 heavy = sorted(m for m in ("torch", "torchvision", "matplotlib", "disparate.training")
                if m in sys.modules)
@@ -38,6 +42,19 @@ def _start(*argv: str) -> dict[str, object]:
 ])
 def test_help_and_epsilon_import_neither_torch_nor_matplotlib(argv: tuple[str, ...]) -> None:
     assert _start(*argv) == {"status": 0, "heavy": []}
+
+
+def test_list_imports_neither_torch_nor_matplotlib_and_prints_what_the_imported_registries_give(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    done = subprocess.run([sys.executable, "-c", _PROBE, "list"], capture_output=True,
+                          text=True, check=True, env={"PYTHONPATH": SRC, "PATH": ""},
+                          timeout=600)
+    *printed, probe = done.stdout.strip("\n").splitlines()
+    assert json.loads(probe) == {"status": 0, "heavy": []}
+    for target in [*data_registry.BUILTIN.values(), *model_registry.BUILTIN.values()]:
+        registration.load(target)  # in this process: every builder imported
+    assert cli.main(["list"]) == 0
+    assert printed == capsys.readouterr().out.strip("\n").splitlines()
 
 
 def test_the_probe_sees_torch_when_a_command_loads_it() -> None:

@@ -19,7 +19,7 @@ import pytest
 from disparate import fileio, training
 from disparate import results as res
 from disparate.cli import main
-from disparate.comparison import comparison_points, run_comparison, seeded
+from disparate.comparison import comparison_points, explain, run_comparison, seeded, summary
 from disparate.config import config_hash, load_experiment
 
 TINY = ["data.subsample=120", "training.batch_size=30", "training.epochs=3",
@@ -191,3 +191,70 @@ def test_runs_held_by_another_process_make_the_comparison_busy(tmp_path):
     finally:
         holder.communicate("", timeout=60)
     assert not (tmp_path / res.COMPARISON_FILE).exists()
+
+
+def _toy_run(accs: dict[str, float], mode: str) -> dict:
+    sizes = {"8": 10, "2": 120}
+    return {"experiment": "toy", "mode": mode, "config_hash": mode, "overall_accuracy": 0.9,
+            "wall_time_s": 1.0, "privacy": {"is_private": mode == "dp", "statement": "eps"},
+            "groups": [{"group": g, "train_size": sizes[g], "test_size": 50, "accuracy": a,
+                        "grad_norm": 1.0, "small_test": False} for g, a in accs.items()]}
+
+
+def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
+    # drops: class 8 0.4, 0.1, 0.3 (mean 26.7 points), class 2 0.01, 0.17, 0.01 (mean 6.3):
+    # 8 drops more than 2 in seeds 0 and 2, not in seed 1.
+    c = res.compare_runs([_toy_run({"8": 0.9, "2": 0.99}, "np"),
+                          _toy_run({"8": 0.8, "2": 0.97}, "np"),
+                          _toy_run({"8": 0.9, "2": 0.99}, "np")],
+                         [_toy_run({"8": 0.5, "2": 0.98}, "dp"),
+                          _toy_run({"8": 0.7, "2": 0.80}, "dp"),
+                          _toy_run({"8": 0.6, "2": 0.98}, "dp")],
+                         seeds=[0, 1, 2], highlight=["8", "2"], experiment="toy")
+    assert explain(c).splitlines() == [
+        "With DP, class 8 (10 training examples) loses 26.7 points; class 2 (120 training "
+        "examples) loses 6.3 points (means over seeds).",
+        "The drop on class 8 exceeds the drop on class 2 in 2 of 3 seeds (paired: same data, "
+        "same seed)."]
+    lines = summary(c, tmp_path, None, 1.26).splitlines()
+    assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
+    assert lines[-2:] == [f"comparison: {tmp_path / 'comparison.json'}", "wall time: 1.3 s"]
+    assert "\n".join(lines[2:-3]) == res.format_comparison_table(c)
+    assert f"report: {tmp_path}\n" in summary(c, tmp_path, {}, 0.0)
+    (tmp_path / "report.md").write_text("x", encoding="utf-8")
+    assert f"report: {tmp_path / 'report.md'}\n" in summary(c, tmp_path, {}, 0.0)
+
+
+def test_a_version_1_directory_is_resumed_reusing_its_finished_runs_where_they_lie(
+        tmp_path, monkeypatch):
+    first = run_comparison(tiny(), tmp_path / "v2", seeds=[0, 1])
+    out = tmp_path / "v1"  # the version-1 layout: seed-<s>/{non-private,dp}, no schema_version
+    for entry in first["runs"]:
+        for key, label in (("non_private", "non-private"), ("dp", "dp")):
+            shutil.copytree(tmp_path / "v2" / entry[key], out / f"seed-{entry['seed']}" / label)
+    v1 = {k: v for k, v in first.items() if k not in ("schema_version", "runs")}
+    res.write_json(out / res.COMPARISON_FILE, v1)
+    shutil.rmtree(out / "seed-1" / "dp")  # one run never finished: trained in the store
+    stamp = (out / "seed-0" / "dp" / res.RESULTS_FILE).stat().st_mtime_ns
+
+    with pytest.raises(ValueError, match=r"seed-0/non-private already holds a run"):
+        run_comparison(tiny(), out, seeds=[0, 1])  # neither resume nor overwrite
+    trained: list[int] = []
+    real_train = training.train
+
+    def counting(config, out_dir, **kwargs):
+        trained.append(config.training.seed)
+        return real_train(config, out_dir, **kwargs)
+
+    monkeypatch.setattr(training, "train", counting)
+    lines: list[str] = []
+    resumed = run_comparison(tiny(), out, seeds=[0, 1], resume=True, log=lines.append)
+    assert trained == [1]
+    assert f"3 finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused" in lines
+    dp1 = comparison_points(tiny(), [1], out / "runs")[1]
+    assert resumed["schema_version"] == 2 and resumed["runs"] == [
+        {"seed": "0", "non_private": "seed-0/non-private", "dp": "seed-0/dp"},
+        {"seed": "1", "non_private": "seed-1/non-private", "dp": f"runs/{dp1.key}"}]
+    assert (out / "seed-0" / "dp" / res.RESULTS_FILE).stat().st_mtime_ns == stamp
+    assert resumed["groups"] == first["groups"] and resumed["overall"] == first["overall"]
+    assert res.load_comparison(out) == resumed

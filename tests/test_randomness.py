@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from disparate.privacy.data_loader import PoissonBatchSampler
+from disparate.privacy.noise import make_generator
+from disparate.privacy.optimizer import DPOptimizer
 from disparate.privacy.sampling import epoch_batches
 from disparate.randomness import (
     DATA_STREAMS,
@@ -13,6 +16,7 @@ from disparate.randomness import (
     STREAMS,
     SeedTree,
     data_generator,
+    generator_from_sequence,
     stream_seed,
     torch_generator,
 )
@@ -39,7 +43,7 @@ def test_sampling_and_noise_streams_differ_for_every_seed(seed: int) -> None:
         assert abs(float(torch.corrcoef(torch.stack([uniforms, noise_uniforms]))[0, 1])) < 0.2
     # What the training loop draws: batches of the sampling root vs the noise generator.
     tree = SeedTree(seed)
-    first = epoch_batches("poisson", 500, 50, tree.root("sampling"), 0)[0]
+    first = epoch_batches("poisson", 500, 50, tree, 0)[0]
     reference = (torch.rand(500, generator=torch.Generator().manual_seed(
         tree.seed_of("noise"))) < 0.1).nonzero().squeeze(1)
     assert not torch.equal(first, reference)
@@ -128,3 +132,82 @@ def test_an_unknown_data_stream_or_seed_is_refused_with_the_valid_ones() -> None
         data_generator(0, "split")
     with pytest.raises(ValueError, match="seed=-1: expected an int >= 0"):
         data_generator(-1, "data_split")
+
+
+def _mt_words(generator: torch.Generator) -> np.ndarray:
+    """The 624 Mersenne Twister words of a CPU generator's state."""
+    return generator.get_state().numpy()[24:24 + 8 * 624].view("<u8").astype(np.uint64)
+
+
+def _from_manual_seed(generator: torch.Generator) -> bool:
+    """True when the state is MT19937's initialisation from a 32-bit seed (its first word),
+    the only states ``manual_seed`` reaches; a state drawn at random satisfies this recurrence
+    with probability 2**-(32 * 623)."""
+    mt = _mt_words(generator)
+    expected = [int(mt[0])]
+    for i in range(1, 624):
+        prev = expected[-1]
+        expected.append((1812433253 * (prev ^ (prev >> 30)) + i) & 0xFFFF_FFFF)
+    return [int(w) for w in mt] == expected
+
+
+def test_manual_seed_keeps_32_bits_which_the_recurrence_check_detects() -> None:
+    # The premise of the fix: seeds s and s + 2**32 give the same generator on the CPU.
+    a, b = torch.Generator().manual_seed(12345), torch.Generator().manual_seed(12345 + 2**32)
+    assert torch.equal(torch.rand(8, generator=a), torch.rand(8, generator=b))
+    assert _from_manual_seed(torch.Generator().manual_seed(2**40 + 3))
+
+
+def test_secret_streams_keep_the_secrets_entropy_and_public_ones_stay_reproducible() -> None:
+    secret = SeedTree.for_run(3, private=True, reproducible=False)
+    public = SeedTree(3)
+    for stream in ("noise", "sampling", "fl_participants", "fl_noise"):
+        g = secret.generator(stream, 0)
+        assert not _from_manual_seed(g), stream
+        again = SeedTree(3, secret.secret).generator(stream, 0)  # resume: same secret
+        assert torch.equal(torch.rand(16, generator=g), torch.rand(16, generator=again))
+        reproducible = public.generator(stream, 0)
+        assert _from_manual_seed(reproducible)
+        assert torch.equal(reproducible.get_state(), torch_generator(3, stream, 0).get_state())
+    # a public stream of a secret tree (model init) keeps its reproducible seeding
+    assert _from_manual_seed(secret.generator("augmentation", 0))
+
+
+def test_two_secrets_equal_in_the_low_bits_of_every_stream_seed_draw_differently() -> None:
+    # The generators of two secret roots whose 64-bit stream seeds agree in their low 32 bits
+    # would be identical under manual_seed; with the whole state drawn they are not.
+    seq_a = np.random.SeedSequence(2**100 + 1, spawn_key=(3,))
+    seq_b = np.random.SeedSequence(2**100 + 2, spawn_key=(3,))
+    a, b = generator_from_sequence(seq_a), generator_from_sequence(seq_b)
+    assert not torch.equal(torch.rand(8, generator=a), torch.rand(8, generator=b))
+    assert not _from_manual_seed(a) and not _from_manual_seed(b)
+
+
+def test_library_defaults_draw_noise_and_batches_from_a_fresh_full_state_secret() -> None:
+    model = torch.nn.Linear(3, 2)
+    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model,
+                      expected_batch_size=4.0, max_grad_norm=1.0, noise_multiplier=1.0)
+    assert not _from_manual_seed(opt.noise_generator)
+    assert not _from_manual_seed(make_generator(None))
+    assert _from_manual_seed(make_generator(5))
+    torch.manual_seed(0)  # a user's global seed must not fix the batches
+    first = list(PoissonBatchSampler(200, 20, steps=2))
+    torch.manual_seed(0)
+    second = list(PoissonBatchSampler(200, 20, steps=2))
+    assert first != second
+    seeded = [list(PoissonBatchSampler(200, 20, steps=2,
+                                       generator=torch.Generator().manual_seed(1)))
+              for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_the_optimizer_takes_a_seed_or_a_generator_not_both() -> None:
+    model = torch.nn.Linear(3, 2)
+    g = torch.Generator().manual_seed(1)
+    with pytest.raises(ValueError, match="noise_seed=7 and noise_generator: give at most one"):
+        DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model,
+                    expected_batch_size=4.0, max_grad_norm=1.0, noise_seed=7,
+                    noise_generator=g)
+    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.1), model,
+                      expected_batch_size=4.0, max_grad_norm=1.0, noise_generator=g)
+    assert opt.noise_generator is g

@@ -117,3 +117,48 @@ def test_stat_interval_order_and_summary() -> None:
     with pytest.raises(ValueError, match="expected low <= high"):
         rec.Stat(mean=0.5, ci95=(0.6, 0.4))
     assert rec.Stat.from_json(0.5) == rec.Stat(mean=0.5, n=1, values=(0.5,))
+
+
+def test_a_metrics_line_round_trips_to_the_same_text_keeping_absent_keys_absent() -> None:
+    line = {"round": 3, "train_loss": 0.5, "round_s": 1.25}  # a federated round, not evaluated
+    record = rec.RoundMetrics.from_json(line)
+    assert record.test_accuracy is None and record.absent == {"test_accuracy", "group_accuracy",
+                                                              "epsilon"}
+    assert rec.metrics_text([record]) == '{"round": 3, "round_s": 1.25, "train_loss": 0.5}\n'
+    epoch = rec.EpochMetrics.from_json({"epoch": 1, "test_accuracy": 0.25, "epsilon": None,
+                                        "group_accuracy": {"a": 0.5}, "group_grad_norm": {}})
+    assert rec.metrics_text([epoch, epoch]) == 2 * (
+        '{"epoch": 1, "epsilon": null, "group_accuracy": {"a": 0.5}, "group_grad_norm": {}, '
+        '"test_accuracy": 0.25}\n')
+
+
+def test_epoch_metrics_are_read_through_the_one_jsonl_reader(tmp_path: Path) -> None:
+    (tmp_path / res.METRICS_FILE).write_text('{"epoch": 1, "test_accuracy": 0.5}\n{"epoch": 2, '
+                                             '"test_acc', encoding="utf-8")  # cut short
+    assert [(m.epoch, m.test_accuracy) for m in rec.read_epoch_metrics(tmp_path)] == [(1, 0.5)]
+
+
+def test_comparison_schema_versions_one_and_two_are_read_and_written_back(tmp_path: Path
+                                                                         ) -> None:
+    data = {"experiment": "toy", "seeds": [0], "groups": [], "overall": {},
+            "privacy": {"is_private": False, "mode": "non-private", "statement": "none"}}
+    assert rec.ComparisonResult.from_json(data).schema_version == 1
+    v2 = rec.ComparisonResult.from_json({**data, "schema_version": 2})
+    rec.write_comparison_result(tmp_path, v2)
+    assert json.loads((tmp_path / res.COMPARISON_FILE).read_text())["schema_version"] == 2
+    assert rec.read_comparison_result(tmp_path).schema_version == 2
+    with pytest.raises(ValueError, match="schema_version=3: this version of disparate reads "
+                                         "schema versions 1 to 2"):
+        rec.ComparisonResult.from_json({**data, "schema_version": 3})
+
+
+def test_undefined_values_of_result_files_read_as_nan() -> None:
+    import math
+
+    assert [math.isnan(rec.as_number(v)) for v in (None, "nan", math.inf, True, "x", 0.5)] == [
+        True, True, True, True, True, False]
+    assert rec.as_number("0.25") == 0.25
+    assert rec.mean_and_ci({"mean": 0.7, "ci95": [0.6, 0.8]}) == (0.7, (0.6, 0.8))
+    mean, ci = rec.mean_and_ci({"mean": None, "ci95": [0.6, None]})
+    assert math.isnan(mean) and ci is None
+    assert rec.mean_and_ci(0.5) == (0.5, None)

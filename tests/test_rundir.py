@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from disparate import fileio, report, rundir
+from disparate import records as rec
 from disparate import results as res
 from disparate.config import config_hash, load_experiment
 from disparate.rundir import FAILED, FINISHED, PARTIAL, PENDING, RunDir, run_status
@@ -98,6 +99,10 @@ def test_resume_state_refuses_a_checkpoint_of_another_config(tmp_path, config, o
         assert run.resume_state() is None  # overwriting: the checkpoint is not used
 
 
+def _lines(*epochs: int) -> list[rec.EpochMetrics]:
+    return [rec.EpochMetrics.from_json({"epoch": e}) for e in epochs]
+
+
 def test_a_fresh_start_removes_what_an_earlier_run_left(tmp_path, config):
     run_dir = tmp_path / "r"
     run_dir.mkdir()
@@ -105,7 +110,7 @@ def test_a_fresh_start_removes_what_an_earlier_run_left(tmp_path, config):
                  "keep.txt"):
         (run_dir / name).write_text("old")
     with RunDir.open(run_dir, config, overwrite=True) as run:
-        run.start(fresh=True, stale=("own.csv",), metrics=[{"epoch": 1}])
+        run.start(fresh=True, stale=("own.csv",), metrics=_lines(1))
     assert sorted(p.name for p in run_dir.iterdir()) == [
         ".lock", res.CONFIG_FILE, "keep.txt", res.METRICS_FILE]
     assert load_experiment(str(run_dir / res.CONFIG_FILE)) == config
@@ -114,7 +119,7 @@ def test_a_fresh_start_removes_what_an_earlier_run_left(tmp_path, config):
     for name in (res.RESULTS_FILE, res.CHECKPOINT_FILE, rundir.DIVERGED_FILE):
         (run_dir / name).write_text("old")
     with RunDir.open(run_dir, config, overwrite=True) as run:
-        run.start(fresh=False, metrics=[{"epoch": 1}, {"epoch": 2}])
+        run.start(fresh=False, metrics=_lines(1, 2))
     assert (run_dir / res.CHECKPOINT_FILE).read_text() == "old"
     assert not (run_dir / rundir.DIVERGED_FILE).exists()
     assert [m["epoch"] for m in res.read_metrics(run_dir)] == [1, 2]
@@ -127,7 +132,8 @@ def test_metrics_checkpoint_and_finish(tmp_path, config):
     with RunDir.open(run_dir, config, resume=True) as run:
         run.start(fresh=True)
         for epoch in (1, 2):
-            run.append_metrics({"epoch": epoch, "loss": float("inf"), "acc": float("nan")})
+            run.append_metrics(rec.EpochMetrics.from_json(
+                {"epoch": epoch, "loss": float("inf"), "acc": float("nan")}))
         assert run.read_metrics() == [{"epoch": 1, "loss": None, "acc": "nan"},
                                       {"epoch": 2, "loss": None, "acc": "nan"}]
         run.save_checkpoint({"epoch": 2, "w": torch.arange(3)})
@@ -135,7 +141,12 @@ def test_metrics_checkpoint_and_finish(tmp_path, config):
         assert saved["config_hash"] == config_hash(config) and saved["epoch"] == 2
         assert saved["w"].tolist() == [0, 1, 2]
         assert run_status(run_dir, config) == FAILED
-        run.finish({"config_hash": config_hash(config)})
+        written = run.finish(rec.RunResult.from_json({
+            "experiment": config.name, "mode": "dp", "groups": [], "config_hash":
+            config_hash(config), "privacy": {"is_private": False, "mode": "dp",
+                                             "statement": "none"}}))
+    assert written == res.load_results(run_dir)
+    assert (written["schema_version"], written["config_hash"]) == (1, config_hash(config))
     assert run_status(run_dir, config) == FINISHED  # and the failure record is gone
     assert not (run_dir / rundir.ERROR_FILE).exists()
 
@@ -191,11 +202,12 @@ def test_one_rule_for_a_truncated_last_metrics_line(tmp_path):
 def test_a_resumed_run_rewrites_a_cut_metrics_file_from_its_checkpoint(tmp_path, config):
     with RunDir.open(tmp_path / "r", config) as run:
         run.start(fresh=True)
-        run.append_metrics({"epoch": 1})
+        run.append_metrics(rec.EpochMetrics.from_json({"epoch": 1}))
         run.save_checkpoint({"epoch": 1, "metrics": [{"epoch": 1}]})
     with (tmp_path / "r" / res.METRICS_FILE).open("a") as f:
         f.write('{"epoch": 2, "te')  # killed while writing epoch 2
     with RunDir.open(tmp_path / "r", config, resume=True) as run:
         state = run.resume_state()
-        run.start(fresh=state is None, metrics=state["metrics"])
+        run.start(fresh=state is None,
+                  metrics=[rec.EpochMetrics.from_json(m) for m in state["metrics"]])
     assert json.loads((tmp_path / "r" / res.METRICS_FILE).read_text()) == {"epoch": 1}

@@ -331,28 +331,25 @@ def test_the_loop_seeds_noise_and_sampling_from_distinct_streams(
         reproducible: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The bug this prevents: with training.seed 0 the epoch-0 sampler and the noise
     # generator were seeded alike, so batch membership could be read off the step-0 noise.
-    from disparate.privacy import optimizer
+    draws: list[tuple[str, int, bool]] = []  # (stream, 64-bit stream seed, secret)
+    torch_generator = randomness.torch_generator
 
-    noise_seeds: list[int] = []
-    sampler_seeds: list[int] = []
-    make_generator, torch_generator = optimizer.make_generator, randomness.torch_generator
+    def record(root: int, stream: str, *key: int, device: str = "cpu", secret: bool = False
+               ) -> torch.Generator:
+        draws.append((stream, randomness.stream_seed(root, stream, *key), secret))
+        return torch_generator(root, stream, *key, device=device, secret=secret)
 
-    def record_noise(seed: int, device: str = "cpu") -> torch.Generator:
-        noise_seeds.append(seed)
-        return make_generator(seed, device)
-
-    def record_sampler(root: int, stream: str, *key: int, device: str = "cpu"
-                       ) -> torch.Generator:
-        sampler_seeds.append(randomness.stream_seed(root, stream, *key))
-        return torch_generator(root, stream, *key, device=device)
-
-    monkeypatch.setattr(optimizer, "make_generator", record_noise)
-    monkeypatch.setattr("disparate.privacy.sampling.torch_generator", record_sampler)
+    monkeypatch.setattr(randomness, "torch_generator", record)
     cfg = tiny("training.seed=0", f"privacy.reproducible_noise={reproducible}")
     training.train(cfg, tmp_path, progress=False)
+    noise_seeds = [seed for stream, seed, _ in draws if stream == "noise"]
+    sampler_seeds = [seed for stream, seed, _ in draws if stream == "sampling"]
     assert len(noise_seeds) == 1 and len(sampler_seeds) == cfg.training.epochs
     assert noise_seeds[0] not in sampler_seeds and len(set(sampler_seeds)) == len(sampler_seeds)
     assert (noise_seeds[0] == randomness.stream_seed(0, "noise")) is reproducible
+    # a secret stream's generator keeps the secret's entropy, not the 32 bits of manual_seed
+    assert {secret for stream, _, secret in draws if stream in ("noise", "sampling")} == {
+        not reproducible}
 
 
 def test_two_secret_runs_with_the_same_seed_draw_different_noise_and_batches(

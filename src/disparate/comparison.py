@@ -8,18 +8,18 @@ directory ``RUNS/<config_hash>/`` (:func:`disparate.sweep.make_point`; ``RUNS`` 
 locks each run, runs on the local pool or the Ray backend, and reuses -- or lends to a
 study -- every finished run of the same config. ``OUT/comparison.json`` (schema version 2,
 ``docs/results-format.md``) names the run directories relative to ``OUT``; version 1 kept
-them in ``OUT/seed-<s>/{non-private,dp}/`` and is still read by the report.
+them in ``OUT/seed-<s>/{non-private,dp}/`` (:data:`V1_RUN_DIR`): the report still reads them,
+and a comparison run again in such a directory reuses its finished runs where they lie.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio, rundir
+from disparate import fileio, records, rundir
 from disparate import results as res
 from disparate.config import ExperimentConfig
 from disparate.sweep import (
@@ -36,15 +36,17 @@ __all__ = [
     "COMPARISON_SCHEMA_VERSION",
     "RUNS_SUBDIR",
     "comparison_points",
+    "explain",
     "run_comparison",
     "seed_list",
     "seeded",
+    "summary",
 ]
 
-#: 2: ``runs`` name run directories of a run store; 1 (no ``schema_version``): the runs
-#: are ``seed-<s>/non-private`` and ``seed-<s>/dp``.
-COMPARISON_SCHEMA_VERSION = 2
+COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
 RUNS_SUBDIR = "runs"
+#: A run directory of a version-1 comparison directory, by seed and point label.
+V1_RUN_DIR = "seed-{seed}/{label}"
 #: The two runs of a seed: key in comparison.json's ``runs`` entries, label of the point.
 MODES: tuple[tuple[str, str], ...] = (("non_private", "non-private"), ("dp", "dp"))
 
@@ -89,13 +91,6 @@ def comparison_points(config: ExperimentConfig, seeds: Sequence[int], runs_dir: 
     return points
 
 
-def _relative(path: Path, start: Path) -> str:
-    try:
-        return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-    except ValueError:  # another drive (Windows)
-        return str(path.resolve())
-
-
 def run_comparison(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -131,6 +126,8 @@ def run_comparison(
     out = Path(out_dir)
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     points = comparison_points(config, seeds, runs)
+    if not overwrite:
+        points = _with_v1_runs(out, points, log)
     if overwrite:
         for p in points:
             if point_status(p) != PENDING:
@@ -150,7 +147,7 @@ def run_comparison(
         busy = all(o.outcome == BUSY for o in unfinished)
         raise (fileio.RunDirBusyError if busy else ValueError)(text)
     by_seed = [points[i:i + len(MODES)] for i in range(0, len(points), len(MODES))]
-    run_dirs = [{"seed": str(seed), **{key: _relative(p.run_dir, out)
+    run_dirs = [{"seed": str(seed), **{key: fileio.relative_path(p.run_dir, out)
                                        for (key, _), p in zip(MODES, pair, strict=True)}}
                 for seed, pair in zip(seeds, by_seed, strict=True)]
     comparison = res.compare_runs(
@@ -159,10 +156,29 @@ def run_comparison(
         seeds=seeds, highlight=config.evaluation.highlight, experiment=config.name,
         run_dirs=run_dirs, configs={key: p.config for (key, _), p in zip(MODES, by_seed[0],
                                                                           strict=True)})
-    comparison["schema_version"] = COMPARISON_SCHEMA_VERSION
-    res.write_json(out / res.COMPARISON_FILE, comparison)
+    result = records.ComparisonResult.from_json(
+        {**comparison, records.SCHEMA_KEY: COMPARISON_SCHEMA_VERSION})
+    records.write_comparison_result(out, result)
+    comparison = result.to_json()
     _write_group_metrics(out, run_dirs)
     return comparison
+
+
+def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
+                  ) -> list[SweepPoint]:
+    """``points``, where the store has nothing yet and ``out`` holds the finished run of a
+    point's config in the version-1 layout (:data:`V1_RUN_DIR`), with that run directory:
+    reused where it lies (``comparison.json`` then names it), not trained again."""
+    reused = []
+    for p in points:
+        old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
+        if point_status(p) == PENDING and rundir.run_status(old, p.config) == rundir.FINISHED:
+            p = dataclasses.replace(p, run_dir=old)
+        reused.append(p)
+    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True))
+    if count and log is not None:
+        log(f"{count} finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused")
+    return reused
 
 
 def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
@@ -174,3 +190,41 @@ def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
             if (out / d[key] / PREDICTIONS_FILE).exists()
             for row in Predictions.load(out / d[key]).metrics().to_rows()]
     write_rows(out / GROUP_METRICS_CSV, rows)
+
+
+def summary(comparison: dict[str, Any], out: Path, report: dict[str, Path] | None,
+            elapsed: float) -> str:
+    """The per-group table of ``comparison``, where its files are, and the wall time.
+
+    ``report`` is what :func:`disparate.report.write_report` returned (``None``: no report);
+    the report files listed are those found in ``out``, or ``out`` itself when there are none.
+    """
+    lines = ["", f"{comparison['experiment']}: non-private vs DP, accuracy per group",
+             res.format_comparison_table(comparison), "",
+             f"comparison: {out / res.COMPARISON_FILE}"]
+    if report is not None:
+        paths = [out / name for name in ("report.md", "report.html") if (out / name).exists()]
+        lines.append(f"report: {', '.join(str(p) for p in paths) or out}")
+    lines.append(f"wall time: {elapsed:.1f} s")
+    return "\n".join(lines)
+
+
+def explain(comparison: dict[str, Any]) -> str:
+    """In words: each highlighted group's mean drop, and in how many seeds the first
+    highlighted group dropped more than the second (``""``: nothing to say)."""
+    groups = {g["group"]: g for g in comparison["groups"]}
+    lines = []
+    parts = [f"class {name} ({groups[name]['train_size']} training examples) loses "
+             f"{100 * groups[name]['drop']['mean']:.1f} points"
+             for name in comparison["highlight"]
+             if name in groups and groups[name]["drop"]["mean"] is not None]
+    if parts:
+        lines.append("With DP, " + "; ".join(parts) + " (means over seeds).")
+    names = [h for h in comparison["highlight"] if h in groups][:2]
+    if len(names) == 2:
+        a, b = (groups[n]["drop"]["values"] for n in names)
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+        larger = sum(x > y for x, y in pairs)
+        lines.append(f"The drop on class {names[0]} exceeds the drop on class {names[1]} in "
+                     f"{larger} of {len(pairs)} seeds (paired: same data, same seed).")
+    return "\n".join(lines)

@@ -921,11 +921,11 @@ def check_dataset_options(config: ExperimentConfig) -> None:
     """
     if config.federated is not None:
         return
-    # Imported here, not at the top: the datasets import torch, this module must not.
+    # Imported here, not at the top: the registry loads plugins (which may import torch).
     from disparate.data import registry
 
     if config.data.dataset in registry.list_datasets():
-        registry.check_options(config.data.dataset, config.data.options)
+        registry.check_option_values(config.data.dataset, config.data.options)
 
 
 def apply_overrides(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:

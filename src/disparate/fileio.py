@@ -33,6 +33,7 @@ __all__ = [
     "atomic_write",
     "load_torch",
     "read_jsonl",
+    "relative_path",
     "run_dir_lock",
     "write_text",
 ]
@@ -63,6 +64,14 @@ class CorruptFileError(ValueError):
 # --------------------------------------------------------------------------------------------
 # Atomic writes
 # --------------------------------------------------------------------------------------------
+
+
+def relative_path(path: str | Path, start: str | Path) -> str:
+    """``path`` relative to ``start`` (with ``..`` where needed), for links in reports."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+    except ValueError:  # another drive (Windows)
+        return str(Path(path).resolve())
 
 
 def _write_error(path: Path, exc: BaseException) -> OSError:

@@ -29,6 +29,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, PercentFormatter
 
+from disparate.records import as_number as _number
+from disparate.records import mean_and_ci
+
 __all__ = [
     "NON_PRIVATE_COLOR",
     "DP_COLOR",
@@ -92,30 +95,6 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     finally:
         fig.clear()
     return path
-
-
-def _number(value: Any) -> float:
-    """A finite float, or NaN for None / missing / non-numeric values."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
-
-
-def mean_and_ci(value: Any) -> tuple[float, tuple[float, float] | None]:
-    """(mean, ci95 or None) of a ``{"mean", "ci95"}`` statistic or of a plain number."""
-    if isinstance(value, Mapping):
-        mean = _number(value.get("mean"))
-        ci = value.get("ci95")
-        if isinstance(ci, Sequence) and len(ci) == 2:
-            lo, hi = _number(ci[0]), _number(ci[1])
-            if not (math.isnan(lo) or math.isnan(hi)):
-                return mean, (lo, hi)
-        return mean, None
-    return _number(value), None
 
 
 def _highlight_set(highlight: Iterable[Any] | None) -> list[str]:

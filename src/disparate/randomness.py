@@ -37,6 +37,12 @@ a 128-bit secret drawn from the operating system (:func:`secrets.randbits`) when
 differentially private, unless ``privacy.reproducible_noise`` is set. The secret is kept only
 in the checkpoint (so that a resumed run draws what the uninterrupted one would have), never
 in a file that is released with the results.
+
+Entropy. torch's CPU ``manual_seed`` keeps only 32 bits of its seed, so a secret stream's
+torch generator is never seeded that way: its whole Mersenne Twister state (624 words) is drawn
+from the stream's ``SeedSequence``, which carries the secret's 128 bits
+(:func:`generator_from_sequence`). On CUDA the generator (Philox) takes a 64-bit seed, so a
+secret stream there has 64 bits. The public streams keep ``manual_seed`` (their seed is public).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ from disparate.validation import check_seed
 
 __all__ = [
     "DATA_STREAMS",
+    "MT_WORDS",
     "NOISE_REPRODUCIBLE",
     "NOISE_SECRET",
     "SECRET_BITS",
@@ -58,7 +65,10 @@ __all__ = [
     "STREAMS",
     "SeedTree",
     "data_generator",
+    "generator_from_sequence",
+    "mt_generator",
     "new_secret",
+    "secret_generator",
     "stream_seed",
     "torch_generator",
 ]
@@ -98,6 +108,11 @@ SECRET_BITS = 128
 #: How the noise was seeded, in the words of every privacy statement.
 NOISE_SECRET = ("noise and sampling seeded from the operating system's entropy: secret (kept "
                 "only in checkpoint.pt, which must not be released)")
+MT_WORDS = 624  # 32-bit words of a Mersenne Twister state
+# torch's CPU generator state: seed u64, left i32, seeded i32, next u64, then 624 u64 words
+_MT_OFFSET = 24
+_TEMPLATE = torch.Generator().manual_seed(0).get_state().numpy()
+
 NOISE_REPRODUCIBLE = ("noise seeded from the recorded seed: reproducible, not private "
                       "against anyone who has it")
 
@@ -110,18 +125,51 @@ def _stream_index(stream: str) -> int:
             f"stream={stream!r}: expected one of {', '.join(map(repr, STREAMS))}") from None
 
 
+def _sequence(root: int, stream: str, *key: int) -> np.random.SeedSequence:
+    root = check_seed(root, "root")
+    return np.random.SeedSequence(root, spawn_key=(_stream_index(stream), *map(int, key)))
+
+
 def stream_seed(root: int, stream: str, *key: int) -> int:
     """A 64-bit seed of ``stream`` (refined by ``key``, e.g. the epoch) under ``root``."""
-    root = check_seed(root, "root")
-    seq = np.random.SeedSequence(root, spawn_key=(_stream_index(stream), *map(int, key)))
-    hi, lo = seq.generate_state(2, dtype=np.uint32)
+    hi, lo = _sequence(root, stream, *key).generate_state(2, dtype=np.uint32)
     return int(hi) << 32 | int(lo)
 
 
-def torch_generator(root: int, stream: str, *key: int,
-                    device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch generator on ``device`` seeded by :func:`stream_seed`."""
+def mt_generator(words: np.ndarray) -> torch.Generator:
+    """A CPU generator whose Mersenne Twister state is ``words`` (624 uint32)."""
+    state = _TEMPLATE.copy()
+    words = words.astype("<u8")
+    words[0] = 0x80000000  # only its top bit is used; set, the state is never all zero
+    state[_MT_OFFSET:_MT_OFFSET + 8 * MT_WORDS] = words.view(np.uint8)
+    generator = torch.Generator()
+    generator.set_state(torch.from_numpy(state))
+    return generator
+
+
+def generator_from_sequence(seq: np.random.SeedSequence,
+                            device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator on ``device`` keeping all of ``seq``'s entropy: on the CPU its whole
+    Mersenne Twister state is drawn from ``seq``; elsewhere a 64-bit seed is."""
+    if torch.device(device).type == "cpu":
+        return mt_generator(seq.generate_state(MT_WORDS, dtype=np.uint32))
+    hi, lo = seq.generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(hi) << 32 | int(lo))
+
+
+def torch_generator(root: int, stream: str, *key: int, device: torch.device | str = "cpu",
+                    secret: bool = False) -> torch.Generator:
+    """A torch generator on ``device`` of ``stream`` under ``root``: seeded by
+    :func:`stream_seed` (32 bits kept on the CPU), or, ``secret``, with all of the root's
+    entropy (:func:`generator_from_sequence`)."""
+    if secret:
+        return generator_from_sequence(_sequence(root, stream, *key), device)
     return torch.Generator(device=device).manual_seed(stream_seed(root, stream, *key))
+
+
+def secret_generator(device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` from a fresh :data:`SECRET_BITS`-bit secret of the OS."""
+    return generator_from_sequence(np.random.SeedSequence(new_secret()), device)
 
 
 def data_generator(seed: int, stream: str, *key: int) -> np.random.Generator:
@@ -180,5 +228,7 @@ class SeedTree:
 
     def generator(self, stream: str, *key: int,
                   device: torch.device | str = "cpu") -> torch.Generator:
-        """A torch generator of ``stream`` at ``key``."""
-        return torch_generator(self.root(stream), stream, *key, device=device)
+        """A torch generator of ``stream`` at ``key``; a stream rooted in the secret keeps all
+        of its entropy (see :func:`torch_generator`)."""
+        secret = self.secret is not None and stream in SECRET_STREAMS
+        return torch_generator(self.root(stream), stream, *key, device=device, secret=secret)

@@ -4,12 +4,15 @@ Frozen objects for a run's ``results.json`` (:class:`RunResult`, its :class:`Gro
 rows and :class:`PrivacyStatement`), a ``metrics.jsonl`` line (:class:`EpochMetrics`) and a
 ``comparison.json`` (:class:`ComparisonResult`, its :class:`Stat` statistics), each with
 ``from_json`` / ``to_json``. Keys a reader does not type are kept in ``extra`` and written
-back, so ``from_json(d).to_json()`` is ``d`` plus ``schema_version`` for every file written
-so far (files before ``schema_version`` are version 1). :class:`GroupMetrics` is one
+back (and typed keys a line or group did not have stay absent), so
+``from_json(d).to_json()`` is ``d`` plus ``schema_version`` for every file written so far
+(files before ``schema_version`` are version 1). :class:`GroupMetrics` is one
 per-group metric with its group sizes, in the spirit of fairlearn's ``MetricFrame``.
 
 One reader and one atomic writer per file: :func:`read_run_result` /
-:func:`write_run_result`, :func:`read_comparison_result` / :func:`write_comparison_result`.
+:func:`write_run_result`, :func:`read_comparison_result` / :func:`write_comparison_result`,
+:func:`read_epoch_metrics` / :func:`metrics_text` (the lines :class:`disparate.rundir.RunDir`
+writes and appends).
 """
 
 from __future__ import annotations
@@ -23,31 +26,43 @@ from typing import Any, ClassVar, TypeVar
 from disparate import results as res
 
 __all__ = [
+    "COMPARISON_SCHEMA_VERSION",
     "SCHEMA_VERSION",
     "ComparisonResult",
     "EpochMetrics",
     "GroupMetrics",
     "GroupResult",
     "PrivacyStatement",
+    "RoundMetrics",
     "RunResult",
     "Stat",
+    "as_number",
+    "mean_and_ci",
+    "metrics_text",
     "read_comparison_result",
+    "read_epoch_metrics",
     "read_run_result",
     "write_comparison_result",
     "write_run_result",
 ]
 
-#: Version of the result files this code writes; a reader takes this and every older one.
+#: Version of ``results.json`` this code writes; a reader takes this and every older one.
 SCHEMA_VERSION = 1
+#: Version of ``comparison.json``: 2 names the runs of a run store in ``runs``; 1 (no
+#: ``schema_version``) kept them in ``seed-<s>/non-private`` and ``seed-<s>/dp``.
+COMPARISON_SCHEMA_VERSION = 2
 SCHEMA_KEY = "schema_version"
 
 
-def _check_version(where: str, data: Mapping[str, Any]) -> None:
+def _check_version(where: str, data: Mapping[str, Any], latest: int = SCHEMA_VERSION) -> int:
+    """The schema version of ``data`` (1 without the key); a newer one than ``latest``
+    raises."""
     version = data.get(SCHEMA_KEY, 1)
     if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= (
-            SCHEMA_VERSION):
+            latest):
         raise ValueError(f"{where}: schema_version={version!r}: this version of disparate "
-                         f"reads schema versions 1 to {SCHEMA_VERSION}; upgrade disparate")
+                         f"reads schema versions 1 to {latest}; upgrade disparate")
+    return version
 
 
 def _split(cls: type, data: Mapping[str, Any], where: str
@@ -55,7 +70,7 @@ def _split(cls: type, data: Mapping[str, Any], where: str
     """(typed keys, the rest) of ``data``; a required key that is missing raises."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)} - {"extra"}
+    names = {f.name for f in fields(cls)} - {"extra", "absent"}
     typed = {k: v for k, v in data.items() if k in names}
     rest = {k: v for k, v in data.items() if k not in names and k != SCHEMA_KEY}
     required = {f.name for f in fields(cls)
@@ -75,18 +90,22 @@ _R = TypeVar("_R", bound="_FlatRecord")
 
 class _FlatRecord:
     """``from_json``/``to_json`` of a record whose fields are all plain JSON values; keys it
-    does not know travel in ``extra``. ``_where`` names it in errors."""
+    does not know travel in ``extra``, typed keys the JSON lacked are in ``absent`` and left
+    out again by ``to_json``. ``_where`` names it in errors."""
 
     _where: ClassVar[str]
 
     @classmethod
     def from_json(cls: type[_R], data: Mapping[str, Any], where: str | None = None) -> _R:
         typed, rest = _split(cls, data, where or cls._where)
-        return cls(**typed, extra=rest)
+        absent = frozenset(f.name for f in fields(cls)
+                           if f.name not in ("extra", "absent") and f.name not in typed)
+        return cls(**typed, extra=rest, absent=absent)
 
     def to_json(self) -> dict[str, Any]:
+        absent = getattr(self, "absent", frozenset())
         return _to_json(self, {f.name: getattr(self, f.name) for f in fields(self)
-                               if f.name != "extra"})
+                               if f.name not in ("extra", "absent") and f.name not in absent})
 
 
 # ---------------------------------------------------------------------------------- stats
@@ -123,6 +142,32 @@ class Stat:
     def of(cls, values: Sequence[float | None]) -> Stat:
         """The statistic of ``values`` over seeds."""
         return cls.from_json(res.summarize(values))
+
+
+def as_number(value: Any) -> float:
+    """A value of a result file as a finite float: NaN where it is undefined (``None``, the
+    string ``"nan"``, an infinity, a boolean or no number)."""
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if math.isfinite(x) else math.nan
+
+
+def mean_and_ci(value: Any) -> tuple[float, tuple[float, float] | None]:
+    """(mean, ci95 or None) of a ``{"mean", "ci95"}`` statistic or of a plain number, read
+    with :func:`as_number` (an interval with an undefined end is None)."""
+    if isinstance(value, Mapping):
+        mean = as_number(value.get("mean"))
+        ci = value.get("ci95")
+        if isinstance(ci, Sequence) and len(ci) == 2:
+            lo, hi = as_number(ci[0]), as_number(ci[1])
+            if not (math.isnan(lo) or math.isnan(hi)):
+                return mean, (lo, hi)
+        return mean, None
+    return as_number(value), None
 
 
 # ----------------------------------------------------------------------- per-group metric
@@ -193,6 +238,7 @@ class GroupResult(_FlatRecord):
     small_test: bool = False
     highlight: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +288,22 @@ class EpochMetrics(_FlatRecord):
     group_grad_norm: Mapping[str, float | None] = field(default_factory=dict)
     epsilon: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoundMetrics(_FlatRecord):
+    """One ``metrics.jsonl`` line of a federated run: the metrics after a round (the test
+    metrics and epsilon only on evaluated rounds)."""
+
+    _where: ClassVar[str] = "metrics line"
+
+    round: int
+    test_accuracy: float | None = None
+    group_accuracy: Mapping[str, float | None] = field(default_factory=dict)
+    epsilon: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    absent: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +371,7 @@ class ComparisonResult:
     overall: Mapping[str, Any]
     privacy: PrivacyStatement
     highlight: tuple[str, ...] = ()
+    schema_version: int = COMPARISON_SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -337,8 +400,9 @@ class ComparisonResult:
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "comparison.json"
                   ) -> ComparisonResult:
-        _check_version(where, data)
+        version = _check_version(where, data, COMPARISON_SCHEMA_VERSION)
         typed, rest = _split(cls, data, where)
+        typed["schema_version"] = version
         typed["seeds"] = tuple(typed["seeds"])
         typed["groups"] = tuple(typed["groups"])
         typed["privacy"] = PrivacyStatement.from_json(typed["privacy"], f"{where}: privacy")
@@ -346,7 +410,7 @@ class ComparisonResult:
         return cls(**typed, extra=rest)
 
     def to_json(self) -> dict[str, Any]:
-        return {SCHEMA_KEY: SCHEMA_VERSION, **_to_json(self, {
+        return {SCHEMA_KEY: self.schema_version, **_to_json(self, {
             "experiment": self.experiment, "seeds": list(self.seeds),
             "groups": [dict(g) for g in self.groups], "overall": dict(self.overall),
             "privacy": self.privacy.to_json(), "highlight": list(self.highlight)})}
@@ -375,3 +439,16 @@ def read_comparison_result(out_dir: str | Path) -> ComparisonResult:
 def write_comparison_result(out_dir: str | Path, comparison: ComparisonResult) -> Path:
     """Write ``comparison.json`` atomically."""
     return res.write_json(Path(out_dir) / res.COMPARISON_FILE, comparison.to_json())
+
+
+def read_epoch_metrics(run_dir: str | Path) -> list[EpochMetrics]:
+    """The lines of a run's ``metrics.jsonl`` (:func:`disparate.results.read_metrics`: empty
+    if missing, a truncated last line skipped) as :class:`EpochMetrics`."""
+    path = Path(run_dir) / res.METRICS_FILE
+    return [EpochMetrics.from_json(line, f"{path}: line {i}")
+            for i, line in enumerate(res.read_metrics(run_dir), start=1)]
+
+
+def metrics_text(lines: Sequence[EpochMetrics | RoundMetrics]) -> str:
+    """``metrics.jsonl`` text of ``lines``: one JSON object per line, sorted keys."""
+    return "".join(res.dumps(line.to_json()) + "\n" for line in lines)

@@ -30,9 +30,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio
+from disparate import fileio, records
 from disparate import results as res
 from disparate.config import ExperimentConfig, config_hash, config_hashes, save_config
+from disparate.records import EpochMetrics, RoundMetrics, RunResult
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -231,7 +232,7 @@ class RunDir:
 
     @_on_main_rank
     def start(self, *, fresh: bool, stale: Sequence[str] = (),
-              metrics: Sequence[Mapping[str, Any]] = ()) -> None:
+              metrics: Sequence[EpochMetrics | RoundMetrics] = ()) -> None:
         """Write ``config.yaml`` and ``metrics.jsonl`` (the ``metrics`` lines so far) and
         remove ``diverged.json``; a ``fresh`` start also removes the results, the checkpoint
         and the loop's own files ``stale`` of an earlier run."""
@@ -241,16 +242,15 @@ class RunDir:
         if fresh:
             for name in (res.RESULTS_FILE, res.CHECKPOINT_FILE, *stale):
                 (self.path / name).unlink(missing_ok=True)
-        fileio.write_text(self.path / res.METRICS_FILE,
-                          "".join(res.dumps(m) + "\n" for m in metrics))
+        fileio.write_text(self.path / res.METRICS_FILE, records.metrics_text(metrics))
 
     # ---------------------------------------------------------------------------- running
 
     @_on_main_rank
-    def append_metrics(self, line: Mapping[str, Any]) -> None:
+    def append_metrics(self, line: EpochMetrics | RoundMetrics) -> None:
         """Append one epoch's (or round's) line to ``metrics.jsonl``."""
         with (self.path / res.METRICS_FILE).open("a", encoding="utf-8") as f:
-            f.write(res.dumps(line) + "\n")
+            f.write(records.metrics_text([line]))
 
     @_on_main_rank
     def read_metrics(self) -> list[dict[str, Any]]:
@@ -271,8 +271,9 @@ class RunDir:
         return res.write_json(self.path / DIVERGED_FILE, record)
 
     @_on_main_rank
-    def finish(self, results: Mapping[str, Any]) -> None:
-        """Write ``results.json`` atomically (the run is then finished) and remove the
-        ``error.json`` of an earlier failure."""
-        res.write_json(self.path / res.RESULTS_FILE, results)
+    def finish(self, result: RunResult) -> dict[str, Any]:
+        """Write ``results.json`` atomically (the run is then finished), remove the
+        ``error.json`` of an earlier failure; returns the JSON written."""
+        records.write_run_result(self.path, result)
         (self.path / ERROR_FILE).unlink(missing_ok=True)
+        return result.to_json()

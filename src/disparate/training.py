@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from disparate import distributed
+from disparate import distributed, records
 from disparate import results as res
 from disparate.config import ExperimentConfig
 from disparate.data import DatasetSplits, GroupedDataset, load_dataset, reduce_groups, subsample
@@ -463,7 +463,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
 
     state = run.resume_state()
     metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
-    run.start(fresh=state is None, metrics=metrics)
+    run.start(fresh=state is None, metrics=[records.EpochMetrics.from_json(m) for m in metrics])
 
     saved_secret = None if state is None else state.get("secret")
     seeds = distributed.share(SeedTree.for_run(  # rank 0's secret: one global batch per step
@@ -473,7 +473,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
     model = build_model_for(config, train_set).to(device)
     model.train()
     optimizer = plan.optimizer(_base_optimizer(config, model), model,
-                               noise_seed=seeds.seed_of("noise"))
+                               noise_generator=seeds.generator("noise", device=device))
     loss_fn = nn.CrossEntropyLoss(reduction="none")
 
     start_epoch = 0
@@ -496,7 +496,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                disable=(None if progress is None else not progress), dynamic_ncols=True)
     try:
         for epoch in range(start_epoch, tc.epochs):
-            batches = plan.batches(seeds.root("sampling"), epoch)
+            batches = plan.batches(seeds, epoch)
             aug_rng = augmentation_generator(tc.seed, epoch) if augment is not None else None
             sums, checked = _run_epoch(model, optimizer, loss_fn, batches, data, augment,
                                        aug_rng, len(group_names), bar, checked, run.log)
@@ -507,7 +507,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
                                  plan.epsilon(steps_done),
                                  elapsed_before + time.perf_counter() - t_start)
             metrics.append(line)
-            run.append_metrics(line)
+            run.append_metrics(records.EpochMetrics.from_json(line))
             if epoch + 1 == tc.epochs and distributed.is_main():
                 evaluation["predictions"].save(out / PREDICTIONS_FILE)
             run.save_checkpoint({
@@ -572,8 +572,7 @@ def _train(run: RunDir, *, t_start: float, splits: DatasetSplits | None,
         for group in results["groups"]:
             group["nonfinite"] = nonfinite_by_group.get(group["group"])
         results.update(extra)
-        run.finish(results)
-        return results
+        return run.finish(records.RunResult.from_json(results))
 
     # The RDP bounds first (cheap): the results are on disk before the optional PLD runs.
     results = write_results(("rdp", "rdp_classic"))

@@ -1,19 +1,22 @@
 """Tests of ``disparate mitigate``: every method at the same epsilon on identical data,
-mitigation.json, the report's tables, tuning on a validation split, bad input first."""
+mitigation.json, the report and the printed table, bad input first. The library's own tests
+(tables by hand, tuning, the old file format) are in ``tests/test_mitigation.py``."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from html import escape
 from pathlib import Path
 
 import pytest
+import torch
 
+from disparate import mitigation as mit
 from disparate import results as res
 from disparate.cli import COMMANDS, main
 from disparate.commands import mitigate
-from disparate.comparison import seeded
-from disparate.config import load_experiment
-from disparate.training import prepare_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,6 +34,8 @@ def test_mitigate_is_registered() -> None:
     (["--methods", "dpsgd,dpsgd"], "--methods='dpsgd,dpsgd': 'dpsgd' is given twice"),
     (["--target-epsilon", "-1"], "--target-epsilon=-1.0: expected a finite number > 0"),
     (["--tune", "-2"], "--tune=-2: expected an integer >= 0"),
+    (["--tune-objective", "best"], "--tune-objective: invalid choice: 'best' (choose from "
+     "'overall', 'worst-group')"),
     (["--set", "mitigation.method=dpsgd-f", "--set", "mitigation.options.count_noise_std=0.01",
       "--methods", "dpsgd,dpsgd-f", "--target-epsilon", "0.5"],
      "target_epsilon=0.5 cannot be reached"),
@@ -47,19 +52,37 @@ def test_bad_input_fails_before_training(argv, message, tmp_path, capsys) -> Non
     assert not (tmp_path / "m").exists()  # nothing trained, nothing written
 
 
-def test_every_method_at_the_same_epsilon_on_identical_data(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "m"
+@pytest.fixture(scope="module")
+def two_seeds(tmp_path_factory) -> tuple[Path, dict, str]:
+    """One CLI run shared by the tests below: dpsgd and dpsgd-f, 2 seeds, epsilon 4."""
+    out = tmp_path_factory.mktemp("mitigate") / "m"
     argv = ["mitigate", "digits-underrep", *TINY, "--methods", "dpsgd,dpsgd-f",
             "--target-epsilon", "4", "--seeds", "2", "--out", str(out), "--quiet"]
-    assert main(argv) == 0
-    m = json.loads((out / mitigate.MITIGATION_FILE).read_text())
+    threads, printed = torch.get_num_threads(), io.StringIO()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(printed):
+            assert main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out, json.loads((out / mit.MITIGATION_FILE).read_text()), printed.getvalue()
+
+
+def test_every_method_at_the_same_epsilon_on_identical_data(two_seeds) -> None:
+    out, m, _ = two_seeds
     assert m["methods"] == ["dpsgd", "dpsgd-f"] and m["seeds"] == [0, 1]
+    assert m["schema_version"] == mit.MITIGATION_SCHEMA_VERSION
     for method in m["methods"]:
         s = m["summary"][method]
         assert 4 * 0.99 <= s["epsilon"] <= 4
-        for k, seed in enumerate(m["seeds"]):
-            run = res.load_results(out / f"seed-{seed}" / method)
-            ref = res.load_results(out / f"seed-{seed}" / "non-private")
+        runs = m["comparisons"][method]["runs"]
+        assert [r["seed"] for r in runs] == ["0", "1"]
+        for k, seed_runs in enumerate(runs):
+            run = res.load_results(out / seed_runs["dp"])
+            ref = res.load_results(out / seed_runs["non_private"])
+            assert run["seed"] == ref["seed"] == m["seeds"][k]
+            assert run["privacy"]["mechanism"]["method"] == method
+            assert ref["privacy"]["is_private"] is False
             assert run["privacy"]["epsilon"]["rdp"]["epsilon"] == s["epsilon"]
             for g in m["comparisons"][method]["groups"]:
                 acc = {x["group"]: x for x in run["groups"]}[g["group"]]
@@ -73,73 +96,33 @@ def test_every_method_at_the_same_epsilon_on_identical_data(tmp_path: Path, caps
                 if g["dp_accuracy"]["mean"] is not None}
         assert s["worst_group_accuracy"] == min(accs.values())
         assert s["gap"] == pytest.approx(max(accs.values()) - min(accs.values()))
+    # both methods share the reference's runs: one per seed in the run store
+    assert (m["comparisons"]["dpsgd"]["runs"][0]["non_private"]
+            == m["comparisons"]["dpsgd-f"]["runs"][0]["non_private"])
+    assert len(list((out / mit.RUNS_SUBDIR).iterdir())) == 2 * 3
     # the aux statistics cost budget: DPSGD-F's gradient gets more noise for the same epsilon
     assert m["summary"]["dpsgd-f"]["noise_multiplier"] > m["summary"]["dpsgd"]["noise_multiplier"]
     assert m["summary"]["dpsgd-f"]["aux_noise_multipliers"] == [pytest.approx(30 / 20)]
-    report = (out / mitigate.REPORT_FILE).read_text()
-    assert mitigate.NO_TUNING_NOTE in report and "## dpsgd-f" in report
-    assert m["summary"]["dpsgd-f"]["statement"] in report
-    assert (out / mitigate.FIGURE_FILE).read_bytes()[:4] == b"\x89PNG"
-    assert "| dpsgd-f | " in capsys.readouterr().out
 
 
-def test_summary_table_by_hand() -> None:
-    def stat(mean, ci=None):
-        return {"mean": mean, "ci95": ci, "values": [mean], "n": 1}
-
-    comparison = {
-        "overall": {"non_private_accuracy": stat(0.9), "dp_accuracy": stat(0.8),
-                    "drop": stat(0.1)},
-        "groups": [{"group": "8", "non_private_accuracy": stat(0.7),
-                    "dp_accuracy": stat(0.25, [-0.05, 0.55]), "drop": stat(0.45)}],
-    }
-    mitigation = {"highlight": ["8"], "comparisons": {"dpsgd-f": comparison},
-                  "summary": {"dpsgd-f": {"epsilon": 4.99912, "overall_accuracy": stat(0.8),
-                                          "overall_drop": stat(0.1), "worst_group": "8",
-                                          "worst_group_accuracy": 0.25, "gap": 0.6}}}
-    lines = mitigate.format_summary_table(mitigation).splitlines()
-    assert lines[0] == ("| method | epsilon | overall % | overall drop | 8 % | 8 drop | "
-                        "worst group | gap (points) |")
-    assert lines[2] == "| non-private | - | 90.0 | - | 70.0 | - | - | - |"
-    assert lines[3] == ("| dpsgd-f | 4.999 | 80.0 | +10.0 | 25.0 [0.0, 55.0] | +45.0 | 8 (25.0) "
-                        "| 60.0 |")
-    # the interval of an accuracy is cut to [0, 100]%
+def test_the_report_and_the_printed_table(two_seeds) -> None:
+    out, m, printed = two_seeds
+    report = (out / mit.REPORT_FILE).read_text()
+    assert mit.NO_TUNING_NOTE in report and "## dpsgd-f" in report
+    assert mit.format_summary_table(m) in report and mit.format_summary_table(m) in printed
+    html = (out / mit.REPORT_HTML_FILE).read_text()
+    assert escape(m["summary"]["dpsgd-f"]["statement"]) in html
+    assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
+    assert (out / mit.FIGURE_FILE).read_bytes()[:4] == b"\x89PNG"
+    assert "| dpsgd-f | " in printed
 
 
-def test_validation_split_is_stratified_and_disjoint() -> None:
-    cfg = seeded(load_experiment("digits-underrep"), 0)
-    splits = prepare_data(cfg)
-    keep, held = mitigate.validation_splits(splits, 0)
-    sizes, kept, val = splits.train.group_sizes(), keep.group_sizes(), held.group_sizes()
-    for g, n in sizes.items():
-        assert kept[g] + val[g] == n
-        assert abs(val[g] - 0.2 * n) <= 1  # stratified: 20% of every group, class 8 too
-    assert len(keep) + len(held) == len(splits.train)
-
-
-def test_tune_gives_every_method_the_same_trials_and_picks_the_best(tmp_path: Path) -> None:
-    cfg = load_experiment("digits-underrep", [a for a in TINY if a != "--set"])
-    out = tmp_path / "t"
-    m = mitigate.run_mitigation(cfg, out, methods=["dpsgd", "adaptive-clip"], target_epsilon=4,
-                                seeds=[0], tune_trials=2, progress=False)
-    chosen = m["tuning"]["chosen"]
-    lrs = [[t["lr"] for t in chosen[method]["trials"]] for method in ("dpsgd", "adaptive-clip")]
-    assert lrs[0] == lrs[1] and len(lrs[0]) == 2  # the same learning rates for both
-    for method, pick in chosen.items():
-        best = max(pick["trials"], key=lambda t: t["validation_accuracy"])
-        assert (pick["lr"], pick["options"]) == (best["lr"], best["options"])
-        run = res.load_results(out / "seed-0" / method)
-        assert run["settings"]["lr"] == pick["lr"]
-    assert "target_quantile" in chosen["adaptive-clip"]["options"]
-    assert m["tuning_note"] == mitigate.TUNING_NOTE and "not covered" in m["tuning_note"]
-    tuning_run = res.load_results(out / "tuning" / "dpsgd" / "trial-0")
-    assert tuning_run["train_size"] < res.load_results(out / "seed-0" / "dpsgd")["train_size"]
-
-
-def test_a_diverged_trial_counts_as_failed(tmp_path: Path) -> None:
-    cfg = seeded(load_experiment("digits-underrep", [a for a in TINY if a != "--set"]
-                                 + ["training.lr=1e30"]), 0)
-    chosen = mitigate.tune(cfg, ["dpsgd"], 4.0, 1, prepare_data(cfg), tmp_path, progress=False)
-    (trial,) = chosen["dpsgd"]["trials"]
-    assert trial["validation_accuracy"] is None
-    assert (tmp_path / "tuning" / "dpsgd" / "trial-0" / "diverged.json").exists()
+def test_a_second_run_needs_resume_and_resume_trains_nothing(two_seeds, capsys) -> None:
+    out, m, _ = two_seeds
+    argv = ["mitigate", "digits-underrep", *TINY, "--methods", "dpsgd,dpsgd-f",
+            "--target-epsilon", "4", "--seeds", "2", "--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv, "--resume"]) == 0
+    again = json.loads((out / mit.MITIGATION_FILE).read_text())
+    assert again["summary"] == m["summary"]

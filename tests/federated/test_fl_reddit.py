@@ -18,7 +18,12 @@ from disparate.federated.reddit import (
     open_dump,
     tokenize,
 )
-from disparate.synthetic.reddit import _open_write, default_population, write_dump
+from disparate.synthetic.reddit import (
+    _open_write,
+    default_population,
+    sample_population,
+    write_dump,
+)
 
 try:
     import zstandard  # noqa: F401
@@ -181,3 +186,11 @@ def test_synthetic_dumps_subset_and_formats(tmp_path: Path) -> None:
     few = load_reddit(tmp_path, {"min_posts": 1, "max_posts": 30, "max_comments": 20,
                                  "cache_dir": str(tmp_path / "c3")})
     assert few.meta["read"]["lines"] == 20
+
+
+def test_sample_dump_population_cycles_four_tiers_with_five_digit_names() -> None:
+    authors = sample_population(5, posts=(7, 7), seed=0)
+    assert [(a.name, a.posts, a.vocab, a.emoji_rate, a.words_per_post) for a in authors] == [
+        ("user_00000", 7, 15, 0.6, 30), ("user_00001", 7, 300, 0.02, 30),
+        ("user_00002", 7, 800, 0.01, 30), ("user_00003", 7, 2500, 0.0, 30),
+        ("user_00004", 7, 15, 0.6, 30)]

@@ -181,11 +181,11 @@ def test_clip_noise_table_hand_computed() -> None:
 
 
 def test_figure_kinds_registry() -> None:
-    assert set(FIGURE_KINDS) == {"clip-noise", "sweep"}
+    assert set(FIGURE_KINDS) == {"clip-noise", "mitigation", "sweep"}
     with pytest.raises(ValueError, match="'sweep' is already registered"):
         register_figure("sweep")(type("Again", (), {}))
     with pytest.raises(ConfigError, match="figure.kind='bars': expected one of "
-                                          "'clip-noise', 'sweep'"):
+                                          "'clip-noise', 'mitigation', 'sweep'"):
         figure_kind("bars")
     with pytest.raises(ConfigError, match="figure.x='training.lr': expected 'epoch' or a "
                                           "grid key"):

@@ -10,8 +10,8 @@ The runs are those of :func:`disparate.comparison.run_comparison` (one sweep poi
 and mode, in ``--runs-dir``, default ``OUT/runs``); ``comparison.json``
 (docs/results-format.md) holds per-group accuracies, drops, group sizes, the "poor get
 poorer" rank correlation, the best-worst gaps and, over several seeds, 95% Student-t
-intervals. Then the report is rendered (``disparate.report.write_report``). This module
-parses and prints.
+intervals. Then the report is rendered (``disparate.report.write_report``) and
+:func:`disparate.comparison.summary` printed. This module parses and prints.
 """
 
 from __future__ import annotations
@@ -22,33 +22,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from disparate import results as res
+from disparate import comparison as cmp
+from disparate import report as rep
 from disparate.commands.run import (
     ERR_INTERRUPTED,
     add_common_arguments,
     console_log,
     load_config,
 )
-from disparate.comparison import run_comparison, seed_list
 from disparate.config import config_hash
 from disparate.sweep import BACKENDS
 
 NAME = "compare"
-
-
-def write_report(out_dir: str | Path) -> Any:
-    """Render the report with ``disparate.report.write_report`` if that module exists.
-
-    Returns what it returns, or ``None`` (with a note on stderr) when it is not installed.
-    """
-    try:
-        from disparate.report import write_report as render
-    except ModuleNotFoundError as exc:
-        if exc.name != "disparate.report":
-            raise
-        print("note: disparate.report is not available; no report written", file=sys.stderr)
-        return None
-    return render(out_dir)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -86,39 +71,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def print_summary(comparison: dict[str, Any], out: Path, report: Any, elapsed: float) -> None:
-    """The per-group table, where the files are, and the wall time."""
-    print()
-    print(f"{comparison['experiment']}: non-private vs DP, accuracy per group")
-    print(res.format_comparison_table(comparison))
-    print()
-    print(f"comparison: {out / res.COMPARISON_FILE}")
-    if report is not None:
-        paths = [out / name for name in ("report.md", "report.html") if (out / name).exists()]
-        if isinstance(report, str | Path) and Path(report) not in paths:
-            paths.insert(0, Path(report))
-        print(f"report: {', '.join(str(p) for p in paths) or out}")
-    print(f"wall time: {elapsed:.1f} s")
-
-
 def run(args: argparse.Namespace) -> int:
     """Train, compare, render the report and print the table."""
     start = time.perf_counter()
     config = load_config(args)
-    seeds = seed_list(config, args.seeds)
+    seeds = cmp.seed_list(config, args.seeds)
     out = Path(args.out) if args.out else Path(
         "runs", f"{config.name}-compare-{config_hash(config)}")
     log = console_log(args.quiet)
     if log is not None:
         log(f"{config.name}: non-private vs {config.privacy.describe()}; seeds {seeds} -> {out}")
     try:
-        comparison = run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
+        comparison = cmp.run_comparison(config, out, seeds=seeds, runs_dir=args.runs_dir,
                                     resume=args.resume, overwrite=args.overwrite,
                                     backend=args.backend, jobs=args.jobs, address=args.address,
                                     device=args.device, log=log, echo=log)
     except KeyboardInterrupt:
         print(f"disparate: {ERR_INTERRUPTED.format(out=out)}", file=sys.stderr)
         return 130
-    report = None if args.no_report else write_report(out)
-    print_summary(comparison, out, report, time.perf_counter() - start)
+    report = None if args.no_report else rep.write_report(out)
+    print(cmp.summary(comparison, out, report, time.perf_counter() - start))
     return 0

@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from disparate.commands.compare import print_summary, write_report
+from disparate import comparison as cmp
+from disparate import report as rep
 from disparate.commands.run import console_log
-from disparate.comparison import run_comparison, seed_list
 from disparate.config import load_experiment
 
 NAME = "demo"
@@ -52,34 +52,17 @@ def run(args: argparse.Namespace) -> int:
     """Train, compare, print the table and where the report is."""
     start = time.perf_counter()
     config = load_experiment(PRESET, args.overrides)
-    seeds = seed_list(config, args.seeds)
+    seeds = cmp.seed_list(config, args.seeds)
     out = Path(args.out)
     print(f"demo: {PRESET}, class 8 has "
           f"{config.data.reduce.get('8', 'all')} training examples; "
           f"non-private vs {config.privacy.describe()}; seeds {seeds}")
     log = console_log(args.quiet)
-    comparison = run_comparison(config, out, seeds=seeds, overwrite=True, log=log, echo=log)
-    report = None if args.no_report else write_report(out)
-    print_summary(comparison, out, report, time.perf_counter() - start)
-    _explain(comparison)
+    comparison = cmp.run_comparison(config, out, seeds=seeds, overwrite=True, log=log, echo=log)
+    report = None if args.no_report else rep.write_report(out)
+    print(cmp.summary(comparison, out, report, time.perf_counter() - start))
+    explanation = cmp.explain(comparison)
+    if explanation:
+        print(explanation)
     return 0
 
-
-def _explain(comparison: dict[str, Any]) -> None:
-    groups = {g["group"]: g for g in comparison["groups"]}
-    parts = []
-    for name in comparison["highlight"]:
-        g = groups.get(name)
-        if g is None or g["drop"]["mean"] is None:
-            continue
-        parts.append(f"class {name} ({g['train_size']} training examples) loses "
-                     f"{100 * g['drop']['mean']:.1f} points")
-    if parts:
-        print("With DP, " + "; ".join(parts) + " (means over seeds).")
-    names = [h for h in comparison["highlight"] if h in groups][:2]
-    if len(names) == 2:
-        a, b = (groups[n]["drop"]["values"] for n in names)
-        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-        larger = sum(x > y for x, y in pairs)
-        print(f"The drop on class {names[0]} exceeds the drop on class {names[1]} in {larger} "
-              f"of {len(pairs)} seeds (paired: same data, same seed).")

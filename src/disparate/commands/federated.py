@@ -176,7 +176,9 @@ def _run(args: argparse.Namespace) -> int:
                    num_gpus_per_client=args.gpus_per_client, resume=args.resume,
                    overwrite=args.overwrite, progress=args.progress, device=args.device,
                    log=_log(args))
-        results = json.loads((Path(args.out) / "results.json").read_text(encoding="utf-8"))
+        from disparate.results import load_results
+
+        results = load_results(args.out)
     else:
         results = train_federated(config, args.out, resume=args.resume,
                                   overwrite=args.overwrite, device=args.device,
@@ -259,18 +261,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _sample_dump(args: argparse.Namespace) -> int:
-    import numpy as np
+    from disparate.synthetic.reddit import sample_population, write_dump
 
-    from disparate.synthetic.reddit import AuthorSpec, write_dump
-
-    rng = np.random.default_rng(args.seed)
-    lo, hi = args.posts
-    tiers = ((15, 0.6), (300, 0.02), (800, 0.01), (2500, 0.0))
-    authors = []
-    for i in range(args.authors):
-        vocab, emoji = tiers[i % len(tiers)]
-        authors.append(AuthorSpec(name=f"user_{i:05d}", posts=int(rng.integers(lo, hi + 1)),
-                                  vocab=vocab, emoji_rate=emoji, words_per_post=30))
+    authors = sample_population(args.authors, posts=tuple(args.posts), seed=args.seed)
     path = write_dump(args.path, authors, seed=args.seed)
     print(f"wrote {path} ({path.stat().st_size} bytes, {args.authors} authors)")
     return 0

@@ -1,54 +1,50 @@
 """Datasets as (input, label, group) triples, a registry of builders, and imbalance helpers.
 
-Importing this package registers the built-in datasets: ``mnist``, ``fashion-mnist``, ``digits``,
-``faces`` (UTKFace / FairFace / Diversity in Faces, see ``docs/faces.md``), ``tweets``
-(TwitterAAE sentiment by dialect, see ``docs/tweets.md``), ``inaturalist`` (super-categories
-of iNaturalist 2017 / 2018, see ``docs/inaturalist.md``), and for your own data
-``image-folder`` and ``table`` (see ``docs/library.md``). Plugins registered through
-:mod:`disparate.plugins` appear alongside.
+The built-in datasets: ``mnist``, ``fashion-mnist``, ``digits``, ``faces`` (UTKFace / FairFace
+/ Diversity in Faces, see ``docs/faces.md``), ``tweets`` (TwitterAAE sentiment by dialect,
+see ``docs/tweets.md``), ``inaturalist`` (super-categories of iNaturalist 2017 / 2018, see
+``docs/inaturalist.md``), and for your own data ``image-folder`` and ``table`` (see
+``docs/library.md``); each is imported when first built (:data:`registry.BUILTIN`). Plugins
+registered through :mod:`disparate.plugins` appear alongside.
+
+Attributes are imported on first use, so that listing the datasets and checking a config's
+options import no torch.
 """
 
-from disparate.data import digits as _digits  # noqa: F401  (registers "digits")
-from disparate.data import faces as _faces  # noqa: F401  (registers "faces")
-from disparate.data import inaturalist as _inaturalist  # noqa: F401  (registers "inaturalist")
-from disparate.data import mnist as _mnist  # noqa: F401  (registers "mnist", "fashion-mnist")
-from disparate.data import own as _own  # noqa: F401  (registers "image-folder", "table")
-from disparate.data import tweets as _tweets  # noqa: F401  (registers "tweets")
-from disparate.data.grouped import (
-    DatasetNotFoundError,
-    DatasetSplits,
-    GroupedDataset,
-    default_data_dir,
-)
-from disparate.data.idx import IdxFormatError, read_idx, write_idx
-from disparate.data.images import Augmentation, ImageGroupedDataset
-from disparate.data.imbalance import apply_imbalance, reduce_groups, subsample
-from disparate.data.registry import (
-    DatasetBuilder,
-    dataset_options,
-    get_dataset_builder,
-    list_datasets,
-    load_dataset,
-    register_dataset,
-)
+from __future__ import annotations
 
-__all__ = [
-    "Augmentation",
-    "DatasetBuilder",
-    "DatasetNotFoundError",
-    "DatasetSplits",
-    "GroupedDataset",
-    "IdxFormatError",
-    "ImageGroupedDataset",
-    "apply_imbalance",
-    "dataset_options",
-    "default_data_dir",
-    "get_dataset_builder",
-    "list_datasets",
-    "load_dataset",
-    "read_idx",
-    "reduce_groups",
-    "register_dataset",
-    "subsample",
-    "write_idx",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetNotFoundError": "disparate.data.grouped",
+    "DatasetSplits": "disparate.data.grouped",
+    "GroupedDataset": "disparate.data.grouped",
+    "default_data_dir": "disparate.data.grouped",
+    "IdxFormatError": "disparate.data.idx",
+    "read_idx": "disparate.data.idx",
+    "write_idx": "disparate.data.idx",
+    "Augmentation": "disparate.data.images",
+    "ImageGroupedDataset": "disparate.data.images",
+    "apply_imbalance": "disparate.data.imbalance",
+    "reduce_groups": "disparate.data.imbalance",
+    "subsample": "disparate.data.imbalance",
+    "DatasetBuilder": "disparate.data.registry",
+    "dataset_options": "disparate.data.registry",
+    "get_dataset_builder": "disparate.data.registry",
+    "list_datasets": "disparate.data.registry",
+    "load_dataset": "disparate.data.registry",
+    "register_dataset": "disparate.data.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'disparate.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -12,6 +12,10 @@ hints. At registration they become the dataset's options class, a frozen keyword
 dataclass (:func:`options_type`) whose ``__post_init__`` checks every value against its type
 hint; :func:`check_options` builds it, so :func:`disparate.config.load_experiment` refuses an
 unknown or mistyped option when the experiment is loaded, before any data is read.
+
+The built-in datasets are a table (:data:`BUILTIN`) imported on first use: their names, and
+the options :func:`check_option_values` checks, come from the table and the builders' source
+(:mod:`disparate.registration`), so listing them or loading a config imports no torch.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ import dataclasses
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from disparate.data.grouped import DatasetSplits
+from disparate import registration
 from disparate.plugins import load_plugins
 from disparate.validation import ConfigError, type_error
 
+if TYPE_CHECKING:
+    from disparate.data.grouped import DatasetSplits
+
 __all__ = [
+    "BUILTIN",
     "DatasetBuilder",
+    "check_option_values",
     "check_options",
     "dataset_options",
     "get_dataset_builder",
@@ -45,6 +54,18 @@ class DatasetBuilder(Protocol):
         self, *, data_dir: str | Path | None, download: bool, seed: int
     ) -> DatasetSplits: ...
 
+
+#: The built-in datasets: name -> "module:builder" (the module registers it when imported).
+BUILTIN: dict[str, str] = {
+    "digits": "disparate.data.digits:build_digits",
+    "faces": "disparate.data.faces.dataset:build_faces",
+    "fashion-mnist": "disparate.data.mnist:build_fashion_mnist",
+    "image-folder": "disparate.data.own:build_image_folder",
+    "inaturalist": "disparate.data.inaturalist:build_inaturalist",
+    "mnist": "disparate.data.mnist:build_mnist",
+    "table": "disparate.data.own:build_table",
+    "tweets": "disparate.data.tweets:build_tweets",
+}
 
 _REGISTRY: dict[str, DatasetBuilder] = {}
 _OPTIONS: dict[str, type] = {}
@@ -94,6 +115,11 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _check_value(name: str, value: Any, hint: Any) -> None:
+    if not _matches(value, hint):
+        raise type_error(f"data.options.{name}", value, _hint_text(hint))
+
+
 def _options_class(name: str, builder: DatasetBuilder) -> type:
     """The frozen options dataclass of ``builder``'s keyword options (name, hint, default)."""
     hints = typing.get_type_hints(builder)
@@ -108,9 +134,7 @@ def _options_class(name: str, builder: DatasetBuilder) -> type:
 
     def __post_init__(self: Any) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not _matches(value, f.type):
-                raise type_error(f"data.options.{f.name}", value, _hint_text(f.type))
+            _check_value(f.name, getattr(self, f.name), f.type)
 
     title = "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
     return dataclasses.make_dataclass(
@@ -130,6 +154,9 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
                 f"dataset {name!r} is already registered (by {_REGISTRY[name].__module__}."
                 f"{getattr(_REGISTRY[name], '__qualname__', _REGISTRY[name])})"
             )
+        if name in BUILTIN and not registration.registers(BUILTIN[name], builder):
+            raise ValueError(f"dataset {name!r} is already registered (by "
+                             f"{BUILTIN[name].replace(':', '.')})")
         _OPTIONS[name] = _options_class(name, builder)
         _REGISTRY[name] = builder
         return builder
@@ -140,12 +167,14 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
     load_plugins()
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *BUILTIN})
 
 
 def get_dataset_builder(name: str) -> DatasetBuilder:
     """The builder registered as ``name``; a ValueError names the valid choices otherwise."""
     load_plugins()
+    if isinstance(name, str) and name not in _REGISTRY and name in BUILTIN:
+        registration.load(BUILTIN[name])
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
@@ -194,13 +223,33 @@ def check_options(name: str, options: Mapping[str, Any]) -> Any:
     """
     builder = get_dataset_builder(name)
     cls = _OPTIONS[name]
-    valid = [f.name for f in dataclasses.fields(cls)]
     params = inspect.signature(builder).parameters.values()
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        unknown = sorted(k for k in options if k not in valid)
-        if unknown:
-            raise ConfigError(
-                f"dataset {name!r}: unknown option(s) {unknown}; valid options are "
-                f"{sorted(valid) or 'none'}"
-            )
-    return cls(**{k: v for k, v in options.items() if k in valid})
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    _refuse_unknown(name, hints, any(p.kind is p.VAR_KEYWORD for p in params), options)
+    return cls(**{k: v for k, v in options.items() if k in hints})
+
+
+def check_option_values(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse an unknown or mistyped option of dataset ``name`` as :func:`check_options`
+    does, reading a built-in builder's options from its source if it is not imported yet."""
+    if name in _REGISTRY or name not in BUILTIN:
+        check_options(name, options)
+        return
+    signature = registration.source_options(BUILTIN[name])
+    hints = {o.name: o.hint for o in signature.options if o.name not in _RESERVED}
+    _refuse_unknown(name, hints, signature.var_keyword, options)
+    for key, value in options.items():
+        if key in hints:
+            _check_value(key, value, hints[key])
+
+
+def _refuse_unknown(name: str, valid: Collection[str], var_keyword: bool,
+                    options: Mapping[str, Any]) -> None:
+    if var_keyword:
+        return
+    unknown = sorted(k for k in options if k not in valid)
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r}: unknown option(s) {unknown}; valid options are "
+            f"{sorted(valid) or 'none'}"
+        )

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from disparate import fileio
+from disparate import fileio, records
 from disparate import results as res
 from disparate.config import ExperimentConfig, apply_overrides, config_hash
 from disparate.federated import metrics as fm
@@ -292,7 +292,7 @@ def _train_federated(run: RunDir, *, t_start: float, data: FederatedTextData | N
     state = run.resume_state()
     metrics: list[dict[str, Any]] = [] if state is None else list(state["metrics"])
     run.start(fresh=state is None, stale=(PARTICIPANTS_FILE, PREDICTIONS_FILE),
-              metrics=metrics)
+              metrics=[records.RoundMetrics.from_json(m) for m in metrics])
 
     saved_secret = None if state is None else state.get("secret")
     seeds = SeedTree.for_run(config.training.seed, private=config.privacy.is_private,
@@ -385,7 +385,7 @@ def _train_federated(run: RunDir, *, t_start: float, data: FederatedTextData | N
                     line["epsilon"], line["epsilon_approximate"] = None, None
             line["elapsed_s"] = elapsed_before + time.perf_counter() - t_start
             metrics.append(line)
-            run.append_metrics(line)
+            run.append_metrics(records.RoundMetrics.from_json(line))
             if last or round_index % fed.checkpoint_every == 0:
                 run.save_checkpoint({
                     "round": round_index,
@@ -410,7 +410,7 @@ def _train_federated(run: RunDir, *, t_start: float, data: FederatedTextData | N
     _write_participants(out / PARTICIPANTS_FILE, final_eval, data, fed.vocab_buckets, names)
     res.write_json(out / PREDICTIONS_FILE, fm.output_diversity(final_eval, data.vocab,
                                                                 top=200))
-    run.finish(results)
+    results = run.finish(records.RunResult.from_json(results))
     return FederatedRun(run_dir=out, results=results, metrics=metrics)
 
 

@@ -3,29 +3,35 @@ torchvision's classifiers (``resnet18``, ``torchvision:<name>``; see ``torchvisi
 and ``text-lstm`` (the paper's tweet model, see ``text``).
 
 All models return logits (train with cross-entropy) and contain no BatchNorm in training mode.
+Attributes are imported on first use and each built-in model when first built
+(:data:`registry.BUILTIN`), so that listing the models and their options imports no torch.
 """
 
-from disparate.models import text as _text  # noqa: F401  (registers "text-lstm")
-from disparate.models import torchvision_models as _torchvision_models  # noqa: F401
-from disparate.models.cnn import DigitsCNN, MnistCNN
-from disparate.models.mlp import MLP
-from disparate.models.registry import (
-    ModelBuilder,
-    build_model,
-    count_parameters,
-    list_models,
-    model_options,
-    register_model,
-)
+from __future__ import annotations
 
-__all__ = [
-    "MLP",
-    "DigitsCNN",
-    "MnistCNN",
-    "ModelBuilder",
-    "build_model",
-    "count_parameters",
-    "list_models",
-    "model_options",
-    "register_model",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MLP": "disparate.models.mlp",
+    "DigitsCNN": "disparate.models.cnn",
+    "MnistCNN": "disparate.models.cnn",
+    "ModelBuilder": "disparate.models.registry",
+    "build_model": "disparate.models.registry",
+    "count_parameters": "disparate.models.registry",
+    "list_models": "disparate.models.registry",
+    "model_options": "disparate.models.registry",
+    "register_model": "disparate.models.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'disparate.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

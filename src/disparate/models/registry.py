@@ -8,19 +8,28 @@ seeds (``torch.manual_seed``) before :func:`build_model`.
 A dataset can hand the model what only the data knows (a text dataset's vocabulary and
 pre-trained vectors): ``GroupedDataset.model_inputs()`` -> ``build_model(...,
 dataset_inputs=...)``; a builder receives those of its keyword arguments it declares.
+
+The built-in models are a table (:data:`BUILTIN`, and the ``torchvision:<name>`` family of
+:data:`FAMILIES`) imported on first use: their names and options come from the table and the
+builders' source (:mod:`disparate.registration`), so ``disparate list`` imports no torch.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
+from disparate import registration
+from disparate.models import torchvision_names
 from disparate.plugins import load_plugins
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = [
+    "BUILTIN",
+    "FAMILIES",
     "ModelBuilder",
     "build_model",
     "count_parameters",
@@ -29,7 +38,20 @@ __all__ = [
     "register_model",
 ]
 
-ModelBuilder = Callable[..., nn.Module]
+ModelBuilder = Callable[..., "nn.Module"]
+
+#: The built-in models: name -> "module:builder" (the module registers it when imported).
+BUILTIN: dict[str, str] = {
+    "digits-cnn": "disparate.models.cnn:build_digits_cnn",
+    "mlp": "disparate.models.mlp:build_mlp",
+    "mnist-cnn": "disparate.models.cnn:build_mnist_cnn",
+    "resnet18": "disparate.models.torchvision_models:build_torchvision_classifier",
+    "text-lstm": "disparate.models.text:build_text_lstm",
+}
+#: Built-in families: prefix -> ("module:builder" of every member, the members' names).
+FAMILIES: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    torchvision_names.PREFIX: (BUILTIN["resnet18"], torchvision_names.classifier_names),
+}
 
 _REGISTRY: dict[str, ModelBuilder] = {}
 _RESERVED = ("num_classes", "input_shape")
@@ -49,6 +71,10 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
                 f"model {name!r} is already registered (by {prev.__module__}."
                 f"{getattr(prev, '__qualname__', prev)})"
             )
+        target = _builtin_target(name)
+        if target is not None and not registration.registers(target, builder):
+            raise ValueError(f"model {name!r} is already registered (by "
+                             f"{target.replace(':', '.')})")
         params = inspect.signature(builder).parameters
         missing = [p for p in _RESERVED if p not in params]
         if missing:
@@ -62,14 +88,36 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return decorator
 
 
+def _builtin_names() -> list[str]:
+    return [*BUILTIN, *(prefix + member for prefix, (_, members) in FAMILIES.items()
+                        for member in members())]
+
+
+def _builtin_target(name: str) -> str | None:
+    """The "module:builder" of built-in model ``name`` (None: not a built-in)."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    prefix, sep, member = name.partition(":")
+    family = FAMILIES.get(prefix + sep)
+    return family[0] if family is not None and member in family[1]() else None
+
+
 def list_models() -> list[str]:
     """Names of the registered models, sorted."""
     load_plugins()
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *_builtin_names()})
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """The extra keyword options of model ``name`` and their defaults."""
+    """The extra keyword options of model ``name`` and their defaults (read from a built-in
+    builder's source while it is not imported)."""
+    load_plugins()
+    target = _builtin_target(name) if name not in _REGISTRY else None
+    if target is not None:
+        options = {o.name: o.default for o in registration.source_options(target).options
+                   if o.name not in _RESERVED + DATASET_INPUTS}
+        if registration.NOT_LITERAL not in options.values():
+            return options
     builder = _get(name)
     return {
         p.name: p.default
@@ -81,6 +129,9 @@ def model_options(name: str) -> dict[str, Any]:
 
 def _get(name: str) -> ModelBuilder:
     load_plugins()
+    target = _builtin_target(name) if isinstance(name, str) and name not in _REGISTRY else None
+    if target is not None:
+        registration.load(target)
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

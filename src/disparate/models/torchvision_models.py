@@ -30,11 +30,11 @@ from typing import Any
 from torch import nn
 
 from disparate.models.registry import register_model
+from disparate.models.torchvision_names import PREFIX as TORCHVISION_PREFIX
 from disparate.privacy.validate import replace_batchnorm
 
 __all__ = ["BATCHNORM_CHOICES", "TORCHVISION_PREFIX", "build_torchvision_classifier"]
 
-TORCHVISION_PREFIX = "torchvision:"
 BATCHNORM_CHOICES = ("groupnorm", "frozen")
 
 ERR_FROZEN_RANDOM = (

@@ -9,6 +9,7 @@ steps. A shuffled loader is not Poisson sampled: it is accounted only when
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from disparate.privacy.accounting import (
@@ -39,7 +40,10 @@ class PrivacyAccountant:
     """Epsilon of the DP-SGD steps taken so far: call :meth:`step` after each step.
 
     ``batch_size`` is the (expected) batch size b, ``dataset_size`` N; ``method`` is the
-    default of :meth:`get_epsilon` ("rdp", "rdp_classic" or "pld").
+    default of :meth:`get_epsilon` ("rdp", "rdp_classic" or "pld"). ``statistics``: the
+    auxiliary statistics a clipping policy releases every step (``name``, ``noise_std``,
+    ``sensitivity``, ``noise_multiplier``), composed with the gradient's Gaussian in every
+    step; ``policy``: the clipping policy in words (for the statement).
     """
 
     def __init__(
@@ -51,6 +55,8 @@ class PrivacyAccountant:
         sampling: str = "poisson",
         shuffle_accounting: str | None = None,
         method: str = "rdp",
+        statistics: Sequence[Any] = (),
+        policy: str | None = None,
     ):
         _choice("sampling", sampling, SAMPLINGS)
         _choice("method", method, METHODS)
@@ -64,7 +70,14 @@ class PrivacyAccountant:
         self.sampling = sampling
         self.shuffle_accounting = shuffle_accounting
         self.method = method
+        self.statistics = tuple(statistics)
+        self.policy = policy
         self.steps = 0
+
+    @property
+    def aux_noise_multipliers(self) -> tuple[float, ...]:
+        """Noise multipliers of the auxiliary statistics, composed into every step."""
+        return tuple(float(s.noise_multiplier) for s in self.statistics)
 
     def step(self, steps: int = 1) -> None:
         """Record ``steps`` more steps."""
@@ -85,6 +98,7 @@ class PrivacyAccountant:
             method=method or self.method,
             sampling=self.sampling,
             shuffle_accounting=self.shuffle_accounting or "poisson",
+            aux_noise_multipliers=self.aux_noise_multipliers,
         )
 
     def get_epsilon(self, delta: float, method: str | None = None) -> float:
@@ -100,6 +114,16 @@ class PrivacyAccountant:
                 f"noise multiplier {r.noise_multiplier:g} on N={r.dataset_size} examples: "
                 f"{r.sampling}; {r.accountant}, {r.conversion}; neighbouring relation: "
                 f"{r.neighboring_relation}.")
+        if self.policy is not None:
+            text += f" Clipping policy: {self.policy}."
+        if self.statistics:
+            stats = "; ".join(f"{s.name}: noise std {s.noise_std:g}, sensitivity "
+                              f"{s.sensitivity:g}, noise multiplier {s.noise_multiplier:g}"
+                              for s in self.statistics)
+            text += (" Each step composes the gradient's Gaussian (noise multiplier "
+                     f"{r.noise_multiplier:g} on the policy's bound) with the auxiliary "
+                     f"statistics' Gaussians ({stats}) on the same batch, accounted by "
+                     "dp_accounting as one PoissonSampledDpEvent over a ComposedDpEvent.")
         return text + (f" {r.note}" if r.note else "")
 
     def state_dict(self) -> dict[str, int]:

@@ -9,7 +9,6 @@ special case (:class:`~disparate.privacy.DPOptimizer` then adds noise only).
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from disparate import distributed
 from disparate.privacy.accounting import steps_per_epoch
+from disparate.randomness import secret_generator
 
 __all__ = ["DPDataLoader", "PoissonBatchSampler", "sampling_of"]
 
@@ -33,7 +33,9 @@ ERR_LOADER_SAMPLING = (
 class PoissonBatchSampler(Sampler[list[int]]):
     """``steps`` batches of indices, each index in each with probability batch_size / N.
 
-    ``steps`` defaults to ceil(N / batch_size), one epoch's worth in expectation. In a
+    ``steps`` defaults to ceil(N / batch_size), one epoch's worth in expectation. Without a
+    ``generator`` the batches are drawn from a fresh secret of the OS (pass a seeded one to
+    reproduce them; the batch membership is then not secret against whoever has the seed). In a
     process group every rank draws the global batch from rank 0's generator state and yields
     its own shard (:func:`disparate.distributed.shard`).
     """
@@ -52,8 +54,8 @@ class PoissonBatchSampler(Sampler[list[int]]):
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.sample_rate = batch_size / num_samples
+        generator = generator or secret_generator()
         if distributed.world_size() > 1:  # one global batch: every rank draws rank 0's stream
-            generator = generator or torch.Generator().manual_seed(secrets.randbits(63))
             generator.set_state(distributed.share(generator.get_state()))
         self.generator = generator
 

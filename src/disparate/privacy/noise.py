@@ -19,37 +19,27 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from disparate.randomness import MT_WORDS, mt_generator, secret_generator
+
 __all__ = ["NOISE_BLOCK", "add_gaussian_noise", "make_generator"]
 
 #: Coordinates per independently seeded block of a CPU draw.
 NOISE_BLOCK = 1 << 17
-_MT_WORDS = 624  # 32-bit words of a Mersenne Twister state
 _KEY_WORDS = 4  # 62-bit words of the per-call key drawn from the caller's generator
-# torch's CPU generator state: seed u64, left i32, seeded i32, next u64, then 624 u64 words
-_MT_OFFSET = 24
-_TEMPLATE = torch.Generator().manual_seed(0).get_state().numpy()
-
-
-def _mt_generator(words: np.ndarray) -> torch.Generator:
-    """A CPU generator whose Mersenne Twister state is ``words`` (624 uint32)."""
-    state = _TEMPLATE.copy()
-    words = words.astype("<u8")
-    words[0] = 0x80000000  # only its top bit is used; set, the state is never all zero
-    state[_MT_OFFSET:_MT_OFFSET + 8 * _MT_WORDS] = words.view(np.uint8)
-    generator = torch.Generator()
-    generator.set_state(torch.from_numpy(state))
-    return generator
 
 
 def _mt_states(entropy: list[int], count: int) -> np.ndarray:
     """``count`` Mersenne Twister states, (count, 624) uint32, from ``entropy``."""
     bits = np.random.PCG64(np.random.SeedSequence(entropy))
-    return np.random.Generator(bits).integers(0, 1 << 32, size=(count, _MT_WORDS),
-                                              dtype=np.uint32)
+    return np.random.Generator(bits).integers(0, 1 << 32, size=(count, MT_WORDS), dtype=np.uint32)
 
 
-def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A seeded generator on ``device``, used for noise only."""
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device``, used for noise only: ``torch.manual_seed(seed)``
+    (reproducible; on the CPU only 32 bits of ``seed`` count), or, ``seed=None``, one from a
+    fresh secret of the OS with all its entropy (:func:`~disparate.randomness.secret_generator`)."""
+    if seed is None:
+        return secret_generator(device)
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -70,7 +60,7 @@ def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor
 
     def fill(k: int) -> None:
         flat[k * NOISE_BLOCK:(k + 1) * NOISE_BLOCK].normal_(
-            0.0, std, generator=_mt_generator(states[k]))
+            0.0, std, generator=mt_generator(states[k]))
 
     threads = min(blocks, torch.get_num_threads())
     if threads == 1:

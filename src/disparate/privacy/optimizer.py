@@ -27,7 +27,6 @@ batch either way::
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 import torch
@@ -58,6 +57,12 @@ ERR_NO_BACKWARD = (
     "first (a forward pass with gradients enabled, then backward); or pass the batch: "
     "optimizer.step(loss_fn, inputs, targets) with a per-example loss_fn"
 )
+ERR_TWO_NOISE_SOURCES = (
+    "noise_seed={seed!r} and noise_generator: give at most one (neither: a fresh secret)"
+)
+ERR_NOISE_DEVICE = (
+    "noise_generator on {gen}: expected a generator on the parameters' device {device}"
+)
 ERR_STEP_ARGS = (
     "optimizer.step(loss_fn, inputs, targets): give all three or none; got "
     "loss_fn={loss_fn!r}, inputs of type {inputs}, targets of type {targets}"
@@ -81,6 +86,9 @@ class StepResult:
 class DPOptimizer(torch.optim.Optimizer):
     """Clip per example, sum, add Gaussian noise, divide by the expected batch size, step.
 
+    The noise is drawn from ``noise_generator``, or from ``make_generator(noise_seed)``
+    (reproducible), or, with neither, from a fresh 128-bit secret of the OS.
+
     ``loss_reduction`` declares how the loss given to ``loss.backward()`` combines the
     per-example losses ("mean", as torch's losses by default, or "sum"); it does not
     matter for ``step(loss_fn, inputs, targets)``, whose ``loss_fn`` is per example.
@@ -100,6 +108,7 @@ class DPOptimizer(torch.optim.Optimizer):
         noise_multiplier: float = 0.0,
         noise_std: float | None = None,
         noise_seed: int | None = None,
+        noise_generator: torch.Generator | None = None,
         loss_reduction: LossReduction = "mean",
         policy: ClippingPolicy | None = None,
     ):
@@ -153,9 +162,13 @@ class DPOptimizer(torch.optim.Optimizer):
                        else FlatClipping(max_grad_norm))
         self._params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         device = next(iter(self._params.values())).device
-        # noise_seed=None: a secret seed from the OS's entropy; the noise cannot be regenerated
-        self.noise_generator = make_generator(
-            secrets.randbits(64) if noise_seed is None else noise_seed, device)
+        if noise_generator is not None and noise_seed is not None:
+            raise ValueError(ERR_TWO_NOISE_SOURCES.format(seed=noise_seed))
+        if noise_generator is not None and noise_generator.device.type != device.type:
+            raise ValueError(ERR_NOISE_DEVICE.format(gen=noise_generator.device, device=device))
+        # neither: a generator from a fresh secret of the OS; the noise cannot be regenerated
+        self.noise_generator = (noise_generator if noise_generator is not None
+                                else make_generator(noise_seed, device))
         self.engine = GradSampleEngine(model, capture=True)
 
     @property

@@ -65,6 +65,12 @@ def _cached_epsilon(**kwargs: Any) -> tuple[float, bool]:
 
 
 @functools.lru_cache(maxsize=256)
+def _cached_calibration(**kwargs: Any) -> float:
+    # The seeds and methods of a comparison, a mitigation or a sweep share their calibrations.
+    return calibrate_noise_multiplier(**kwargs)
+
+
+@functools.lru_cache(maxsize=256)
 def _cached_reports(methods: tuple[str, ...], **kwargs: Any
                     ) -> tuple[dict[str, EpsilonReport], dict[str, str]]:
     return bounded_epsilons(methods=methods, **kwargs)
@@ -126,20 +132,21 @@ class DPPlan:
         policy = self.policy()
         return tuple(s.noise_multiplier for s in policy.statistics) if policy else ()
 
-    def optimizer(self, base: Any, model: Any, *, noise_seed: int | None) -> Any:
+    def optimizer(self, base: Any, model: Any, *, noise_generator: Any) -> Any:
         """The :class:`~disparate.privacy.optimizer.DPOptimizer` realising this plan."""
         from disparate.privacy.optimizer import DPOptimizer
 
         return DPOptimizer(base, model, expected_batch_size=self.batch_size,
                            max_grad_norm=self.max_grad_norm,
                            noise_multiplier=self.noise_multiplier, noise_std=self.noise_std,
-                           noise_seed=noise_seed, policy=self.policy())
+                           noise_generator=noise_generator, policy=self.policy())
 
-    def batches(self, root: int, epoch: int) -> list[Any]:
-        """The index tensors of epoch ``epoch``'s batches, from the sampling stream of ``root``."""
+    def batches(self, seeds: Any, epoch: int) -> list[Any]:
+        """The index tensors of epoch ``epoch``'s batches, from the sampling stream of the
+        :class:`~disparate.randomness.SeedTree` ``seeds``."""
         from disparate.privacy.sampling import epoch_batches
 
-        return epoch_batches(self.sampling, self.dataset_size, self.batch_size, root, epoch)
+        return epoch_batches(self.sampling, self.dataset_size, self.batch_size, seeds, epoch)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -266,8 +273,8 @@ the gradient's z is calibrated here, by
         return dataclasses.replace(base, noise_multiplier=privacy.noise_multiplier)
     steps = epochs * steps_per_epoch(dataset_size, batch_size)
     calibrate_with = privacy.calibrate_with or privacy.accountant
-    z = calibrate_noise_multiplier(target_epsilon=privacy.target_epsilon, steps=steps,
-                                   method=calibrate_with, **args)
+    z = _cached_calibration(target_epsilon=privacy.target_epsilon, steps=steps,
+                            method=calibrate_with, **args)
     calibration = {"target_epsilon": privacy.target_epsilon, "method": calibrate_with,
                    "steps": steps, "noise_multiplier": z}
     if "aux_noise_multipliers" in args:

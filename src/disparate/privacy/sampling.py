@@ -16,22 +16,24 @@ import torch
 from torch import Tensor
 
 from disparate.privacy.accounting import SAMPLINGS, steps_per_epoch
-from disparate.randomness import torch_generator
+from disparate.randomness import SeedTree
 
 Sampling = Literal["poisson", "shuffle"]
 
 
 def epoch_batches(
-    sampling: Sampling, dataset_size: int, batch_size: int, seed: int, epoch: int
+    sampling: Sampling, dataset_size: int, batch_size: int, seed: int | SeedTree, epoch: int
 ) -> list[Tensor]:
     """Index tensors of the batches of epoch ``epoch`` (0-based), drawn from the ``sampling``
-    stream under the root ``seed`` (the run's secret for a DP run, see ``SeedTree.root``)."""
+    stream of the run's seed tree (rooted in its secret for a DP run; an int is the
+    reproducible tree ``SeedTree(seed)``)."""
     if sampling not in SAMPLINGS:
         raise ValueError(
             f"sampling={sampling!r}: expected one of {', '.join(map(repr, SAMPLINGS))}"
         )
     steps = steps_per_epoch(dataset_size, batch_size)
-    generator = torch_generator(seed, "sampling", epoch)
+    tree = seed if isinstance(seed, SeedTree) else SeedTree(seed)
+    generator = tree.generator("sampling", epoch)
     if sampling == "shuffle":
         return list(torch.randperm(dataset_size, generator=generator).split(batch_size))
     rate = batch_size / dataset_size

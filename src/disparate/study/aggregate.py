@@ -18,6 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from disparate.mitigation import (
+    NO_TUNING_NOTE,
+    REFERENCE,
+    TUNE_OBJECTIVES,
+    TUNING_NOTE,
+    VALIDATION_FRACTION,
+    summarize_methods,
+)
 from disparate.reporting import format as fmt
 from disparate.results import summarize
 
@@ -40,6 +48,7 @@ __all__ = [
     "headline_epsilon",
     "highlight_of",
     "mean_accuracy",
+    "mitigation_summary",
     "run_epsilon",
     "sort_x",
     "summary_rows",
@@ -356,3 +365,35 @@ def epoch_curves(runs: Sequence[RunRecord], key: str
             highs.append(hi)
         out[g] = (epochs, means, lows, highs)
     return out
+
+
+# ------------------------------------------------------------------------------- mitigation
+
+
+def mitigation_summary(study: Study, runs: Sequence[RunRecord]) -> dict[str, Any] | None:
+    """A mitigation study's records as a ``mitigation.json``-shaped object (per method its
+    comparison against the reference and its summary: worst group, best-worst gap, drops),
+    over the seeds where the reference and every method finished; ``None`` without any."""
+    m = study.mitigation
+    if m is None:
+        return None
+    by_key = {(r.variant, r.labels.get("seed")): r for r in runs}
+    variants = (REFERENCE, *m.methods)
+    seeds = [s for s in study.seeds if all((v, s) in by_key for v in variants)]
+    if not seeds:
+        return None
+    results = {v: [by_key[(v, s)].results for s in seeds] for v in variants}
+    highlight = highlight_of(runs)
+    comparisons, summary = summarize_methods(results, seeds=seeds, highlight=highlight,
+                                             experiment=results[REFERENCE][0].get("experiment"))
+    return {
+        "experiment": results[REFERENCE][0].get("experiment"),
+        "target_epsilon": m.target_epsilon,
+        "delta": (results[m.methods[0]][0].get("privacy") or {}).get("delta"),
+        "seeds": seeds, "methods": list(m.methods), "highlight": highlight,
+        "summary": summary, "comparisons": comparisons,
+        "tuning": ({"trials": m.tune, "validation_fraction": VALIDATION_FRACTION,
+                    "objective": m.tune_objective, "criterion": TUNE_OBJECTIVES[m.tune_objective]}
+                   if m.tune else None),
+        "tuning_note": TUNING_NOTE if m.tune else NO_TUNING_NOTE,
+    }

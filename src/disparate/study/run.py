@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from disparate import fileio
+from disparate import mitigation as mit
 from disparate import results as res
 from disparate.config import ConfigError, load_experiment
 from disparate.reporting.document import render_html, render_markdown
@@ -31,6 +32,7 @@ from disparate.study.layout import (
     STUDY_JSON,
     STUDY_YAML,
     SUMMARY_CSV,
+    TUNING_JSON,
     relative,
 )
 from disparate.study.report import build_report
@@ -53,12 +55,26 @@ def _value_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def expand(study: Study, runs_dir: str | Path) -> list[SweepPoint]:
-    """Every point of the study: variants x grid combinations x seeds, in that order.
+def _base_config(study: Study) -> Any:
+    try:
+        return load_experiment(study.base, list(study.set))
+    except ConfigError as exc:
+        raise ConfigError(f"study {study.name!r}: {exc}") from exc
+
+
+def expand(study: Study, runs_dir: str | Path,
+           chosen: Mapping[str, Mapping[str, Any]] | None = None) -> list[SweepPoint]:
+    """Every point of the study: variants x grid combinations x seeds, in that order (a
+    mitigation study: per seed the reference and every method, with the tuned ``chosen``
+    learning rates and options; :func:`disparate.mitigation.mitigation_points`).
 
     Raises ``ConfigError`` naming the point when its resolved config is invalid, and
     ``ValueError`` when two points resolve to the same config.
     """
+    if study.mitigation is not None:
+        m = study.mitigation
+        return mit.mitigation_points(_base_config(study), m.methods, m.target_epsilon,
+                                     study.seeds, runs_dir, chosen)
     points: list[SweepPoint] = []
     seen: dict[str, str] = {}
     for variant in study.variants:
@@ -144,10 +160,11 @@ def run_study(
     ``train=False`` only aggregates what is on disk (``--report-only``).
     """
     out = Path(out_dir)
+    say = log or (lambda _line: None)
+    chosen = _mitigation_choices(study, out, train=train, log=log)
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
-    points = expand(study, runs)
-    say = log or (lambda _line: None)
+    points = expand(study, runs, chosen)
     fileio.write_text(
         out / STUDY_YAML,
         f"# Resolved study {study.name!r} at scale {study.scale!r} ({len(points)} points)\n"
@@ -173,6 +190,28 @@ def run_study(
     files = write_outputs(study, points, out, manifest=manifest)
     ok = all(point_status(p) == FINISHED for p in points)
     return {"points": points, "sweep": sweep, "files": files, "ok": ok}
+
+
+def _mitigation_choices(study: Study, out: Path, *, train: bool,
+                        log: Callable[[str], None] | None) -> dict[str, Any] | None:
+    """A mitigation study's checks before any training and its tuning (``TUNING_JSON``: the
+    chosen learning rate and options per method, reused when it is there)."""
+    m = study.mitigation
+    if m is None:
+        return None
+    path = out / TUNING_JSON
+    if path.exists() or not train:
+        return res.read_json(path)["chosen"] if path.exists() else None
+    from disparate.comparison import seeded
+
+    first = seeded(_base_config(study), study.seeds[0])
+    splits, _ = mit.prepare(first, m.methods, m.target_epsilon)
+    if not m.tune:
+        return None
+    chosen = mit.tune(first, m.methods, m.target_epsilon, m.tune, splits, out,
+                      objective=m.tune_objective, resume=True, progress=False, log=log)
+    res.write_json(path, {"objective": m.tune_objective, "trials": m.tune, "chosen": chosen})
+    return chosen
 
 
 def load_runs(points: Iterable[SweepPoint]) -> list[agg.RunRecord]:

@@ -8,10 +8,17 @@ keys. The overrides of a point are applied in this order (a later one wins): the
 ``figure``; its ``grid`` (and the caller's ``--grid``) replaces the values of a grid key
 wherever the key appears (a new key joins the study's grid). ``figure.kind`` names a kind of
 :mod:`disparate.study.figures`, which checks the rest of ``figure``.
+
+A ``mitigation`` section (:class:`MitigationStudy`: ``methods``, ``target_epsilon``, ``tune``,
+``tune_objective``; a scale may replace its entries) makes the study a comparison of clipping
+policies at one epsilon, as ``disparate mitigate`` (:mod:`disparate.mitigation`): its variants
+are the non-private reference and one per method, its figure kind is ``mitigation``, and it has
+no grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +33,7 @@ from disparate.study.figures import FIGURE_KINDS, figure_kind
 
 __all__ = [
     "FIGURE_KEYS",
+    "MitigationStudy",
     "SEED_KEY",
     "SHIPPED_DIR",
     "STUDY_KEYS",
@@ -37,8 +45,11 @@ __all__ = [
 ]
 
 STUDY_KEYS: tuple[str, ...] = ("name", "title", "description", "base", "set", "seeds",
-                               "variants", "grid", "figure", "scales", "paper")
-SCALE_KEYS: tuple[str, ...] = ("base", "set", "grid", "seeds", "figure", "description")
+                               "variants", "grid", "figure", "scales", "paper", "mitigation")
+SCALE_KEYS: tuple[str, ...] = ("base", "set", "grid", "seeds", "figure", "description",
+                               "mitigation")
+MITIGATION_KEYS: tuple[str, ...] = ("methods", "target_epsilon", "tune", "tune_objective")
+MITIGATION_KIND = "mitigation"
 VARIANT_KEYS: tuple[str, ...] = ("name", "label", "set", "grid")
 FIGURE_KEYS: tuple[str, ...] = ("kind", "x", "x_label", "log_x", "best_of", "epochs",
                                 "epsilon_axis", "title")
@@ -58,6 +69,52 @@ class Variant:
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class MitigationStudy:
+    """The ``mitigation`` section: clipping policies compared at ``target_epsilon``, each
+    given ``tune`` trials scored by ``tune_objective`` (:mod:`disparate.mitigation`)."""
+
+    methods: tuple[str, ...]
+    target_epsilon: float
+    tune: int = 0
+    tune_objective: str = "overall"
+
+    def __post_init__(self) -> None:
+        from disparate.mitigation import check_target, check_tuning, parse_methods
+
+        if (isinstance(self.methods, str) or not isinstance(self.methods, Sequence)
+                or not all(isinstance(m, str) for m in self.methods)):
+            raise ConfigError(f"mitigation.methods={self.methods!r}: expected a list of method "
+                              "names")
+        try:
+            object.__setattr__(self, "methods", tuple(parse_methods(",".join(self.methods))))
+            object.__setattr__(self, "target_epsilon", check_target(self.target_epsilon))
+            check_tuning(self.tune, self.tune_objective)
+        except ValueError as exc:  # the command's messages, with this section's key names
+            raise ConfigError(str(exc).replace("--target-epsilon", "mitigation.target_epsilon")
+                              .replace("--tune-objective", "mitigation.tune_objective")
+                              .replace("--methods", "mitigation.methods")
+                              .replace("--tune", "mitigation.tune")) from None
+
+
+def _mitigation(where: str, data: Any, scale: Any) -> MitigationStudy | None:
+    if data is None and scale is None:
+        return None
+    merged: dict[str, Any] = {}
+    for key, value in ((where, data), (f"{where} scale", scale)):
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: mitigation={value!r}: expected a mapping with keys "
+                              f"{', '.join(MITIGATION_KEYS)}")
+        _check_keys(f"{key}: mitigation", value, MITIGATION_KEYS)
+        merged.update(value)
+    for key in ("methods", "target_epsilon"):
+        if key not in merged:
+            raise ConfigError(f"{where}: mitigation.{key} is missing")
+    return MitigationStudy(**merged)
+
+
 @dataclass(frozen=True)
 class Study:
     """A resolved study: one scale chosen, the caller's overrides merged in."""
@@ -75,6 +132,7 @@ class Study:
     paper: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
     scales: tuple[str, ...] = ()
+    mitigation: MitigationStudy | None = None
 
     @property
     def grid_keys(self) -> list[str]:
@@ -100,6 +158,9 @@ class Study:
                          for v in self.variants],
             "grid": {k: list(vals) for k, vals in self.grid},
             "figure": dict(self.figure), "paper": dict(self.paper), "source": self.source,
+            **({"mitigation": {**dataclasses.asdict(self.mitigation),
+                               "methods": list(self.mitigation.methods)}}
+               if self.mitigation is not None else {}),
         }
 
 
@@ -264,7 +325,15 @@ def load_study(
         if candidate.is_file():
             base = str(candidate)
 
-    variants_data = data.get("variants") or [{"name": "default"}]
+    mitigation = _mitigation(source, data.get("mitigation"), sc.get("mitigation"))
+    if mitigation is not None:
+        for key in ("variants", "grid"):
+            if data.get(key) or (key == "grid" and (sc.get("grid") or grid)):
+                raise ConfigError(f"{source}: {key} with a mitigation section: its variants are "
+                                  "the non-private reference and one per method, and it has "
+                                  "no grid")
+    variants_data = (data.get("variants") or [{"name": "default"}] if mitigation is None else
+                     [{"name": v} for v in ("non-private", *mitigation.methods)])
     if not isinstance(variants_data, list):
         raise ConfigError(f"{source}: variants={variants_data!r}: expected a list")
     variants: list[Variant] = []
@@ -293,10 +362,14 @@ def load_study(
     study_grid += tuple((k, vals) for k, vals in replacements.items() if k not in present)
 
     seed_value = seeds if seeds is not None else sc.get("seeds", data.get("seeds", 1))
-    figure = dict(data.get("figure") or {"kind": "sweep"})
+    figure = dict(data.get("figure") or {"kind": "sweep" if mitigation is None
+                                         else MITIGATION_KIND})
     figure.update(sc.get("figure") or {})
     _check_keys(f"{source}: figure", figure, FIGURE_KEYS)
     kind = figure.get("kind", "sweep")
+    if (kind == MITIGATION_KIND) != (mitigation is not None):
+        raise ConfigError(f"{source}: figure.kind={kind!r}: the kind {MITIGATION_KIND!r} goes "
+                          "with a mitigation section, and only with one")
     if kind not in FIGURE_KINDS:
         raise ConfigError(f"{source}: figure.kind={kind!r}: expected one of "
                           f"{', '.join(map(repr, sorted(FIGURE_KINDS)))}")
@@ -318,6 +391,7 @@ def load_study(
         paper=dict(data.get("paper") or {}),
         source=source,
         scales=tuple(scales),
+        mitigation=mitigation,
     )
     figure_kind(kind).check(study, source)
     return study

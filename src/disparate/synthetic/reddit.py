@@ -27,7 +27,8 @@ from typing import IO
 
 import numpy as np
 
-__all__ = ["AuthorSpec", "default_population", "pseudo_words", "write_dump"]
+__all__ = ["AuthorSpec", "default_population", "pseudo_words", "sample_population",
+           "write_dump"]
 
 NOV_2017 = 1509494400  # 2017-11-01T00:00:00Z
 _CONSONANTS = "bdfgklmnprstvz"
@@ -64,16 +65,33 @@ def pseudo_words(n: int) -> list[str]:
 
 def default_population(n_authors: int = 12, *, seed: int = 0, posts: tuple[int, int] = (8, 20),
                        vocabs: Sequence[int] = (3, 30, 120), emoji_rates: Sequence[float] = (
-                           0.8, 0.05, 0.0)) -> list[AuthorSpec]:
-    """Authors cycling through vocabulary tiers (tiny emoji posters, moderate, large)."""
+                           0.8, 0.05, 0.0), words_per_post: int = 12,
+                       name_digits: int = 4) -> list[AuthorSpec]:
+    """Authors cycling through vocabulary tiers (tiny emoji posters, moderate, large),
+    named ``user_<i>`` with ``i`` written in ``name_digits`` digits."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_authors):
         tier = i % len(vocabs)
-        out.append(AuthorSpec(name=f"user_{i:04d}", posts=int(rng.integers(posts[0],
-                                                                             posts[1] + 1)),
-                              vocab=int(vocabs[tier]), emoji_rate=float(emoji_rates[tier])))
+        out.append(AuthorSpec(name=f"user_{i:0{name_digits}d}",
+                              posts=int(rng.integers(posts[0], posts[1] + 1)),
+                              vocab=int(vocabs[tier]), emoji_rate=float(emoji_rates[tier]),
+                              words_per_post=words_per_post))
     return out
+
+
+#: The tiers of ``disparate federated sample-dump``: (vocabulary, emoji rate).
+SAMPLE_DUMP_TIERS: tuple[tuple[int, float], ...] = ((15, 0.6), (300, 0.02), (800, 0.01),
+                                                     (2500, 0.0))
+
+
+def sample_population(n_authors: int, *, posts: tuple[int, int], seed: int
+                      ) -> list[AuthorSpec]:
+    """The authors of ``disparate federated sample-dump``: :data:`SAMPLE_DUMP_TIERS`, 30
+    words a post, names of five digits."""
+    vocabs, emoji_rates = zip(*SAMPLE_DUMP_TIERS, strict=True)
+    return default_population(n_authors, seed=seed, posts=posts, vocabs=vocabs,
+                              emoji_rates=emoji_rates, words_per_post=30, name_digits=5)
 
 
 def _open_write(path: Path) -> IO[str]:

@@ -58,4 +58,8 @@ def figure_kind(name: str) -> FigureKind:
     return FIGURE_KINDS[name]
 
 
-from disparate.study.figures import clip_noise, sweep  # noqa: E402, F401  (register the kinds)
+from disparate.study.figures import (  # noqa: E402, F401  (register the kinds)
+    clip_noise,
+    mitigation,
+    sweep,
+)
