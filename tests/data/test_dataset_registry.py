@@ -37,6 +37,9 @@ def test_duplicate_registration_raises(monkeypatch):
 
 
 def test_register_and_load(monkeypatch):
+    # digits' module imported before the swap: imported inside it, its builder would register
+    # in the copy only and be unknown to every later test of this process.
+    get_dataset_builder("digits")
     monkeypatch.setattr(registry_module, "_REGISTRY", dict(registry_module._REGISTRY))
     train, test = load_dataset("digits", seed=0)
     calls = []

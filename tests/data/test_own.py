@@ -2,8 +2,6 @@
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from disparate.cli import main
 from disparate.data import DatasetNotFoundError, list_datasets, load_dataset
 
 
@@ -103,7 +102,7 @@ def test_missing_data_dir_is_not_created(tmp_path):
     assert {"image-folder", "table"} <= set(list_datasets())
 
 
-def test_table_from_the_cli_with_a_yaml_experiment(tmp_path):
+def test_table_from_the_cli_with_a_yaml_experiment(tmp_path, capsys):
     write_table(tmp_path / "data.csv", n=60)
     (tmp_path / "mine.yaml").write_text(json.dumps({
         "name": "mine", "data": {"dataset": "table", "options": {"test_fraction": 0.25}},
@@ -116,10 +115,9 @@ def test_table_from_the_cli_with_a_yaml_experiment(tmp_path):
         "evaluation": {"highlight": ["south"], "min_group_test_size": 1},
     }))
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "disparate", "run", str(tmp_path / "mine.yaml"),
-                           "--data-dir", str(tmp_path), "--out", str(out), "--quiet"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    status = main(["run", str(tmp_path / "mine.yaml"), "--data-dir", str(tmp_path),
+                   "--out", str(out), "--quiet"])
+    assert status == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert {g["group"] for g in results["groups"]} == {"north", "south"}
     assert results["group_metrics"]["class_names"] == ["no", "yes"]
