@@ -58,9 +58,9 @@ def write_tiny_mnist(directory: Path, *, per_class_train: int = 6, per_class_tes
 #: Datasets whose presets need generated files of their own format; their smoke tests
 #: (tiny files in the real format, end to end) live next to the dataset's tests.
 SMOKE_TESTED_ELSEWHERE = {
-    "faces": "test_faces_presets.py",
-    "tweets": "test_tweets_preset.py",
-    "inaturalist": "test_inaturalist_preset.py",
+    "faces": "presets/test_faces.py",
+    "tweets": "presets/test_tweets.py",
+    "inaturalist": "presets/test_inaturalist.py",
 }
 
 def _tiny_overrides(name: str, tmp_path: Path) -> list[str]:

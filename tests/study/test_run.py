@@ -48,7 +48,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_study_command_is_registered():
     assert study_command in COMMANDS
-    # fig2a (tweets) needs a corpus on disk: tests/test_tweets_preset.py runs it.
+    # fig2a (tweets) needs a corpus on disk: tests/presets/test_tweets.py runs it.
     assert list_studies() == ["fig2a", *STUDIES, "mitigation-digits"]  # tests/study/: its own
 
 

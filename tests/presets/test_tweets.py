@@ -19,7 +19,7 @@ from disparate.synthetic.tweets import write_synthetic_corpus
 from disparate.training import build_model_for, prepare_data, resolve_noise, train
 
 PRESETS = ("tweets-aae", "tweets-aae-eps8.99")
-DOC = Path(__file__).resolve().parents[1] / "docs" / "tweets.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tweets.md"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

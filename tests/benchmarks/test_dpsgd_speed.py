@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "dpsgd_speed.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dpsgd_speed.py"
 
 
 def _load_benchmark():
