@@ -11,8 +11,7 @@ The library in a few names (imported on first use; see ``docs/library.md``):
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from disparate.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -28,11 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'disparate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

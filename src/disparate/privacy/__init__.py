@@ -23,8 +23,7 @@ Attributes are imported on first use, so that torch-free parts (the accountant b
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from disparate.lazy import lazy_exports
 
 _EXPORTS = {
     "DPOptimizer": "disparate.privacy.optimizer",
@@ -56,11 +55,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'disparate.privacy' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
