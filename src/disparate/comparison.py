@@ -35,12 +35,14 @@ from disparate.sweep import (
 __all__ = [
     "COMPARISON_SCHEMA_VERSION",
     "RUNS_SUBDIR",
+    "check_run_dirs",
     "comparison_points",
     "explain",
     "run_comparison",
     "seed_list",
     "seeded",
     "summary",
+    "sweep_all",
 ]
 
 COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
@@ -91,6 +93,32 @@ def comparison_points(config: ExperimentConfig, seeds: Sequence[int], runs_dir: 
     return points
 
 
+def check_run_dirs(points: Sequence[SweepPoint], *, resume: bool, overwrite: bool) -> None:
+    """Before a sweep: ``overwrite`` resets every started run; otherwise, without ``resume``,
+    a started run is an error naming it."""
+    if overwrite:
+        for p in points:
+            if point_status(p) != PENDING:
+                rundir.reset(p.run_dir, p.config)
+    elif not resume:
+        for p in points:
+            if point_status(p) != PENDING:
+                raise ValueError(rundir.ERR_EXISTING_RUN.format(path=p.run_dir))
+
+
+def sweep_all(points: Sequence[SweepPoint], **sweep_kwargs: Any) -> None:
+    """:func:`~disparate.sweep.run_sweep` that raises unless every run finished: a
+    :class:`~disparate.fileio.RunDirBusyError` when all the others were busy, else ValueError."""
+    sweep = run_sweep(points, **sweep_kwargs)
+    unfinished = [o for o in sweep.outcomes if o.outcome in (FAILED, BUSY)]
+    if unfinished:
+        text = ERR_FAILED.format(count=len(unfinished), total=len(points), failures="; ".join(
+            f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
+            + f", see {o.point.run_dir}" for o in unfinished))
+        busy = all(o.outcome == BUSY for o in unfinished)
+        raise (fileio.RunDirBusyError if busy else ValueError)(text)
+
+
 def run_comparison(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -128,24 +156,10 @@ def run_comparison(
     points = comparison_points(config, seeds, runs)
     if not overwrite:
         points = _with_v1_runs(out, points, log)
-    if overwrite:
-        for p in points:
-            if point_status(p) != PENDING:
-                rundir.reset(p.run_dir, p.config)
-    elif not resume:
-        for p in points:
-            if point_status(p) != PENDING:
-                raise ValueError(rundir.ERR_EXISTING_RUN.format(path=p.run_dir))
+    check_run_dirs(points, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    sweep = run_sweep(points, backend=backend, jobs=jobs, threads=threads, address=address,
-                      device=device, log=log, echo=echo)
-    unfinished = [o for o in sweep.outcomes if o.outcome in (FAILED, BUSY)]
-    if unfinished:
-        text = ERR_FAILED.format(count=len(unfinished), total=len(points), failures="; ".join(
-            f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
-            + f", see {o.point.run_dir}" for o in unfinished))
-        busy = all(o.outcome == BUSY for o in unfinished)
-        raise (fileio.RunDirBusyError if busy else ValueError)(text)
+    sweep_all(points, backend=backend, jobs=jobs, threads=threads, address=address,
+              device=device, log=log, echo=echo)
     by_seed = [points[i:i + len(MODES)] for i in range(0, len(points), len(MODES))]
     run_dirs = [{"seed": str(seed), **{key: fileio.relative_path(p.run_dir, out)
                                        for (key, _), p in zip(MODES, pair, strict=True)}}

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from disparate import fileio, rundir
+from disparate import fileio
 from disparate import results as res
-from disparate.comparison import ERR_FAILED, seeded
+from disparate.comparison import check_run_dirs, seeded, sweep_all
 from disparate.config import ExperimentConfig, config_hashes
 from disparate.privacy.policies import POLICIES, MitigationConfig, policy_class
 from disparate.records import RunResult
@@ -53,7 +53,7 @@ from disparate.reporting.document import (
     render_html,
     render_markdown,
 )
-from disparate.sweep import BUSY, FAILED, PENDING, SweepPoint, make_point, point_status, run_sweep
+from disparate.sweep import SweepPoint, make_point
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -352,28 +352,6 @@ def summarize_methods(results: Mapping[str, Sequence[Mapping[str, Any]]], *,
     return comparisons, {m: method_summary(c) for m, c in comparisons.items()}
 
 
-def _check_run_dirs(points: Sequence[SweepPoint], *, resume: bool, overwrite: bool) -> None:
-    if overwrite:
-        for p in points:
-            if point_status(p) != PENDING:
-                rundir.reset(p.run_dir, p.config)
-    elif not resume:
-        for p in points:
-            if point_status(p) != PENDING:
-                raise ValueError(rundir.ERR_EXISTING_RUN.format(path=p.run_dir))
-
-
-def _sweep(points: Sequence[SweepPoint], **sweep_kwargs: Any) -> None:
-    sweep = run_sweep(points, **sweep_kwargs)
-    unfinished = [o for o in sweep.outcomes if o.outcome in (FAILED, BUSY)]
-    if unfinished:
-        text = ERR_FAILED.format(count=len(unfinished), total=len(points), failures="; ".join(
-            f"{o.point.describe()}: {o.outcome}" + (f" ({o.error})" if o.error else "")
-            + f", see {o.point.run_dir}" for o in unfinished))
-        busy = all(o.outcome == BUSY for o in unfinished)
-        raise (fileio.RunDirBusyError if busy else ValueError)(text)
-
-
 def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Sequence[str],
                    target_epsilon: float, seeds: Sequence[int], tune_trials: int = 0,
                    tune_objective: str = DEFAULT_TUNE_OBJECTIVE,
@@ -397,17 +375,17 @@ def run_mitigation(config: ExperimentConfig, out_dir: str | Path, *, methods: Se
     first = seeded(config, seeds[0])
     first_splits, plans = prepare(first, methods, target_epsilon)
     # the methods' points are known only after tuning: the reference's are checked first
-    _check_run_dirs(mitigation_points(config, () if tune_trials else methods, target_epsilon,
+    check_run_dirs(mitigation_points(config, () if tune_trials else methods, target_epsilon,
                                       seeds, runs), resume=resume, overwrite=overwrite)
     chosen = (tune(first, methods, target_epsilon, tune_trials, first_splits, out,
                    objective=tune_objective, resume=resume, overwrite=overwrite, device=device,
                    progress=progress, log=log) if tune_trials else {})
     points = mitigation_points(config, methods, target_epsilon, seeds, runs, chosen)
     if tune_trials:
-        _check_run_dirs([p for p in points if p.labels["variant"] != REFERENCE],
+        check_run_dirs([p for p in points if p.labels["variant"] != REFERENCE],
                         resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    _sweep(points, backend=backend, jobs=jobs, threads=threads, device=device, log=log,
+    sweep_all(points, backend=backend, jobs=jobs, threads=threads, device=device, log=log,
            echo=echo)
     results: dict[str, list[dict[str, Any]]] = {REFERENCE: [], **{m: [] for m in methods}}
     dirs: dict[str, dict[int, str]] = {REFERENCE: {}, **{m: {} for m in methods}}
