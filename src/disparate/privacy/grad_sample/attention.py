@@ -12,12 +12,13 @@ products of its input and its output gradient, as a Linear does.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from disparate.privacy.grad_sample.contributions import Contribution, Materialized
+from disparate.privacy.grad_sample.contributions import Contribution, Materialized, RowBlocks
 from disparate.privacy.grad_sample.layers import _trainable, outer_product_sum, register_rule
 
 MHA_DROPOUT_ERROR = (
@@ -30,6 +31,13 @@ MHA_UNBATCHED_ERROR = (
 )
 
 _SIGNATURE = inspect.signature(nn.MultiheadAttention.forward)
+
+
+def _each_once(f: Callable[[Tensor], Tensor], tensors: tuple[Tensor, ...]) -> list[Tensor]:
+    """``[f(t) for t in tensors]``, with one result for a tensor given more than once (the
+    query, key and value of self-attention), so that later steps can share their work."""
+    done = {id(t): f(t) for t in tensors}
+    return [done[id(t)] for t in tensors]
 
 
 def _leaf(t: Tensor) -> Tensor:
@@ -49,7 +57,7 @@ def multihead_attention_rule(
     if module.dropout and module.training:
         raise ValueError(MHA_DROPOUT_ERROR.format(p=module.dropout))
     if module.batch_first:  # torch's attention is sequence-first: (T, B, E)
-        query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        query, key, value = _each_once(lambda t: t.transpose(0, 1), (query, key, value))
     length, b, e = query.shape
     key_padding_mask = F._canonical_mask(
         mask=a["key_padding_mask"], mask_name="key_padding_mask",
@@ -106,15 +114,13 @@ def multihead_attention_rule(
     def batch_major(t: Tensor) -> Tensor:
         return t.transpose(0, 1)  # (T, B, *) -> (B, T, *)
 
-    xs = [batch_major(t) for t in (query, key, value)]
+    xs = _each_once(batch_major, (query, key, value))  # (B, T, E)
     ds = [batch_major(t) for t in (d_q, d_k, d_v)]
     out: dict[str, Contribution] = {}
     if module._qkv_same_embed_dim:
-        if _trainable(module, "in_proj_weight"):
-            # one factorisation of the packed (3E, E) weight: each token's output gradient
-            # sits in its projection's block of rows
-            u = torch.cat([F.pad(d, (i * e, (2 - i) * e)) for i, d in enumerate(ds)], 1)
-            out["in_proj_weight"] = outer_product_sum(u, torch.cat(xs, 1))
+        if _trainable(module, "in_proj_weight"):  # the packed (3E, E) weight: q, k, v rows
+            out["in_proj_weight"] = RowBlocks([outer_product_sum(d, x)
+                                               for d, x in zip(ds, xs, strict=True)])
     else:
         for name, d, x in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), ds, xs,
                               strict=True):

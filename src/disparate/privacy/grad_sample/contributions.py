@@ -9,6 +9,9 @@ sum of them, and its per-example norm is the norm of that sum. Two forms:
   without forming G_i.
 - ``Materialized``: G_i given as a (B, *shape) tensor (norm layers, vmap, and
   Linear/Conv where forming G_i is cheaper than the ghost norm).
+
+A parameter whose blocks of rows are used apart (the packed q, k, v projection of attention)
+gets one ``RowBlocks`` of a contribution per block.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ class Factored:
     @property
     def n(self) -> int:
         return self.v.shape[-1]
+
+    @property
+    def batch(self) -> int:
+        return self.u.shape[0]
 
     def materialize(self) -> Tensor:
         """Per-example gradients, (B, *shape)."""
@@ -81,6 +88,10 @@ class Materialized:
     batch_dim: int = 0
     perm: tuple[int, ...] | None = None
 
+    @property
+    def batch(self) -> int:
+        return self.grads.shape[self.batch_dim]
+
     def materialize(self) -> Tensor:
         """(B, *shape), possibly a non-contiguous view."""
         out = self.grads.movedim(self.batch_dim, 0)
@@ -100,7 +111,38 @@ class Materialized:
         return out if self.perm is None else out.permute(*self.perm).contiguous()
 
 
-Contribution = Factored | Materialized
+@dataclass
+class RowBlocks:
+    """G_i cut into blocks of rows, each the contribution of its own use of those rows.
+
+    The blocks are disjoint, so the squared norms of the blocks add up and the sums stack.
+    """
+
+    blocks: list[Factored | Materialized]
+
+    @property
+    def batch(self) -> int:
+        return self.blocks[0].batch
+
+    def materialize(self) -> Tensor:
+        """Per-example gradients, (B, *shape)."""
+        return torch.cat([b.materialize() for b in self.blocks], 1)
+
+    def sq_norms(self) -> Tensor:
+        factored = [b for b in self.blocks if isinstance(b, Factored) and not b.indexed]
+        if len(factored) == len(self.blocks) and all(b.v is factored[0].v for b in factored):
+            # one input for every block (self-attention): one Gram matrix of it for all
+            vv = torch.bmm(factored[0].v, factored[0].v.transpose(1, 2))
+            uu = sum(torch.bmm(b.u, b.u.transpose(1, 2)) for b in factored)
+            return (uu * vv).sum((1, 2))
+        return sum(b.sq_norms() if isinstance(b, Materialized) else factored_inner(b, b)
+                   for b in self.blocks)
+
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
+        return torch.cat([b.weighted_sum(weights, keep) for b in self.blocks])
+
+
+Contribution = Factored | Materialized | RowBlocks
 
 
 def _zero_dropped(t: Tensor, keep: Tensor, batch_dim: int) -> Tensor:
@@ -151,7 +193,7 @@ class ParamGrads:
 
     def __init__(self, contributions: list[Contribution]):
         self._factored: list[Factored] = []
-        self._dense: Materialized | None = None
+        self._dense: Materialized | RowBlocks | None = None
         if all(isinstance(c, Factored) for c in contributions):
             self._factored = contributions
         elif len(contributions) == 1:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, Node, get_gradient_edge
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from disparate.privacy.grad_sample.contributions import Contribution, Materialized, ParamGrads
+from disparate.privacy.grad_sample.contributions import Contribution, ParamGrads
 from disparate.privacy.grad_sample.fallback import vmap_contributions
 from disparate.privacy.grad_sample.layers import rule_for
 from disparate.privacy.validate import check_model
@@ -215,12 +215,6 @@ def _directly_used(outputs: list[Node], inputs: list[Node], nested: list[_Span])
             found.add(id(variable))
         stack.extend(next_fn for next_fn, _ in fn.next_functions)
     return found
-
-
-def _batch_size(c: Contribution) -> int:
-    if isinstance(c, Materialized):
-        return c.grads.shape[c.batch_dim]
-    return c.u.shape[0]
 
 
 class PerExampleGrads:
@@ -478,10 +472,10 @@ class GradSampleEngine:
                 ]
                 for attr, contribution in self._contributions(call, grad_outputs, batch).items():
                     param = call.module.get_parameter(attr)
-                    if _batch_size(contribution) != batch:
+                    if contribution.batch != batch:
                         raise ValueError(NOT_PER_EXAMPLE_ERROR.format(
                             param=self._names[id(param)], module=call.module_name,
-                            kind=type(call.module).__name__, got=_batch_size(contribution),
+                            kind=type(call.module).__name__, got=contribution.batch,
                             batch=batch, batch_first=getattr(call.module, "batch_first", None),
                         ))
                     contributions.setdefault(self._names[id(param)], []).append(contribution)
