@@ -6,7 +6,9 @@ of its own whose whole state comes from a key drawn from the caller's generator,
 ``torch.get_num_threads()`` threads, and added to its block of the result. A block depends
 only on the key and its index, so a seed gives the same noise bit for bit whatever the thread
 count. Smaller tensors, and other devices (already parallel there), draw with ``torch.randn``
-on the caller's generator.
+on the caller's generator. :func:`gaussian_noise_` writes the same numbers into a tensor
+instead of adding them (a gradient buffer that the sum is then added into: one pass and no
+buffer less than adding the noise to the sum).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import Tensor
 
 from disparate.randomness import MT_WORDS, mt_generator, secret_generator
 
-__all__ = ["NOISE_BLOCK", "add_gaussian_noise", "make_generator"]
+__all__ = ["NOISE_BLOCK", "add_gaussian_noise", "gaussian_noise_", "make_generator"]
 
 #: Coordinates per independently seeded block of a CPU draw.
 NOISE_BLOCK = 1 << 17
@@ -49,9 +51,10 @@ def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="disparate-noise")
 
 
-def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
-    """``tensor += N(0, std^2)``, block by block in parallel (one block of noise per thread
-    at a time: no tensor-sized buffer)."""
+def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator, *, add: bool = True
+               ) -> Tensor:
+    """``tensor += N(0, std^2)`` (``add``; else ``tensor = N(0, std^2)``), block by block in
+    parallel (one block of noise per thread at a time: no tensor-sized buffer)."""
     key = torch.randint(1 << 62, (_KEY_WORDS,), generator=generator).tolist()
     flat = tensor.view(-1)
     n = flat.numel()
@@ -60,7 +63,10 @@ def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor
 
     def fill(k: int) -> None:
         part = flat[k * NOISE_BLOCK:(k + 1) * NOISE_BLOCK]
-        part.add_(torch.empty_like(part).normal_(0.0, std, generator=mt_generator(states[k])))
+        noise = torch.empty_like(part) if add else part
+        noise.normal_(0.0, std, generator=mt_generator(states[k]))
+        if add:
+            part.add_(noise)
 
     threads = min(blocks, torch.get_num_threads())
     if threads == 1:
@@ -90,3 +96,16 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *
     if inplace:
         return tensor.add_(noise, alpha=std)
     return torch.add(tensor, noise, alpha=std)
+
+
+def gaussian_noise_(tensor: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    """Overwrite ``tensor`` (contiguous) with N(0, std^2) per coordinate, ``std > 0``: the
+    noise :func:`add_gaussian_noise` adds, the same draws of ``generator`` (the same numbers,
+    bit for bit, from 16 coordinates on; below, up to the rounding of the scaling by std)."""
+    if not std > 0:
+        raise ValueError(f"std={std!r}: expected > 0")
+    if not tensor.is_contiguous():
+        raise ValueError(f"tensor of strides {tensor.stride()}: expected a contiguous tensor")
+    if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
+        return _noisy_cpu(tensor, std, generator, add=False)
+    return tensor.normal_(0.0, std, generator=generator)

@@ -43,7 +43,7 @@ from disparate.privacy.grad_sample.engine import (
     PerExampleGrads,
     batch_size_of,
 )
-from disparate.privacy.noise import add_gaussian_noise, make_generator
+from disparate.privacy.noise import gaussian_noise_, make_generator
 from disparate.privacy.policies.base import ClippingPolicy
 from disparate.privacy.policies.flat import FlatClipping
 
@@ -227,6 +227,8 @@ class DPOptimizer(torch.optim.Optimizer):
 
     def _privatise_and_step(self, per_example: PerExampleGrads | None,
                             groups: Tensor | None = None) -> StepResult:
+        # the division by the expected global batch size, folded into the weights and noise
+        scale = 1.0 / self.expected_batch_size
         if per_example is None:  # an empty batch: the policy's statistics are still released
             empty = next(iter(self._params.values())).new_zeros(0)
             _, std = self._weights(empty, None if groups is None else groups[:0].long())
@@ -234,19 +236,20 @@ class DPOptimizer(torch.optim.Optimizer):
             result = StepResult(empty, empty, empty, empty)
         else:
             weights, std = self._weights(per_example.norms, groups)
-            summed = per_example.weighted_sums(weights)  # frees each layer's terms once summed
+            # frees each layer's terms once summed
+            summed = per_example.weighted_sums(weights * scale)
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
-        noise_std = distributed.noise_std_here(std)  # once, on rank 0
+        noise_std = distributed.noise_std_here(std) * scale  # once, on rank 0
         for name, param in self._params.items():
             param.grad = None  # its memory is free for the new sum
-            grad = None if summed is None else summed(name)
-            grad = torch.zeros_like(param) if grad is None else grad
-            # the sum is this step's own tensor: noised in place
-            param.grad = add_gaussian_noise(grad, noise_std, self.noise_generator, inplace=True)
+            # the noise drawn into the gradient's buffer, the sum added into it
+            grad = None if noise_std == 0 else gaussian_noise_(
+                torch.empty_like(param, memory_format=torch.contiguous_format), noise_std,
+                self.noise_generator)
+            grad = grad if summed is None else summed(name, grad)
+            param.grad = torch.zeros_like(param) if grad is None else grad
         distributed.all_reduce_sum([p.grad for p in self._params.values()])
-        for param in self._params.values():
-            param.grad.div_(self.expected_batch_size)  # the expected global batch size
         self.optimizer.step()
         return result
 

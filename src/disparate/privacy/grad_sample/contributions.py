@@ -60,19 +60,28 @@ class Factored:
             out = torch.bmm(self.u.transpose(1, 2), self.v)
         return out.reshape(b, *self.shape)
 
-    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
-        """sum_i w_i G_i over the examples ``keep`` (all if None), shape ``shape``."""
-        n = self.n
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
+                     out: Tensor | None = None) -> Tensor:
+        """sum_i w_i G_i over the examples ``keep`` (all if None), shape ``shape``;
+        ``out`` (contiguous, of that shape): added into it."""
+        m, n = self.m, self.n
         u, v = self.u, self.v
         if keep is not None:
             v = _zero_dropped(v, keep, 0)
             u = u if self.indexed else _zero_dropped(u, keep, 0)
-        wv = (v * weights.view(-1, 1, 1)).reshape(-1, n)
+        w = weights.view(-1, 1, 1)
         if self.indexed:
-            out = wv.new_zeros(self.m, n).index_add_(0, u.reshape(-1), wv)
+            target = v.new_zeros(m, n) if out is None else out.view(m, n)
+            return target.index_add_(0, u.reshape(-1), (v * w).reshape(-1, n)).view(self.shape)
+        if m < n:  # the weights scale the smaller factor
+            u = u * w
         else:
-            out = u.reshape(-1, self.m).t() @ wv
-        return out.reshape(self.shape)
+            v = v * w
+        ut, v = u.reshape(-1, m).t(), v.reshape(-1, n)  # (m, B*T), (B*T, n)
+        if out is None:
+            return (ut @ v).reshape(self.shape)
+        out.view(m, n).addmm_(ut, v)
+        return out
 
 
 @dataclass
@@ -101,7 +110,16 @@ class Materialized:
         dims = [d for d in range(self.grads.dim()) if d != self.batch_dim]
         return torch.linalg.vector_norm(self.grads, dim=dims).square()
 
-    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
+    @property
+    def shape(self) -> torch.Size:
+        """The parameter's shape."""
+        rest = [s for d, s in enumerate(self.grads.shape) if d != self.batch_dim]
+        return torch.Size(rest if self.perm is None else [rest[p] for p in self.perm])
+
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
+                     out: Tensor | None = None) -> Tensor:
+        if out is not None:
+            return out.add_(self.weighted_sum(weights, keep))
         lead = self.grads.shape[: self.batch_dim]
         rest = self.grads.shape[self.batch_dim + 1 :]
         flat = self.grads.reshape(*lead, weights.shape[0], -1)
@@ -138,8 +156,14 @@ class RowBlocks:
         return sum(b.sq_norms() if isinstance(b, Materialized) else factored_inner(b, b)
                    for b in self.blocks)
 
-    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
-        return torch.cat([b.weighted_sum(weights, keep) for b in self.blocks])
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
+                     out: Tensor | None = None) -> Tensor:
+        if out is None:
+            return torch.cat([b.weighted_sum(weights, keep) for b in self.blocks])
+        for b, rows in zip(self.blocks, out.split([b.shape[0] for b in self.blocks]),
+                           strict=True):
+            b.weighted_sum(weights, keep, rows)
+        return out
 
 
 Contribution = Factored | Materialized | RowBlocks
@@ -212,12 +236,15 @@ class ParamGrads:
                 total = total + 2 * factored_inner(fs[i], fs[j])
         return total
 
-    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None) -> Tensor:
-        """sum_i weights_i G_i over the examples ``keep`` (all if None), the parameter's shape."""
+    def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
+                     out: Tensor | None = None) -> Tensor:
+        """sum_i weights_i G_i over the examples ``keep`` (all if None), the parameter's shape;
+        ``out`` (contiguous, of that shape): added into it, so the sum needs no buffer of
+        its own."""
         if self._dense is not None:
-            return self._dense.weighted_sum(weights, keep)
+            return self._dense.weighted_sum(weights, keep, out)
         first, *rest = self._factored
-        total = first.weighted_sum(weights, keep)  # a new tensor: the others added in place
+        total = first.weighted_sum(weights, keep, out)  # the others added in place
         for f in rest:
-            total.add_(f.weighted_sum(weights, keep))
+            f.weighted_sum(weights, keep, total)
         return total

@@ -251,19 +251,21 @@ class PerExampleGrads:
         return {name: take(name) for name in list(self._params)}
 
     def weighted_sums(self, weights: Tensor, *, release: bool = True
-                      ) -> Callable[[str], Tensor | None]:
-        """A function: parameter name -> that parameter's sum_i weights_i g_i as in
-        :meth:`weighted_sum` (``None``: unused, gradient 0), in any order. ``release``: each
-        parameter's per-example terms are dropped once its sum is formed, so the memory of
-        the batch is freed layer by layer (then each name can be asked once)."""
+                      ) -> Callable[[str, Tensor | None], Tensor | None]:
+        """A function: (parameter name, ``out``) -> that parameter's sum_i weights_i g_i as in
+        :meth:`weighted_sum` (``None``: unused, gradient 0), in any order; given ``out``, a
+        contiguous tensor of the parameter's shape, the sum is added into it (and ``out`` is
+        returned, unused or not). ``release``: each parameter's per-example terms are
+        dropped once its sum is formed, so the memory of the batch is freed layer by layer
+        (then each name can be asked once)."""
         weights = weights.to(self.norms.dtype)
         keep = weights != 0
         keep = None if bool(keep.all()) else keep
 
         @torch.no_grad()
-        def take(name: str) -> Tensor | None:
+        def take(name: str, out: Tensor | None = None) -> Tensor | None:
             pg = self._params.pop(name, None) if release else self._params.get(name)
-            return None if pg is None else pg.weighted_sum(weights, keep)
+            return out if pg is None else pg.weighted_sum(weights, keep, out)
 
         return take
 
