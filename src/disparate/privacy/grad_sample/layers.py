@@ -106,7 +106,8 @@ def linear_rule(module: nn.Linear, inputs: tuple, grad_out: Tensor) -> dict[str,
             x.reshape(b, -1, module.in_features),  # (B, T, in)
         )
     if _trainable(module, "bias"):
-        out["bias"] = Materialized(grad_out.reshape(b, -1, module.out_features).sum(1))
+        g = grad_out.reshape(b, -1, module.out_features)  # (B, T, out)
+        out["bias"] = Materialized(g[:, 0] if g.shape[1] == 1 else g.sum(1))
     return out
 
 
