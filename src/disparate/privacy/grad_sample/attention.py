@@ -12,6 +12,7 @@ products of its input and its output gradient, as a Linear does.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 
 import torch
@@ -42,6 +43,36 @@ def _each_once(f: Callable[[Tensor], Tensor], tensors: tuple[Tensor, ...]) -> li
 
 def _leaf(t: Tensor) -> Tensor:
     return t.detach().requires_grad_()
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, heads: int, attn_mask: Tensor | None,
+            key_padding_mask: Tensor | None, need_weights: bool, average_weights: bool
+            ) -> tuple[Tensor, Tensor | None]:
+    """The attention of ``F.multi_head_attention_forward`` on projected q (T, B, E), k and v
+    (S, B, E) and float masks, before the out projection: (T, B, E), and the weights if
+    asked. torch's own steps, without its in and out projections."""
+    length, b, e = q.shape
+    source = k.shape[0]
+    q, k, v = (t.reshape(t.shape[0], b * heads, e // heads).transpose(0, 1)
+               for t in (q, k, v))  # (B*H, T or S, E/H)
+    if attn_mask is not None and attn_mask.dim() == 2:
+        attn_mask = attn_mask.unsqueeze(0)  # (1 or B*H, T, S)
+    if key_padding_mask is not None:
+        padding = key_padding_mask.view(b, 1, 1, source).expand(-1, heads, -1, -1)
+        padding = padding.reshape(b * heads, 1, source)
+        attn_mask = padding if attn_mask is None else attn_mask + padding
+    if need_weights:
+        scores = torch.bmm(q * math.sqrt(1.0 / q.shape[-1]), k.transpose(1, 2))
+        weights = (scores if attn_mask is None else scores + attn_mask).softmax(-1)
+        attended = torch.bmm(weights, v).transpose(0, 1).reshape(length, b, e)
+        weights = weights.view(b, heads, length, source)
+        return attended, weights.mean(1) if average_weights else weights
+    if attn_mask is not None:
+        attn_mask = (attn_mask.unsqueeze(0) if attn_mask.shape[0] == 1
+                     else attn_mask.view(b, heads, -1, source))
+    q, k, v = (t.view(b, heads, -1, t.shape[-1]) for t in (q, k, v))
+    attended = F.scaled_dot_product_attention(q, k, v, attn_mask)  # (B, H, T, E/H)
+    return attended.permute(2, 0, 1, 3).reshape(length, b, e), None
 
 
 @register_rule(nn.MultiheadAttention, with_kwargs=True)
@@ -90,15 +121,20 @@ def multihead_attention_rule(
                 attn_mask = F.pad(attn_mask, (0, 1))
             if key_padding_mask is not None:
                 key_padding_mask = F.pad(key_padding_mask, (0, 1))
-        eye = torch.eye(e, dtype=q.dtype, device=q.device)
-        attended, weights = F.multi_head_attention_forward(
-            q, k_full, v_full, e, module.num_heads, None, None, None, None,
-            module.add_zero_attn, 0.0, eye, None, training=module.training,
-            key_padding_mask=key_padding_mask, need_weights=a["need_weights"],
-            attn_mask=attn_mask, use_separate_proj_weight=True,
-            q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye,
-            average_attn_weights=a["average_attn_weights"], is_causal=a["is_causal"],
-        )  # attended: (T, B, E), before out_proj
+        if not (module.add_zero_attn or a["is_causal"]):
+            attended, weights = _attend(q, k_full, v_full, module.num_heads, attn_mask,
+                                        key_padding_mask, a["need_weights"],
+                                        a["average_attn_weights"])
+        else:  # torch's own, with identity projections
+            eye = torch.eye(e, dtype=q.dtype, device=q.device)
+            attended, weights = F.multi_head_attention_forward(
+                q, k_full, v_full, e, module.num_heads, None, None, None, None,
+                module.add_zero_attn, 0.0, eye, None, training=module.training,
+                key_padding_mask=key_padding_mask, need_weights=a["need_weights"],
+                attn_mask=attn_mask, use_separate_proj_weight=True,
+                q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye,
+                average_attn_weights=a["average_attn_weights"], is_causal=a["is_causal"],
+            )  # attended: (T, B, E), before out_proj
         d_out = grads[0].transpose(0, 1) if module.batch_first else grads[0]  # (T, B, E)
         d_attended = d_out @ module.out_proj.weight
         outs, out_grads = [attended], [d_attended]
