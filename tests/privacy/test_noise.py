@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from disparate.privacy.noise import NOISE_BLOCK, add_gaussian_noise, make_generator
+from disparate.privacy.noise import NOISE_BLOCK, add_gaussian_noise, gaussian_noise_, make_generator
 
 
 def test_noise_has_the_stated_std_and_zero_mean():
@@ -102,3 +102,22 @@ def test_inplace_noise_is_the_same_numbers_added_into_the_tensor(n: int, contigu
     assert got.data_ptr() == x.data_ptr()
     torch.testing.assert_close(x, expected, rtol=0, atol=0)
     assert not torch.equal(x, kept)
+
+
+@pytest.mark.parametrize("n", [16, 1000, NOISE_BLOCK, 3 * NOISE_BLOCK + 5])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_noise_written_into_a_buffer_is_the_noise_that_would_be_added(n: int, dtype):
+    added_by = make_generator(8)
+    added = add_gaussian_noise(torch.zeros(n, dtype=dtype), 0.7, added_by)
+    written_by = make_generator(8)
+    buffer = torch.full((n,), 5.0, dtype=dtype)  # overwritten, not added to
+    assert gaussian_noise_(buffer, 0.7, written_by) is buffer
+    torch.testing.assert_close(buffer, added, rtol=0, atol=0)
+    assert torch.equal(written_by.get_state(), added_by.get_state())  # the same draws
+
+
+def test_noise_written_into_a_buffer_refuses_zero_std_and_strided_buffers():
+    with pytest.raises(ValueError, match=r"std=0\.0: expected > 0"):
+        gaussian_noise_(torch.zeros(3), 0.0, make_generator(0))
+    with pytest.raises(ValueError, match="expected a contiguous tensor"):
+        gaussian_noise_(torch.zeros(4, 4).t(), 1.0, make_generator(0))
