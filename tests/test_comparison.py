@@ -220,6 +220,12 @@ def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
     assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
     assert lines[-2:] == [f"comparison: {tmp_path / 'comparison.json'}", "wall time: 1.3 s"]
     assert "\n".join(lines[2:-3]) == res.format_comparison_table(c)
+    # class 8 non-DP 0.9, 0.8, 0.9: 86.7 +- 4.303 * 0.0577 / sqrt(3) = 14.3 points reaches
+    # 101.0%, printed up to 100.0; the header says what the interval is
+    assert "non-DP acc % [95% CI]" in lines[2]
+    assert "mean over 3 seeds (0, 1, 2); [lo, hi]: 95% Student-t interval" in "\n".join(lines)
+    row8 = next(line for line in lines if line.startswith("8*"))
+    assert row8.split()[3:6] == ["86.7", "[72.3,", "100.0]"]
     assert f"report: {tmp_path}\n" in summary(c, tmp_path, {}, 0.0)
     (tmp_path / "report.md").write_text("x", encoding="utf-8")
     assert f"report: {tmp_path / 'report.md'}\n" in summary(c, tmp_path, {}, 0.0)

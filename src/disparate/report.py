@@ -391,8 +391,8 @@ def _gap(values: Iterable[tuple[str, float | None]], stored: Any = None) -> str:
             text = _gap_text(str(best), best_acc, str(worst), worst_acc, difference)
             mean, ci = fmt.stat(stored.get("per_seed"))
             if mean is not None and ci is not None:
-                text += (f"; gap per seed {100 * mean:.1f} pp "
-                         f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+                lo, hi = fmt.clamp_interval(ci)  # best minus worst accuracy: within [0, 1]
+                text += f"; gap per seed {100 * mean:.1f} pp [{100 * lo:.1f}, {100 * hi:.1f}]"
             return text
     known = [(name, v) for name, v in values if v is not None]
     if len(known) < 2:
