@@ -9,7 +9,8 @@ locks each run, runs on the local pool or the Ray backend, and reuses -- or lend
 study -- every finished run of the same config. ``OUT/comparison.json`` (schema version 2,
 ``docs/results-format.md``) names the run directories relative to ``OUT``; version 1 kept
 them in ``OUT/seed-<s>/{non-private,dp}/`` (:data:`V1_RUN_DIR`): the report still reads them,
-and a comparison run again in such a directory reuses its finished runs where they lie.
+and a comparison run again in such a directory reuses its finished runs and resumes its
+interrupted ones where they lie.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from disparate import fileio, records, rundir
 from disparate import results as res
-from disparate.config import ExperimentConfig
+from disparate.config import ExperimentConfig, config_hashes
 from disparate.sweep import (
     BUSY,
     FAILED,
@@ -180,19 +181,37 @@ def run_comparison(
 
 def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
                   ) -> list[SweepPoint]:
-    """``points``, where the store has nothing yet and ``out`` holds the finished run of a
-    point's config in the version-1 layout (:data:`V1_RUN_DIR`), with that run directory:
-    reused where it lies (``comparison.json`` then names it), not trained again."""
-    reused = []
+    """``points``, where the store has nothing yet and ``out`` holds the finished or the
+    interrupted run of a point's config in the version-1 layout (:data:`V1_RUN_DIR`), with
+    that run directory: reused or resumed where it lies (``comparison.json`` then names it),
+    not trained again from scratch (an interrupted one, like any started run, needs
+    ``resume``)."""
+    moved: list[SweepPoint] = []
+    counts = {rundir.FINISHED: 0, rundir.PARTIAL: 0}
     for p in points:
         old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
-        if point_status(p) == PENDING and rundir.run_status(old, p.config) == rundir.FINISHED:
+        status = rundir.run_status(old, p.config) if point_status(p) == PENDING else None
+        if status == rundir.FINISHED or (status == rundir.PARTIAL
+                                         and _checkpoint_of(old, p.config)):
             p = dataclasses.replace(p, run_dir=old)
-        reused.append(p)
-    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True))
-    if count and log is not None:
-        log(f"{count} finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused")
-    return reused
+            counts[status] += 1
+        moved.append(p)
+    if log is not None:
+        where = f"of the version-1 layout ({out}/seed-<s>/...)"
+        if counts[rundir.FINISHED]:
+            log(f"{counts[rundir.FINISHED]} finished run(s) {where} reused")
+        if counts[rundir.PARTIAL]:
+            log(f"{counts[rundir.PARTIAL]} interrupted run(s) {where} resumed where they lie")
+    return moved
+
+
+def _checkpoint_of(run_dir: Path, config: ExperimentConfig) -> bool:
+    """Whether ``run_dir``'s checkpoint is one of ``config`` (a corrupt one is not)."""
+    try:
+        state = fileio.load_torch(run_dir / res.CHECKPOINT_FILE)
+    except fileio.CorruptFileError:
+        return False
+    return isinstance(state, dict) and state.get("config_hash") in config_hashes(config)
 
 
 def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
