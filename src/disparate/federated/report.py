@@ -16,6 +16,7 @@ from typing import Any
 from disparate import fileio
 from disparate import results as res
 from disparate.federated import plots as fp
+from disparate.records import RoundMetrics
 from disparate.reporting import format as fmt
 from disparate.reporting.document import (
     Block,
@@ -75,7 +76,8 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
     for v in variants:
         run_dirs = v.get("runs") or []
         if run_dirs:
-            metrics[v["name"]] = res.read_metrics(out / run_dirs[0])
+            metrics[v["name"]] = [RoundMetrics.from_json(m)
+                                  for m in res.read_metrics(out / run_dirs[0])]
             modes[v["name"]] = v.get("mode", "")
     written: dict[str, Path] = {
         "output_diversity": fp.plot_output_diversity(figure3, out / FIGURES[
