@@ -44,7 +44,7 @@ import yaml
 
 from disparate import fileio
 from disparate.federated.settings import FederatedConfig
-from disparate.privacy.accounting import SAMPLINGS, SHUFFLE_ACCOUNTINGS
+from disparate.privacy.choices import SAMPLINGS, SHUFFLE_ACCOUNTINGS
 from disparate.privacy.policies import MitigationConfig
 from disparate.validation import (
     MAX_SEED,
