@@ -43,6 +43,7 @@ __all__ = [
     "seeded",
     "summary",
     "sweep_all",
+    "with_v1_runs",
 ]
 
 COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
@@ -155,7 +156,7 @@ def run_comparison(
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     points = comparison_points(config, seeds, runs)
     if not overwrite:
-        points = _with_v1_runs(out, points, log)
+        points = with_v1_runs(out, points, log)
     check_run_dirs(points, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     sweep_all(points, backend=backend, jobs=jobs, threads=threads, address=address,
@@ -178,20 +179,31 @@ def run_comparison(
     return comparison
 
 
-def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
-                  ) -> list[SweepPoint]:
+def with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None, *,
+                 interrupted: bool = False) -> list[SweepPoint]:
     """``points``, where the store has nothing yet and ``out`` holds the finished run of a
-    point's config in the version-1 layout (:data:`V1_RUN_DIR`), with that run directory:
-    reused where it lies (``comparison.json`` then names it), not trained again."""
+    point's config in the version-1 layout (:data:`V1_RUN_DIR`, by the point's ``seed`` and
+    ``variant`` labels), with that run directory: reused where it lies (``comparison.json``
+    then names it), not trained again. With ``interrupted``, an interrupted run of the config
+    there (its checkpoint, :func:`~disparate.rundir.resumable`) is taken too, to be resumed
+    where it lies."""
     reused = []
+    resumed = 0
     for p in points:
         old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
-        if point_status(p) == PENDING and rundir.run_status(old, p.config) == rundir.FINISHED:
+        status = rundir.run_status(old, p.config) if point_status(p) == PENDING else None
+        if status == rundir.FINISHED:
             p = dataclasses.replace(p, run_dir=old)
+        elif interrupted and status == rundir.PARTIAL and rundir.resumable(old, p.config):
+            p = dataclasses.replace(p, run_dir=old)
+            resumed += 1
         reused.append(p)
-    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True))
+    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True)) - resumed
     if count and log is not None:
         log(f"{count} finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused")
+    if resumed and log is not None:
+        log(f"{resumed} interrupted run(s) of the version-1 layout ({out}/seed-<s>/...) "
+            "resumed where they lie")
     return reused
 
 
