@@ -131,6 +131,8 @@ def test_compare_writes_figure3_and_report(setup, store) -> None:
                              "dp": f"runs/{points[1].key}"}]
     report = (out / "report.md").read_text()
     assert "Figure 3b" in report and "participant level" in report
+    assert cli.main(["report", str(points[1].run_dir)]) == 0  # a run of the store
+    assert (points[1].run_dir / "report.md").is_file()
 
 
 def bucket_accuracy(run_dir: Path, bucket: str) -> float:
