@@ -276,3 +276,10 @@ def test_an_old_layout_run_of_another_config_is_never_reported(
     assert stable(fig["variants"]) == stable(outcome["figure3"]["variants"])
     kept = res.load_results(old / "seed-0" / "non-private")
     assert kept["config_hash"] == config_hash(other_np) != fig["variants"][0]["config_hash"]
+    # in its own store: trained there, the old run neither resumed nor reported
+    non_private = comparison_points(variant_configs(config), [0], old / "runs")[0]
+    own = compare_federated(config, old, only=["non-private"])["figure3"]
+    assert calls == [non_private.run_dir.resolve()]
+    assert fig_run({"figure3": own}, "non-private") == f"runs/{non_private.key}"
+    assert stable(own["variants"][0]) == stable(outcome["figure3"]["variants"][0])
+    assert res.load_results(old / "seed-0" / "non-private") == kept
