@@ -22,7 +22,7 @@ from typing import Any
 
 from disparate import fileio, records, rundir
 from disparate import results as res
-from disparate.config import ExperimentConfig, config_hashes
+from disparate.config import ExperimentConfig
 from disparate.sweep import (
     BUSY,
     FAILED,
@@ -44,6 +44,7 @@ __all__ = [
     "seeded",
     "summary",
     "sweep_all",
+    "with_v1_runs",
 ]
 
 COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
@@ -156,7 +157,7 @@ def run_comparison(
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     points = comparison_points(config, seeds, runs)
     if not overwrite:
-        points = _with_v1_runs(out, points, log)
+        points = with_v1_runs(out, points, log)
     check_run_dirs(points, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     sweep_all(points, backend=backend, jobs=jobs, threads=threads, address=address,
@@ -179,20 +180,20 @@ def run_comparison(
     return comparison
 
 
-def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
-                  ) -> list[SweepPoint]:
+def with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
+                 ) -> list[SweepPoint]:
     """``points``, where the store has nothing yet and ``out`` holds the finished or the
     interrupted run of a point's config in the version-1 layout (:data:`V1_RUN_DIR`), with
-    that run directory: reused or resumed where it lies (``comparison.json`` then names it),
-    not trained again from scratch (an interrupted one, like any started run, needs
-    ``resume``)."""
+    that run directory (by the point's ``seed`` and ``variant`` labels): reused or resumed
+    where it lies (``comparison.json`` then names it), not trained again from scratch (an
+    interrupted one, like any started run, needs ``resume``)."""
     moved: list[SweepPoint] = []
     counts = {rundir.FINISHED: 0, rundir.PARTIAL: 0}
     for p in points:
         old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
         status = rundir.run_status(old, p.config) if point_status(p) == PENDING else None
         if status == rundir.FINISHED or (status == rundir.PARTIAL
-                                         and _checkpoint_of(old, p.config)):
+                                         and rundir.resumable(old, p.config)):
             p = dataclasses.replace(p, run_dir=old)
             counts[status] += 1
         moved.append(p)
@@ -203,15 +204,6 @@ def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
         if counts[rundir.PARTIAL]:
             log(f"{counts[rundir.PARTIAL]} interrupted run(s) {where} resumed where they lie")
     return moved
-
-
-def _checkpoint_of(run_dir: Path, config: ExperimentConfig) -> bool:
-    """Whether ``run_dir``'s checkpoint is one of ``config`` (a corrupt one is not)."""
-    try:
-        state = fileio.load_torch(run_dir / res.CHECKPOINT_FILE)
-    except fileio.CorruptFileError:
-        return False
-    return isinstance(state, dict) and state.get("config_hash") in config_hashes(config)
 
 
 def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:
