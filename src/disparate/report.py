@@ -618,8 +618,11 @@ def write_figures(data: ReportData, directory: str | Path | None = None) -> dict
     comparison = data.kind == "comparison"
     groups = [(records.ComparisonGroup if comparison else records.GroupResult).from_json(
         g, f"groups[{i}]") for i, g in enumerate(data.groups)]
-    panels = {label: [[records.EpochMetrics.from_json(line) for line in run] for run in runs]
-              for label, runs in data.panels.items()}
+    # epoch lines only: a federated run's metrics.jsonl holds rounds (its report draws them)
+    epoch_runs = {label: [[line for line in run if "epoch" in line] for run in runs]
+                  for label, runs in data.panels.items()}
+    panels = {label: [[records.EpochMetrics.from_json(line) for line in run] for run in runs
+                      if run] for label, runs in epoch_runs.items()}
     if groups:
         written["accuracy_by_group"] = plots.plot_accuracy_by_group(
             groups, target("accuracy_by_group"), mode=_text(data.data.get("mode")) or "run",
