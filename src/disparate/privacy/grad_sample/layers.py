@@ -139,6 +139,28 @@ def _windows(x: Tensor, kernel, stride, dilation) -> Tensor:
 
 
 def _conv_weight_per_example(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Materialized:
+    """Per-example weight gradients, (C_in, B, C_out, *kernel), as one grouped convolution
+    (for ``groups=1``; the fastest with one input channel, and it forms no patches).
+
+    With the batch folded into the groups, the input channels as the batch and each
+    example's output gradient as its kernels, a convolution correlates every
+    example's input with its own output gradient (stride and dilation swap roles).
+    """
+    x, g, kernel, stride, dilation = _conv_geometry(module, x, g)
+    b, c = x.shape[:2]
+    o = g.shape[1]
+    out = F.conv2d(
+        x.transpose(0, 1),  # (C, B, H, W)
+        g.reshape(b * o, 1, *g.shape[2:]),
+        stride=dilation,
+        dilation=stride,
+        groups=b,
+    )  # (C, B*O, >=kh, >=kw)
+    out = out[:, :, : kernel[0], : kernel[1]].reshape(c, b, o, *module.weight.shape[2:])
+    return Materialized(out, batch_dim=1, perm=(1, 0, *range(2, module.weight.dim())))
+
+
+def _conv_weight_by_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Materialized:
     """Per-example weight gradients, (B, C_out, *kernel, C_in / groups), by batched matmuls.
 
     Each example's (and group's) gradient is its output gradient (O/G, L) times its input
@@ -184,8 +206,10 @@ def conv_rule(
         o = module.out_channels
         steps = grad_out[0, 0].numel()
         fan_in = module.weight[0].numel()
-        if module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
+        if module.groups == 1 and module.in_channels == 1:
             out["weight"] = _conv_weight_per_example(module, x, grad_out)
+        elif module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
+            out["weight"] = _conv_weight_by_patches(module, x, grad_out)
         else:
             out["weight"] = Factored(
                 u=grad_out.reshape(b, o, -1).transpose(1, 2),  # (B, L, O)
