@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 
@@ -390,3 +391,53 @@ def test_error_texts_name_argument_value_and_range() -> None:
         compute_epsilon(**{**SMALL, "noise_multiplier": 0.0})
     with pytest.raises(ValueError, match=r"noise_multiplier=-1\.0: expected a finite number >= 0"):
         compute_epsilon(**{**SMALL, "noise_multiplier": -1.0})
+
+
+# A setting whose lowest fractional orders do not converge in dp_accounting (q = 0.107, z < 1):
+# those orders are left out (inf) and the library logs one absl warning for each.
+SLOW = dict(dataset_size=1500, batch_size=160, noise_multiplier=0.95, steps=30, delta=1e-5)
+
+
+@pytest.mark.parametrize("method", ["rdp", "rdp_classic"])
+def test_cached_rdp_equals_a_fresh_accountant_bit_for_bit(method: str, monkeypatch) -> None:
+    monkeypatch.setattr(acc, "_STEP_RDP", {})
+    orders = None if method == "rdp" else list(TF_PRIVACY_2019_ORDERS)
+    accountant = rdp_privacy_accountant.RdpAccountant(orders=orders)
+    accountant.compose(_poisson_event(1500, 160, 0.95, 30))
+    if method == "rdp":
+        expected = accountant.get_epsilon(1e-5)
+    else:
+        expected = min(r + math.log(1e5) / (a - 1)
+                       for r, a in zip(accountant.rdp, accountant.orders, strict=True)
+                       if not math.isnan(r))
+    first = compute_epsilon(**SLOW, method=method).epsilon
+    again = compute_epsilon(**SLOW, method=method).epsilon  # from the cache
+    assert first == again == expected  # exactly: the cache changes no bit
+
+
+def test_the_rdp_cache_computes_each_order_of_a_step_once(monkeypatch) -> None:
+    monkeypatch.setattr(acc, "_STEP_RDP", {})
+    calls = []
+    real = rdp_privacy_accountant._compute_log_a
+    monkeypatch.setattr(rdp_privacy_accountant, "_compute_log_a",
+                        lambda q, z, a: calls.append(a) or real(q, z, a))
+    compute_epsilon(**SLOW, method="rdp")
+    assert len(calls) == len(set(calls)) == len(rdp_privacy_accountant.RdpAccountant().orders)
+    # the classic orders below 11 are the default ones: only 12..63 are new; more steps: none
+    compute_epsilon(**SLOW, method="rdp_classic")
+    compute_epsilon(**{**SLOW, "steps": 300}, method="rdp")
+    assert len(calls) == len(set(calls)) == len(
+        set(rdp_privacy_accountant.RdpAccountant().orders) | set(TF_PRIVACY_2019_ORDERS))
+
+
+def test_orders_left_out_by_dp_accounting_log_nothing(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(acc, "_STEP_RDP", {})
+    absl = logging.getLogger("absl")
+    level = absl.level
+    with caplog.at_level(logging.WARNING):
+        report = compute_epsilon(**SLOW, method="rdp")
+    assert math.isfinite(report.epsilon)
+    assert math.isinf(acc._step_rdp(_poisson_event(1500, 160, 0.95, 1).event,
+                                    dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE, 1.1))
+    assert not [r for r in caplog.records if r.name == "absl"]
+    assert absl.level == level  # restored

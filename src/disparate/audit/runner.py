@@ -19,13 +19,11 @@ fingerprint of the seed's audit data, which ``resume`` checks before reusing fin
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,18 +235,6 @@ def _audit_mode(data: AuditData, target: TrainedModel, references: Sequence[Trai
             "claim": claimed_privacy(target.results)}
 
 
-@contextlib.contextmanager
-def _quiet_accountant() -> Iterator[None]:
-    """dp-accounting's absl warnings (orders excluded from the RDP sum) off for a while."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def data_fingerprint(data: AuditData) -> str:
     """SHA-256 of who is a member, a non-member, a canary (with its label and bit), a
     reference-set example: equal fingerprints, equal training sets."""
@@ -314,11 +300,10 @@ def run_audit(config: ExperimentConfig, out_dir: str | Path, *, seeds: Sequence[
                     f"({int(data.included.sum())} of {data.included.size} canaries included)")
             target = train_and_load(run_cfg, train_set, splits.test, base / mode,
                                     device=device, progress=progress, log=log, resume=resume)
-            with _quiet_accountant():  # the reference models' epsilon is not reported
-                refs = [train_and_load(run_cfg, data.pool.subset(s), splits.test,
-                                       base / f"{mode}-ref-{k}", device=device,
-                                       progress=progress, log=None, resume=resume)
-                        for k, s in enumerate(data.reference_sets)]
+            refs = [train_and_load(run_cfg, data.pool.subset(s), splits.test,
+                                   base / f"{mode}-ref-{k}", device=device,
+                                   progress=progress, log=None, resume=resume)
+                    for k, s in enumerate(data.reference_sets)]
             seed_entry[mode] = _audit_mode(data, target, refs, options, cfg.privacy.delta,
                                            highlight)
         per_seed.append(seed_entry)

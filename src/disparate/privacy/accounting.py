@@ -29,9 +29,11 @@ reported with ``approximate=True`` and a note saying why.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,6 +67,7 @@ __all__ = [
     "compute_epsilon",
     "compute_epsilons",
     "calibrate_noise_multiplier",
+    "quiet_accountant",
 ]
 
 METHODS: tuple[str, ...] = ("rdp", "rdp_classic", "pld")
@@ -321,13 +324,19 @@ def total_steps(dataset_size: int, batch_size: int, epochs: int) -> int:
 
 @dataclass(frozen=True)
 class _Event:
-    """The DP event to account for and how it relates to the training sampler."""
+    """The DP event to account for (``steps`` compositions of ``step``) and how it relates to
+    the training sampler."""
 
-    event: dp_accounting.DpEvent
+    step: dp_accounting.DpEvent
+    steps: int
     relation: dp_accounting.NeighboringRelation
     sampling: str
     approximate: bool
     note: str
+
+    @property
+    def event(self) -> dp_accounting.DpEvent:
+        return dp_accounting.SelfComposedDpEvent(self.step, self.steps)
 
 
 def _build_event(
@@ -345,7 +354,7 @@ def _build_event(
     if sampling == "poisson":
         step = dp_accounting.PoissonSampledDpEvent(q, gaussian)
         return _Event(
-            event=dp_accounting.SelfComposedDpEvent(step, steps),
+            step=step, steps=steps,
             relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
             sampling=(
                 f"Poisson sampling, each example in each step with probability "
@@ -367,7 +376,7 @@ def _build_event(
             )
         )
         return _Event(
-            event=dp_accounting.SelfComposedDpEvent(step, steps),
+            step=step, steps=steps,
             relation=dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
             sampling=(
                 f"shuffled fixed-size batches of b={batch_size}, accounted as Poisson "
@@ -394,7 +403,7 @@ def _build_event(
             "out of N without replacement in every step. " + note
         )
     return _Event(
-        event=dp_accounting.SelfComposedDpEvent(step, steps),
+        step=step, steps=steps,
         relation=dp_accounting.NeighboringRelation.REPLACE_ONE,
         sampling=(
             f"shuffled fixed-size batches of b={batch_size}, accounted as sampling "
@@ -405,10 +414,57 @@ def _build_event(
     )
 
 
+@contextlib.contextmanager
+def quiet_accountant() -> Iterator[None]:
+    """dp-accounting's absl warnings off for a while: one per RDP order whose series did not
+    converge, which is then left out of the minimum over orders (the epsilon stays a valid
+    bound; the order shows as ``inf`` in the curve)."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+#: One step's RDP by (repr of the step's DP event, relation, order): see :func:`_step_rdp`.
+_STEP_RDP: dict[tuple[str, dp_accounting.NeighboringRelation, float], float] = {}
+_STEP_RDP_LIMIT = 1 << 16
+#: dp_accounting's default RDP orders (those of ``method="rdp"``).
+_DEFAULT_ORDERS: np.ndarray = rdp_privacy_accountant.RdpAccountant().orders
+
+
+def _step_rdp(step: dp_accounting.DpEvent, relation: dp_accounting.NeighboringRelation,
+              order: float) -> float:
+    """RDP at ``order`` of one step, by dp_accounting's RdpAccountant.
+
+    dp_accounting computes each order on its own and composes ``steps`` steps as ``steps``
+    times one step's RDP, so this cache (one entry per order, shared by the two order sets,
+    the bisection of :func:`calibrate_noise_multiplier` and every later report of the same
+    step) gives its numbers bit for bit; it saves recomputing the slow fractional orders.
+    The key is the event's repr (attrs: every field, floats exactly), as a composed event
+    holds a list and is not hashable."""
+    key = (repr(step), relation, order)
+    if key not in _STEP_RDP:
+        if len(_STEP_RDP) >= _STEP_RDP_LIMIT:
+            _STEP_RDP.clear()
+        accountant = rdp_privacy_accountant.RdpAccountant(orders=[order],
+                                                          neighboring_relation=relation)
+        with quiet_accountant():
+            accountant.compose(step)
+        _STEP_RDP[key] = float(accountant.rdp[0])
+    return _STEP_RDP[key]
+
+
+def _rdp_curve(ev: _Event, orders: np.ndarray) -> np.ndarray:
+    """RDP of the whole event at ``orders``: ``steps`` times one step's."""
+    return ev.steps * np.array([_step_rdp(ev.step, ev.relation, float(a)) for a in orders])
+
+
 def _rdp_tight(ev: _Event, delta: float) -> tuple[float, float | None, str, str]:
-    accountant = rdp_privacy_accountant.RdpAccountant(neighboring_relation=ev.relation)
-    accountant.compose(ev.event)
-    epsilon, order = accountant.get_epsilon_and_optimal_order(delta)
+    orders = _DEFAULT_ORDERS
+    epsilon, order = rdp_privacy_accountant.compute_epsilon(orders, _rdp_curve(ev, orders), delta)
     return (
         float(epsilon),
         float(order),
@@ -420,13 +476,9 @@ def _rdp_tight(ev: _Event, delta: float) -> tuple[float, float | None, str, str]
 
 
 def _rdp_classic(ev: _Event, delta: float) -> tuple[float, float | None, str, str]:
-    accountant = rdp_privacy_accountant.RdpAccountant(
-        orders=TF_PRIVACY_2019_ORDERS, neighboring_relation=ev.relation
-    )
-    accountant.compose(ev.event)
-    orders = accountant.orders
+    orders = np.asarray(TF_PRIVACY_2019_ORDERS, dtype=float)
     with np.errstate(invalid="ignore", over="ignore"):
-        candidates = accountant.rdp + math.log(1 / delta) / (orders - 1)
+        candidates = _rdp_curve(ev, orders) + math.log(1 / delta) / (orders - 1)
     candidates = np.where(np.isnan(candidates), np.inf, candidates)
     index = int(np.argmin(candidates))
     epsilon = float(candidates[index])
