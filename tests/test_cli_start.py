@@ -1,4 +1,5 @@
-"""The CLI starts light: ``--help`` and ``epsilon`` import neither torch nor matplotlib."""
+"""The CLI starts light: ``--help``, ``list`` and ``epsilon`` import neither torch nor matplotlib,
+and ``--help`` and ``list`` not the accountant's dp_accounting and scipy either."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from disparate.models import registry as model_registry
 status = cli.main(sys.argv[1:])
 heavy = sorted(m for m in ("torch", "torchvision", "matplotlib", "disparate.training")
                if m in sys.modules)
-print(json.dumps({"status": status, "heavy": heavy}))
+accounting = sorted(m for m in ("dp_accounting", "scipy") if m in sys.modules)
+print(json.dumps({"status": status, "heavy": heavy, "accounting": accounting}))
 """
 
 
@@ -35,22 +37,23 @@ def _start(*argv: str) -> dict[str, object]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [
-    ("--help",),
-    ("epsilon", "--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier",
-     "1.1", "--epochs", "1", "--delta", "1e-5"),
+@pytest.mark.parametrize(("argv", "accounting"), [
+    (("--help",), []),
+    (("epsilon", "--dataset-size", "60000", "--batch-size", "256", "--noise-multiplier",
+      "1.1", "--epochs", "1", "--delta", "1e-5"), ["dp_accounting", "scipy"]),
 ])
-def test_help_and_epsilon_import_neither_torch_nor_matplotlib(argv: tuple[str, ...]) -> None:
-    assert _start(*argv) == {"status": 0, "heavy": []}
+def test_help_and_epsilon_import_neither_torch_nor_matplotlib(
+        argv: tuple[str, ...], accounting: list[str]) -> None:
+    assert _start(*argv) == {"status": 0, "heavy": [], "accounting": accounting}
 
 
-def test_list_imports_neither_torch_nor_matplotlib_and_prints_what_the_imported_registries_give(
+def test_list_imports_no_torch_matplotlib_or_accountant_and_prints_what_the_registries_give(
         capsys: pytest.CaptureFixture[str]) -> None:
     done = subprocess.run([sys.executable, "-c", _PROBE, "list"], capture_output=True,
                           text=True, check=True, env={"PYTHONPATH": SRC, "PATH": ""},
                           timeout=600)
     *printed, probe = done.stdout.strip("\n").splitlines()
-    assert json.loads(probe) == {"status": 0, "heavy": []}
+    assert json.loads(probe) == {"status": 0, "heavy": [], "accounting": []}
     for target in [*data_registry.BUILTIN.values(), *model_registry.BUILTIN.values()]:
         registration.load(target)  # in this process: every builder imported
     assert cli.main(["list"]) == 0

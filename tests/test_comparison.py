@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,60 @@ def test_an_interrupted_comparison_resumes_and_reuses_its_finished_runs(tmp_path
     assert all(b < a for b, a in zip(before.values(), stamps(out, again).values(),
                                      strict=True))
     assert again["groups"] == reference["groups"]
+
+
+def test_an_interrupted_version_1_run_is_resumed_where_it_lies(tmp_path, monkeypatch):
+    first = run_comparison(tiny(), tmp_path / "v2", seeds=[0])
+    out = tmp_path / "v1"  # version-1 layout: the non-private run finished, the DP one cut
+    shutil.copytree(tmp_path / "v2" / first["runs"][0]["non_private"],
+                    out / "seed-0" / "non-private")
+    res.write_json(out / res.COMPARISON_FILE,
+                   {k: v for k, v in first.items() if k not in ("schema_version", "runs")})
+    dp = comparison_points(tiny(), [0], out / "runs")[1]
+
+    def killed_after_epoch_2(line: str) -> None:
+        if "epoch 2/3" in line:
+            raise _Killed
+    with pytest.raises(_Killed):
+        training.train(dp.config, out / "seed-0" / "dp", progress=False,
+                       log=killed_after_epoch_2)
+    metrics = out / "seed-0" / "dp" / res.METRICS_FILE
+    cut = metrics.read_text(encoding="utf-8")
+    assert [m["epoch"] for m in res.read_metrics(out / "seed-0" / "dp")] == [1, 2]
+
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_comparison(tiny(), out, seeds=[0])  # neither resume nor overwrite
+    trained: list[tuple[Path, bool, list[str]]] = []
+    real_train = training.train
+
+    def recording(config, out_dir, **kwargs):
+        epochs: list[str] = []
+        user_log = kwargs["log"]
+
+        def log(line: str) -> None:
+            epoch = re.search(r"\] (epoch \d/3) ", line)  # an epoch's line, or the resume
+            if epoch or line.startswith("resuming "):
+                epochs.append(epoch[1] if epoch else line.replace(str(out_dir), "DIR"))
+            user_log(line)
+        trained.append((Path(out_dir), kwargs.get("resume"), epochs))
+        return real_train(config, out_dir, **{**kwargs, "log": log})
+
+    monkeypatch.setattr(training, "train", recording)
+    lines: list[str] = []
+    resumed = run_comparison(tiny(), out, seeds=[0], resume=True, log=lines.append)
+    assert trained == [(out / "seed-0" / "dp", True,  # epochs 1 and 2 not trained again
+                        ["resuming DIR after epoch 2/3", "epoch 3/3"])]
+    assert f"1 finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused" in lines
+    assert (f"1 interrupted run(s) of the version-1 layout ({out}/seed-<s>/...) resumed where "
+            "they lie") in lines
+    text = metrics.read_text(encoding="utf-8")
+    assert text.startswith(cut)
+    assert [m["epoch"] for m in res.read_metrics(out / "seed-0" / "dp")] == [1, 2, 3]
+    assert resumed["runs"] == [{"seed": "0", "non_private": "seed-0/non-private",
+                                "dp": "seed-0/dp"}]
+    assert res.load_comparison(out)["runs"] == resumed["runs"]
+    assert not (out / "runs" / dp.key).exists()
+    assert resumed["groups"] == first["groups"] and resumed["overall"] == first["overall"]
 
 
 def test_a_study_reuses_the_runs_of_a_comparison(tmp_path, capsys):
@@ -220,6 +275,12 @@ def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
     assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
     assert lines[-2:] == [f"comparison: {tmp_path / 'comparison.json'}", "wall time: 1.3 s"]
     assert "\n".join(lines[2:-3]) == res.format_comparison_table(c)
+    # class 8 non-DP 0.9, 0.8, 0.9: 86.7 +- 4.303 * 0.0577 / sqrt(3) = 14.3 points reaches
+    # 101.0%, printed up to 100.0; the header says what the interval is
+    assert "non-DP acc % [95% CI]" in lines[2]
+    assert "mean over 3 seeds (0, 1, 2); [lo, hi]: 95% Student-t interval" in "\n".join(lines)
+    row8 = next(line for line in lines if line.startswith("8*"))
+    assert row8.split()[3:6] == ["86.7", "[72.3,", "100.0]"]
     assert f"report: {tmp_path}\n" in summary(c, tmp_path, {}, 0.0)
     (tmp_path / "report.md").write_text("x", encoding="utf-8")
     assert f"report: {tmp_path / 'report.md'}\n" in summary(c, tmp_path, {}, 0.0)

@@ -25,11 +25,16 @@ from disparate.config import (
     apply_overrides,
     check_registered,
     config_hash,
+    experiment,
     from_dict,
+    hashing,
     list_presets,
     load_experiment,
+    loading,
     save_config,
+    sections,
     to_dict,
+    yaml_loader,
 )
 
 PRESETS = list_presets()
@@ -533,3 +538,11 @@ def test_per_example_stats_changes_the_hash_only_when_switched_off() -> None:
     assert config_hash(mnist("training.per_example_stats=false")) != h
     with pytest.raises(ConfigError, match=r"training.per_example_stats.*boolean"):
         mnist("training.per_example_stats=1")
+
+
+def test_the_package_exports_every_public_name_of_its_modules() -> None:
+    for module in (sections, experiment, hashing, loading):
+        for name in module.__all__:
+            assert name in C.__all__ and getattr(C, name) is getattr(module, name), name
+    assert C.MAX_YAML_ALIASES == yaml_loader.MAX_YAML_ALIASES == 100
+    assert [n for n in C.__all__ if not hasattr(C, n)] == []

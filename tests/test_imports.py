@@ -77,8 +77,8 @@ def test_cycle_finder_finds_a_hand_made_cycle_and_no_false_one() -> None:
 
 def test_imported_sees_function_level_imports_and_skips_type_checking_ones() -> None:
     assert "disparate.validation" in imported("disparate.federated.settings")
-    assert "disparate.federated.settings" in imported("disparate.config")
-    assert "disparate.data" in imported("disparate.config")  # inside check_dataset_options
+    assert "disparate.federated.settings" in imported("disparate.config.experiment")
+    assert "disparate.data" in imported("disparate.config.loading")  # in check_dataset_options
     assert "disparate.study.spec" not in imported("disparate.study.aggregate")
 
 

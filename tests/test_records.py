@@ -44,6 +44,12 @@ def test_shipped_comparison_json_loads_and_round_trips(path: Path, tmp_path: Pat
     group8 = next(g for g in data["groups"] if g["group"] == "8")
     assert drop.mean == group8["drop"]["mean"]
     assert comparison.accuracy("drop").by_group["8"] == group8["drop"]["mean"]
+    rows = [rec.ComparisonGroup.from_json(g) for g in data["groups"]]
+    assert [r.to_json() for r in rows] == data["groups"]
+    row8 = next(r for r in rows if r.group == "8")
+    assert row8.drop == drop and row8.train_size == group8["train_size"]
+    assert row8.dp_accuracy.ci95 == (None if group8["dp_accuracy"]["ci95"] is None
+                                     else tuple(group8["dp_accuracy"]["ci95"]))
 
 
 def _result() -> rec.RunResult:

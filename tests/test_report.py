@@ -270,6 +270,19 @@ def test_one_seed_renders_na_intervals(tmp_path: Path) -> None:
     _check_png(written["poor_get_poorer"])
 
 
+def test_gap_per_seed_interval_is_shown_within_0_100(tmp_path: Path) -> None:
+    # Gaps per seed 0.20 and 0.26 with a Student-t interval reaching below 0 (as few seeds do)
+    # and one reaching past 1: shown from 0.0 and up to 100.0, low end first.
+    _write_comparison(tmp_path, [0, 1])
+    comparison = json.loads((tmp_path / "comparison.json").read_text())
+    comparison["gap"]["non_private"]["per_seed"] = {"mean": 0.23, "ci95": [-0.15, 0.61]}
+    comparison["gap"]["dp"]["per_seed"] = {"mean": 0.62, "ci95": [0.2, 1.04]}
+    _write_json(tmp_path / "comparison.json", comparison)
+    md = report.render_markdown(report.build_document(report.load_report_data(tmp_path), {}))
+    assert "gap 23.0 pp; gap per seed 23.0 pp [0.0, 61.0]" in md
+    assert "gap 62.0 pp; gap per seed 62.0 pp [20.0, 100.0]" in md
+
+
 # ---------------------------------------------------------------------------- single runs
 
 

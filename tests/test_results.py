@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,41 @@ def test_comparison_table_marks_highlighted_and_small_groups() -> None:
     md = res.format_comparison_table(c, markdown=True)
     assert "| **8**! | 10 | 5 |" in md and "| **2** | 120 |" in md and "| 0 | 120 |" in md
     assert md.startswith("| group |") and "- **bold**: highlighted group" in md
+
+
+T_975_DF1 = 12.706204736174698  # scipy.stats.t.ppf(0.975, 1)
+
+
+def test_comparison_table_intervals_are_clamped_and_ordered() -> None:
+    # Two seeds, t(0.975, 1) = 12.706. Class 8: non-DP 0.9, 1.0 -> 0.95 +- 0.6353 reaches
+    # 158.5%, shown up to 100.0; DP 0.1, 0.0 -> 0.05 +- 0.6353 from -58.5%, shown from 0.0;
+    # drop 0.8, 1.0 -> 0.9 +- 1.2706, shown [-37.1, +100.0]. Class 2 is constant.
+    sizes = {"8": (10, 50), "2": (120, 50)}
+    c = res.compare_runs([_run({"8": 0.9, "2": 0.5}, sizes=sizes, overall=0.7, mode="np"),
+                          _run({"8": 1.0, "2": 0.5}, sizes=sizes, overall=0.7, mode="np")],
+                         [_run({"8": 0.1, "2": 0.5}, sizes=sizes, overall=0.3),
+                          _run({"8": 0.0, "2": 0.5}, sizes=sizes, overall=0.3)], seeds=[0, 1])
+    half = T_975_DF1 * 0.05
+    group8 = next(g for g in c["groups"] if g["group"] == "8")
+    assert group8["non_private_accuracy"]["ci95"][1] == pytest.approx(0.95 + half)
+    lines = res.format_comparison_table(c).splitlines()
+    assert re.split(r"\s{2,}", lines[0]) == ["group", "train", "test", "non-DP acc % [95% CI]",
+                                           "DP acc % [95% CI]", "drop (points) [95% CI]"]
+    row8 = next(line for line in lines if line.startswith("8 "))
+    assert row8.split()[3:] == ["95.0", "[31.5,", "100.0]", "5.0", "[0.0,", "68.5]",
+                                "+90.0", "[-37.1,", "+100.0]"]
+    row2 = next(line for line in lines if line.startswith("2 "))
+    assert "50.0 [50.0, 50.0]" in row2 and "+0.0 [+0.0, +0.0]" in row2
+    assert lines[6].startswith("mean over 2 seeds (0, 1); [lo, hi]: 95% Student-t interval")
+    assert "within [0, 100]%" in lines[6]
+    cells = [float(x.strip("[],")) for line in lines[2:6] if not line.startswith("-")
+             for x in line.split()[3:]]
+    assert len(cells) == 27  # 3 rows x 3 columns x (mean, lo, hi)
+    for mean, lo, hi in zip(cells[::3], cells[1::3], cells[2::3], strict=True):
+        assert lo <= mean <= hi
+    md = res.format_comparison_table(c, markdown=True)
+    assert "| 8 | 10 | 50 | 95.0 [31.5, 100.0] | 5.0 [0.0, 68.5] | +90.0 [-37.1, +100.0] |" in md
+    assert "±" not in md and "±" not in "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ one run

@@ -9,7 +9,8 @@ locks each run, runs on the local pool or the Ray backend, and reuses -- or lend
 study -- every finished run of the same config. ``OUT/comparison.json`` (schema version 2,
 ``docs/results-format.md``) names the run directories relative to ``OUT``; version 1 kept
 them in ``OUT/seed-<s>/{non-private,dp}/`` (:data:`V1_RUN_DIR`): the report still reads them,
-and a comparison run again in such a directory reuses its finished runs where they lie.
+and a comparison run again in such a directory reuses its finished runs and resumes its
+interrupted ones where they lie.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "seeded",
     "summary",
     "sweep_all",
+    "with_v1_runs",
 ]
 
 COMPARISON_SCHEMA_VERSION = records.COMPARISON_SCHEMA_VERSION
@@ -155,7 +157,7 @@ def run_comparison(
     runs = Path(runs_dir) if runs_dir is not None else out / RUNS_SUBDIR
     points = comparison_points(config, seeds, runs)
     if not overwrite:
-        points = _with_v1_runs(out, points, log)
+        points = with_v1_runs(out, points, log)
     check_run_dirs(points, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     sweep_all(points, backend=backend, jobs=jobs, threads=threads, address=address,
@@ -178,21 +180,30 @@ def run_comparison(
     return comparison
 
 
-def _with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
-                  ) -> list[SweepPoint]:
-    """``points``, where the store has nothing yet and ``out`` holds the finished run of a
-    point's config in the version-1 layout (:data:`V1_RUN_DIR`), with that run directory:
-    reused where it lies (``comparison.json`` then names it), not trained again."""
-    reused = []
+def with_v1_runs(out: Path, points: Sequence[SweepPoint], log: Log | None
+                 ) -> list[SweepPoint]:
+    """``points``, where the store has nothing yet and ``out`` holds the finished or the
+    interrupted run of a point's config in the version-1 layout (:data:`V1_RUN_DIR`), with
+    that run directory (by the point's ``seed`` and ``variant`` labels): reused or resumed
+    where it lies (``comparison.json`` then names it), not trained again from scratch (an
+    interrupted one, like any started run, needs ``resume``)."""
+    moved: list[SweepPoint] = []
+    counts = {rundir.FINISHED: 0, rundir.PARTIAL: 0}
     for p in points:
         old = out / V1_RUN_DIR.format(seed=p.labels["seed"], label=p.labels["variant"])
-        if point_status(p) == PENDING and rundir.run_status(old, p.config) == rundir.FINISHED:
+        status = rundir.run_status(old, p.config) if point_status(p) == PENDING else None
+        if status == rundir.FINISHED or (status == rundir.PARTIAL
+                                         and rundir.resumable(old, p.config)):
             p = dataclasses.replace(p, run_dir=old)
-        reused.append(p)
-    count = sum(a.run_dir != b.run_dir for a, b in zip(points, reused, strict=True))
-    if count and log is not None:
-        log(f"{count} finished run(s) of the version-1 layout ({out}/seed-<s>/...) reused")
-    return reused
+            counts[status] += 1
+        moved.append(p)
+    if log is not None:
+        where = f"of the version-1 layout ({out}/seed-<s>/...)"
+        if counts[rundir.FINISHED]:
+            log(f"{counts[rundir.FINISHED]} finished run(s) {where} reused")
+        if counts[rundir.PARTIAL]:
+            log(f"{counts[rundir.PARTIAL]} interrupted run(s) {where} resumed where they lie")
+    return moved
 
 
 def _write_group_metrics(out: Path, run_dirs: Sequence[dict[str, str]]) -> None:

@@ -1,9 +1,13 @@
-"""Plots of per-group results (PNG), drawn from the parsed result files.
+"""Plots of per-group results (PNG), drawn from the typed result records.
 
-Every function takes parsed JSON data (see ``docs/results-format.md``), never paths to it,
-writes one PNG and returns its path. Figures are ``matplotlib.figure.Figure`` objects rendered
-with the Agg canvas: nothing touches pyplot's global state, so plotting from a test, a server
-or a notebook leaves no open figures behind.
+Every function takes the records of :mod:`disparate.records` (a run's
+:class:`~disparate.records.GroupResult` rows or a comparison's
+:class:`~disparate.records.ComparisonGroup` rows, :class:`~disparate.records.EpochMetrics`
+lines), never paths or parsed JSON: callers convert once with ``from_json``. Each ``plot_*``
+writes one PNG and returns its path; the ``*_figure`` functions return the figure they draw.
+Figures are ``matplotlib.figure.Figure`` objects rendered with the Agg canvas: nothing touches
+pyplot's global state, so plotting from a test, a server or a notebook leaves no open figures
+behind.
 
 - :func:`plot_accuracy_by_group`: accuracy per group, DP vs non-private bars with the training
   size of each group under its name and 95% intervals over seeds when there are several (the
@@ -29,8 +33,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, PercentFormatter
 
+from disparate.records import ComparisonGroup, EpochMetrics, GroupResult, mean_and_ci
 from disparate.records import as_number as _number
-from disparate.records import mean_and_ci
+from disparate.reporting.format import ACCURACY_BOUNDS, DROP_BOUNDS, clamp_interval
 
 __all__ = [
     "NON_PRIVATE_COLOR",
@@ -38,10 +43,12 @@ __all__ = [
     "HIGHLIGHT_COLORS",
     "OTHER_COLOR",
     "OVERALL_COLOR",
+    "accuracy_by_group_figure",
     "accuracy_yerr",
     "group_sort_key",
     "mean_and_ci",
     "new_figure",
+    "over_epochs_figure",
     "save_figure",
     "plot_accuracy_by_group",
     "plot_accuracy_vs_group_size",
@@ -64,7 +71,10 @@ HIGHLIGHT_BACKGROUND = "#fff3c4"
 HIGHLIGHT_COLORS = ("#c44e52", "#4c72b0", "#55a868", "#8172b3", "#937860", "#da8bc3")
 DPI = 110
 
-Records = Sequence[Mapping[str, Any]]
+#: A group's row: of a run (one accuracy) or of a comparison (non-private, DP, drop).
+Group = GroupResult | ComparisonGroup
+#: The metrics lines of each run of a panel (one list per seed).
+Runs = Sequence[Sequence[EpochMetrics]]
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -97,18 +107,20 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def _highlight_set(highlight: Iterable[Any] | None) -> list[str]:
-    return [str(h) for h in (highlight or ())]
+def _highlight_set(highlight: Iterable[Any] | None, groups: Sequence[Group] = ()
+                   ) -> list[str]:
+    """The given names, or (``None``) the groups marked ``highlight``."""
+    if highlight is None:
+        return [g.group for g in groups if g.highlight]
+    return [str(h) for h in highlight]
 
 
-def _is_comparison(data: Mapping[str, Any]) -> bool:
-    groups = data.get("groups") or []
-    return any(isinstance(g, Mapping) and "dp_accuracy" in g for g in groups)
+def _is_comparison(groups: Sequence[Group]) -> bool:
+    return any(isinstance(g, ComparisonGroup) for g in groups)
 
 
-def _sorted_groups(groups: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return sorted((g for g in groups if isinstance(g, Mapping)),
-                  key=lambda g: group_sort_key(str(g.get("group"))))
+def _sorted_groups(groups: Iterable[Group]) -> list[Group]:
+    return sorted(groups, key=lambda g: group_sort_key(g.group))
 
 
 def _style_group_ticks(ax: Any, names: Sequence[str], labels: Sequence[str],
@@ -127,11 +139,12 @@ def _shade_highlighted(ax: Any, names: Sequence[str], highlight: Sequence[str]) 
             ax.axvspan(i - 0.5, i + 0.5, color=HIGHLIGHT_BACKGROUND, zorder=0, lw=0)
 
 
-def accuracy_yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None]
-                  ) -> list[list[float]] | None:
+def accuracy_yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | None], *,
+                  bounds: tuple[float, float] = ACCURACY_BOUNDS) -> list[list[float]] | None:
     """Error-bar lengths (``[lower, upper]``, for ``yerr=``) of accuracy intervals, drawn
-    within [0, 1] (a Student-t interval of few seeds can reach past the bounds; the JSON
-    keeps it as computed); ``None`` when no mean has an interval."""
+    within [0, 1] (drops: ``bounds=DROP_BOUNDS``; a Student-t interval of few seeds can
+    reach past the bounds; the JSON keeps it as computed); ``None`` when no mean has an
+    interval."""
     if not any(ci is not None for ci in cis):
         return None
     lower, upper = [], []
@@ -140,8 +153,9 @@ def accuracy_yerr(means: Sequence[float], cis: Sequence[tuple[float, float] | No
             lower.append(0.0)
             upper.append(0.0)
         else:
-            lower.append(max(mean - max(ci[0], 0.0), 0.0))
-            upper.append(max(min(ci[1], 1.0) - mean, 0.0))
+            lo, hi = clamp_interval(ci, bounds)
+            lower.append(max(mean - lo, 0.0))
+            upper.append(max(hi - mean, 0.0))
     return [lower, upper]
 
 
@@ -161,33 +175,41 @@ def _title(ax_or_fig: Any, text: str | None, *, suptitle: bool = False) -> None:
 # ------------------------------------------------------------------------ accuracy by group
 
 
-def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
+def plot_accuracy_by_group(groups: Sequence[Group], path: str | Path, *, mode: str = "run",
                            highlight: Iterable[Any] | None = None,
                            title: str | None = None) -> Path:
-    """Bars of test accuracy per group; write a PNG to ``path`` and return it.
+    """:func:`accuracy_by_group_figure` written as a PNG to ``path``; returns ``path``."""
+    return save_figure(accuracy_by_group_figure(groups, mode=mode, highlight=highlight,
+                                                title=title), path)
 
-    ``data`` is a parsed ``comparison.json`` (non-private and DP bars side by side, error
-    bars from the 95% intervals over seeds when present) or a parsed ``results.json`` of one
-    run (one bar per group, labelled with the run's mode). The training size of each group
-    is written under its name; highlighted groups (default: ``data["highlight"]``) have bold
-    names, a shaded background and their accuracies printed on the bars.
+
+def accuracy_by_group_figure(groups: Sequence[Group], *, mode: str = "run",
+                             highlight: Iterable[Any] | None = None,
+                             title: str | None = None) -> Figure:
+    """Bars of test accuracy per group.
+
+    ``groups`` are a comparison's :class:`ComparisonGroup` rows (non-private and DP bars
+    side by side, error bars from the 95% intervals over seeds when present, drawn within
+    [0, 100]%) or a run's :class:`GroupResult` rows (one bar per group, labelled ``mode``).
+    The training size of each group is written under its name; highlighted groups (default:
+    those marked ``highlight``) have bold names, a shaded background and their accuracies
+    printed on the bars.
     """
-    highlight_names = _highlight_set(highlight if highlight is not None
-                                     else data.get("highlight"))
-    groups = _sorted_groups(data.get("groups") or [])
-    names = [str(g.get("group")) for g in groups]
-    if _is_comparison(data):
+    highlight_names = _highlight_set(highlight, groups)
+    comparison = _is_comparison(groups)
+    groups = _sorted_groups(groups)
+    names = [g.group for g in groups]
+    if comparison:
         series = [("non-private", NON_PRIVATE_COLOR, "non_private_accuracy"),
                   ("DP", DP_COLOR, "dp_accuracy")]
     else:
-        mode = str(data.get("mode") or "run")
         series = [(mode, DP_COLOR if mode == "dp" else NON_PRIVATE_COLOR, "accuracy")]
     fig, ((ax,),) = new_figure(_width(len(names), 0.55 * len(series)), 4.2)
     _shade_highlighted(ax, names, highlight_names)
     bar_width = 0.8 / len(series)
     annotate = len(names) <= 24
     for k, (label, color, key) in enumerate(series):
-        stats = [mean_and_ci(g.get(key)) for g in groups]
+        stats = [mean_and_ci(getattr(g, key)) for g in groups]
         means = [m for m, _ in stats]
         heights = [0.0 if math.isnan(m) else m for m in means]
         xs = [i + (k - (len(series) - 1) / 2) * bar_width for i in range(len(names))]
@@ -210,9 +232,7 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
                     ax.annotate(f"{100 * mean:.1f}", (x, min(top, 1.04)), xytext=(0, 2),
                                 textcoords="offset points", ha="center", va="bottom",
                                 fontsize=7, fontweight="bold", zorder=4)
-    sizes = [g.get("train_size") for g in groups]
-    labels = [f"{n}\nn={s}" if isinstance(s, int) else n for n, s in zip(names, sizes,
-                                                                       strict=True)]
+    labels = [f"{g.group}\nn={g.train_size}" for g in groups]
     _style_group_ticks(ax, names, labels, highlight_names)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylim(0, 1.2)  # headroom above 100% for the value labels and the legend
@@ -223,40 +243,27 @@ def plot_accuracy_by_group(data: Mapping[str, Any], path: str | Path, *,
     ax.grid(axis="y", alpha=0.3, zorder=0)
     ax.legend(loc="upper right", ncol=len(series), fontsize=8, framealpha=0.9)
     default = "Test accuracy by group"
-    if _is_comparison(data):
+    if comparison:
         default += ": non-private vs DP"
-        if any(mean_and_ci(g.get("dp_accuracy"))[1] is not None for g in groups):
+        if any(g.dp_accuracy.ci95 is not None for g in groups):
             default += " (95% CI over seeds)"
     _title(ax, title or default)
-    return save_figure(fig, path)
+    return fig
 
 
 # ------------------------------------------------------------------------- over epochs
 
 
-def _as_runs(value: Any) -> list[Records]:
-    """A panel's value as a list of runs (each a list of epoch records)."""
-    if not value:
-        return []
-    if isinstance(value, Sequence) and isinstance(value[0], Mapping):
-        return [value]
-    return [run for run in value if run]
-
-
-def _group_series(runs: Sequence[Records], key: str
+def _group_series(runs: Runs, key: str
                   ) -> dict[str, tuple[list[float], list[float], list[float], list[float]]]:
-    """Per group: (epochs, mean, min, max) of ``record[key][group]`` across runs."""
+    """Per group: (epochs, mean, min, max) of ``line.<key>[group]`` across runs."""
     values: dict[str, dict[float, list[float]]] = {}
     for run in runs:
-        for record in run:
-            epoch = _number(record.get("epoch"))
-            per_group = record.get(key)
-            if math.isnan(epoch) or not isinstance(per_group, Mapping):
-                continue
-            for group, value in per_group.items():
+        for line in run:
+            for group, value in getattr(line, key).items():
                 x = _number(value)
                 if not math.isnan(x):
-                    values.setdefault(str(group), {}).setdefault(epoch, []).append(x)
+                    values.setdefault(str(group), {}).setdefault(line.epoch, []).append(x)
     out = {}
     for group, by_epoch in values.items():
         epochs = sorted(by_epoch)
@@ -267,11 +274,12 @@ def _group_series(runs: Sequence[Records], key: str
     return out
 
 
-def _plot_over_epochs(panels: Mapping[str, Any], path: str | Path, *, key: str,
-                      ylabel: str, highlight: Iterable[Any] | None, title: str,
-                      percent: bool) -> Path:
-    highlight_names = _highlight_set(highlight)
-    items = [(label, _as_runs(value)) for label, value in panels.items()]
+def over_epochs_figure(panels: Mapping[str, Runs], *, key: str, ylabel: str,
+                       highlight: Iterable[Any] | None, title: str, percent: bool) -> Figure:
+    """``key`` (an :class:`EpochMetrics` per-group field) per group over epochs, one panel
+    per entry of ``panels`` (title -> the metrics lines of each run)."""
+    highlight_names = _highlight_set(highlight or ())
+    items = [(label, [run for run in runs if run]) for label, runs in panels.items()]
     if not items:
         items = [("", [])]
     series = [(label, runs, _group_series(runs, key)) for label, runs in items]
@@ -329,25 +337,25 @@ def _plot_over_epochs(panels: Mapping[str, Any], path: str | Path, *, key: str,
             ax.legend(fontsize=7, ncol=ncol, framealpha=0.9)
     axes[0].set_ylabel(ylabel + (" (log scale)" if log_scale else ""))
     _title(fig, title, suptitle=True)
-    return save_figure(fig, path)
+    return fig
 
 
-def plot_accuracy_over_epochs(panels: Mapping[str, Any], path: str | Path, *,
+def plot_accuracy_over_epochs(panels: Mapping[str, Runs], path: str | Path, *,
                               highlight: Iterable[Any] | None = None,
                               title: str | None = None) -> Path:
     """Per-group test accuracy over epochs, one panel per entry of ``panels``.
 
-    ``panels`` maps a panel title (e.g. ``"non-private"``, ``"DP"``) to the parsed
-    ``metrics.jsonl`` records of one run, or to a list of such record lists (one per seed;
-    the line is then the mean over seeds and highlighted groups get a min-max band).
-    Highlighted groups are drawn bold in colour, the others thin and grey.
+    ``panels`` maps a panel title (e.g. ``"non-private"``, ``"DP"``) to the
+    :class:`EpochMetrics` lines of each of its runs (one list per seed; with several the
+    line is the mean over seeds and highlighted groups get a min-max band). Highlighted
+    groups are drawn bold in colour, the others thin and grey.
     """
-    return _plot_over_epochs(panels, path, key="group_accuracy", ylabel="test accuracy",
-                             highlight=highlight, percent=True,
-                             title=title or "Test accuracy by group over epochs")
+    return save_figure(over_epochs_figure(
+        panels, key="group_accuracy", ylabel="test accuracy", highlight=highlight,
+        percent=True, title=title or "Test accuracy by group over epochs"), path)
 
 
-def plot_grad_norm_over_epochs(panels: Mapping[str, Any], path: str | Path, *,
+def plot_grad_norm_over_epochs(panels: Mapping[str, Runs], path: str | Path, *,
                                highlight: Iterable[Any] | None = None,
                                title: str | None = None) -> Path:
     """Per-group mean per-example gradient norm (before clipping) over epochs.
@@ -355,35 +363,35 @@ def plot_grad_norm_over_epochs(panels: Mapping[str, Any], path: str | Path, *,
     Same layout and ``panels`` format as :func:`plot_accuracy_over_epochs`; reads
     ``group_grad_norm``. The y axis is logarithmic when the norms span more than 30x.
     """
-    return _plot_over_epochs(
-        panels, path, key="group_grad_norm",
-        ylabel="mean per-example gradient norm", highlight=highlight, percent=False,
-        title=title or "Mean per-example gradient norm (before clipping) by group")
+    return save_figure(over_epochs_figure(
+        panels, key="group_grad_norm", ylabel="mean per-example gradient norm",
+        highlight=highlight, percent=False,
+        title=title or "Mean per-example gradient norm (before clipping) by group"), path)
 
 
 # ----------------------------------------------------------------------------- group sizes
 
 
-def plot_group_sizes(groups: Sequence[Mapping[str, Any]], path: str | Path, *,
+def plot_group_sizes(groups: Sequence[Group], path: str | Path, *,
                      highlight: Iterable[Any] | None = None,
                      small_test: Iterable[Any] | None = None,
                      title: str | None = None) -> Path:
-    """Training and test examples per group (the ``groups`` list of either result file).
+    """Training and test examples per group (a run's or a comparison's group rows).
 
-    Groups named in ``small_test`` (default: those with ``"small_test": true``) get hatched
-    test bars: their accuracy rests on few examples.
+    Groups named in ``small_test`` (default: those marked ``small_test``) get hatched test
+    bars: their accuracy rests on few examples.
     """
-    highlight_names = _highlight_set(highlight)
+    highlight_names = _highlight_set(highlight or ())
     rows = _sorted_groups(groups)
-    names = [str(g.get("group")) for g in rows]
-    small = set(_highlight_set(small_test)) if small_test is not None else {
-        str(g.get("group")) for g in rows if g.get("small_test")}
+    names = [g.group for g in rows]
+    small = ({str(s) for s in small_test} if small_test is not None
+             else {g.group for g in rows if g.small_test})
     fig, ((ax,),) = new_figure(_width(len(names), 0.6), 4.0)
     _shade_highlighted(ax, names, highlight_names)
     annotate = len(names) <= 24
     for k, (label, color, key) in enumerate([("train", TRAIN_COLOR, "train_size"),
                                              ("test", TEST_COLOR, "test_size")]):
-        values = [_number(g.get(key)) for g in rows]
+        values = [_number(getattr(g, key)) for g in rows]
         heights = [0.0 if math.isnan(v) else v for v in values]
         xs = [i + (k - 0.5) * 0.4 for i in range(len(names))]
         bars = ax.bar(xs, heights, width=0.4, color=color, label=label, edgecolor="black",
@@ -426,38 +434,35 @@ def format_spearman(value: Any) -> str:
     return "n/a" if math.isnan(x) else f"{x:+.2f}"
 
 
-def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
+def plot_poor_get_poorer(groups: Sequence[ComparisonGroup], path: str | Path, *,
+                         spearman: float | None = None,
                          highlight: Iterable[Any] | None = None,
                          title: str | None = None) -> Path:
     """Scatter of the DP drop against non-private accuracy, one point per group.
 
-    ``comparison`` is a parsed ``comparison.json``. The title gives the Spearman rank
-    correlation from ``comparison["poor_get_poorer"]`` (negative: the groups the
-    non-private model serves worst lose the most under DP).
+    ``groups`` are a comparison's rows; the title gives ``spearman``, the rank correlation
+    of ``comparison.json`` ``poor_get_poorer`` (negative: the groups the non-private model
+    serves worst lose the most under DP). Error bars: the 95% intervals over seeds, the
+    accuracy's within [0, 100]%, the drop's within [-100, +100] points.
     """
-    highlight_names = _highlight_set(highlight if highlight is not None
-                                     else comparison.get("highlight"))
-    groups = _sorted_groups(comparison.get("groups") or [])
+    highlight_names = _highlight_set(highlight, groups)
+    groups = _sorted_groups(groups)
     fig, ((ax,),) = new_figure(6.0, 4.6)
     ax.axhline(0.0, color="black", lw=0.7, zorder=1)
     label_points = len(groups) <= 40
     for group in groups:
-        name = str(group.get("group"))
-        x, x_ci = mean_and_ci(group.get("non_private_accuracy"))
-        y, y_ci = mean_and_ci(group.get("drop"))
+        name = group.group
+        x, x_ci = mean_and_ci(group.non_private_accuracy)
+        y, y_ci = mean_and_ci(group.drop)
         if math.isnan(x) or math.isnan(y):
             continue
         emphasised = name in highlight_names
         color = (HIGHLIGHT_COLORS[highlight_names.index(name) % len(HIGHLIGHT_COLORS)]
                  if emphasised else "#555555")
-        size = _number(group.get("train_size"))
-        area = 30.0 if math.isnan(size) else 15.0 + 3.0 * math.sqrt(max(size, 0.0))
+        area = 15.0 + 3.0 * math.sqrt(max(group.train_size, 0))
         if x_ci is not None or y_ci is not None:
-            ax.errorbar([x], [y],
-                        xerr=None if x_ci is None else [[max(x - x_ci[0], 0)],
-                                                        [max(x_ci[1] - x, 0)]],
-                        yerr=None if y_ci is None else [[max(y - y_ci[0], 0)],
-                                                        [max(y_ci[1] - y, 0)]],
+            ax.errorbar([x], [y], xerr=accuracy_yerr([x], [x_ci]),
+                        yerr=accuracy_yerr([y], [y_ci], bounds=DROP_BOUNDS),
                         fmt="none", ecolor=color, alpha=0.5, elinewidth=0.8, zorder=2)
         ax.scatter([x], [y], s=area, color=color, edgecolor="black",
                    linewidth=1.0 if emphasised else 0.3, zorder=3)
@@ -470,7 +475,6 @@ def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
     ax.set_ylabel("accuracy drop under DP (non-private - DP)")
     ax.grid(alpha=0.3)
     ax.margins(0.12)
-    spearman = (comparison.get("poor_get_poorer") or {}).get("spearman")
     default = (f"The poor get poorer: Spearman \u03c1 = {format_spearman(spearman)}\n"
                "(\u03c1 < 0: lower non-private accuracy, larger DP drop)")
     _title(ax, title or default)
@@ -480,28 +484,27 @@ def plot_poor_get_poorer(comparison: Mapping[str, Any], path: str | Path, *,
 # ------------------------------------------------------------------ accuracy vs group size
 
 
-def plot_accuracy_vs_group_size(data: Mapping[str, Any], path: str | Path, *,
+def plot_accuracy_vs_group_size(groups: Sequence[Group], path: str | Path, *,
                                 highlight: Iterable[Any] | None = None,
                                 small_test: Iterable[Any] | None = None,
                                 title: str | None = None) -> Path:
     """Accuracy per group against the group's training examples, one point per group.
 
-    ``data`` is a parsed ``comparison.json`` (DP points, with non-private points in grey
-    behind them and 95% intervals when there are several seeds) or ``results.json`` (the run's
+    ``groups`` are a comparison's rows (DP points, with non-private points in grey behind
+    them and 95% intervals within [0, 100]% when there are several seeds) or a run's (its
     accuracy). Groups flagged ``small_test`` (or listed in ``small_test``) are drawn hollow:
     their accuracy rests on few test examples. Groups without an accuracy (no test
     examples) cannot be placed and are counted in a note. The x axis is logarithmic when the
     sizes span more than a factor of 20 (groups with 0 training examples sit at the left).
     """
-    highlight_names = _highlight_set(highlight if highlight is not None
-                                     else data.get("highlight"))
+    highlight_names = _highlight_set(highlight, groups)
     small = {str(s) for s in (small_test or ())}
-    groups = _sorted_groups(data.get("groups") or [])
-    comparison = _is_comparison(data)
+    comparison = _is_comparison(groups)
+    groups = _sorted_groups(groups)
     series = ([("non_private_accuracy", "non-private", NON_PRIVATE_COLOR, 0.45),
                ("dp_accuracy", "DP", DP_COLOR, 1.0)] if comparison
               else [("accuracy", "accuracy", DP_COLOR, 1.0)])
-    sizes = [_number(g.get("train_size")) for g in groups]
+    sizes = [float(g.train_size) for g in groups]
     positive = [x for x in sizes if not math.isnan(x) and x > 0]
     log_x = bool(positive) and max(positive) / min(positive) > 20
     floor = min(positive) / 2 if positive else 0.5
@@ -510,17 +513,17 @@ def plot_accuracy_vs_group_size(data: Mapping[str, Any], path: str | Path, *,
     seen_labels: set[str] = set()
     for key, label, color, alpha in series:
         for group, size in zip(groups, sizes, strict=True):
-            name = str(group.get("group"))
-            y, ci = mean_and_ci(group.get(key))
+            name = group.group
+            y, ci = mean_and_ci(getattr(group, key))
             if math.isnan(y) or math.isnan(size):
                 if key == series[-1][0]:
                     missing += 1
                 continue
             x = max(size, floor) if log_x else size
-            is_small = bool(group.get("small_test")) or name in small
+            is_small = group.small_test or name in small
             emphasised = name in highlight_names
             if ci is not None:
-                ax.errorbar([x], [y], yerr=[[max(y - ci[0], 0)], [max(ci[1] - y, 0)]],
+                ax.errorbar([x], [y], yerr=accuracy_yerr([y], [ci]),
                             fmt="none", ecolor=color, alpha=0.5 * alpha, elinewidth=0.8,
                             zorder=2)
             text = label + (" (small test set)" if is_small else "")

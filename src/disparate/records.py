@@ -28,6 +28,7 @@ from disparate import results as res
 __all__ = [
     "COMPARISON_SCHEMA_VERSION",
     "SCHEMA_VERSION",
+    "ComparisonGroup",
     "ComparisonResult",
     "EpochMetrics",
     "GroupMetrics",
@@ -157,8 +158,10 @@ def as_number(value: Any) -> float:
 
 
 def mean_and_ci(value: Any) -> tuple[float, tuple[float, float] | None]:
-    """(mean, ci95 or None) of a ``{"mean", "ci95"}`` statistic or of a plain number, read
-    with :func:`as_number` (an interval with an undefined end is None)."""
+    """(mean, ci95 or None) of a :class:`Stat`, a ``{"mean", "ci95"}`` statistic or a plain
+    number, read with :func:`as_number` (an interval with an undefined end is None)."""
+    if isinstance(value, Stat):
+        value = value.to_json()
     if isinstance(value, Mapping):
         mean = as_number(value.get("mean"))
         ci = value.get("ci95")
@@ -355,6 +358,35 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComparisonGroup:
+    """One entry of ``comparison.json`` ``groups``: sizes and statistics over seeds."""
+
+    group: str
+    train_size: int
+    test_size: int
+    non_private_accuracy: Stat
+    dp_accuracy: Stat
+    drop: Stat
+    small_test: bool = False
+    highlight: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    _STATS: ClassVar[tuple[str, ...]] = ("non_private_accuracy", "dp_accuracy", "drop")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "group") -> ComparisonGroup:
+        typed, rest = _split(cls, data, where)
+        return cls(**{**typed, **{k: Stat.from_json(typed[k]) for k in cls._STATS}},
+                   extra=rest)
+
+    def to_json(self) -> dict[str, Any]:
+        return _to_json(self, {"group": self.group, "train_size": self.train_size,
+                               "test_size": self.test_size, "small_test": self.small_test,
+                               "highlight": self.highlight,
+                               **{k: getattr(self, k).to_json() for k in self._STATS}})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from disparate import fileio, plots
+from disparate import fileio, plots, records
 from disparate.reporting import format as fmt
 from disparate.reporting.document import (
     Block,
@@ -391,8 +391,8 @@ def _gap(values: Iterable[tuple[str, float | None]], stored: Any = None) -> str:
             text = _gap_text(str(best), best_acc, str(worst), worst_acc, difference)
             mean, ci = fmt.stat(stored.get("per_seed"))
             if mean is not None and ci is not None:
-                text += (f"; gap per seed {100 * mean:.1f} pp "
-                         f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
+                lo, hi = fmt.clamp_interval(ci)  # best minus worst accuracy: within [0, 1]
+                text += f"; gap per seed {100 * mean:.1f} pp [{100 * lo:.1f}, {100 * hi:.1f}]"
             return text
     known = [(name, v) for name, v in values if v is not None]
     if len(known) < 2:
@@ -615,30 +615,41 @@ def write_figures(data: ReportData, directory: str | Path | None = None) -> dict
         return out / FIGURES[key][0]
 
     title = data.experiment
-    if data.groups:
+    comparison = data.kind == "comparison"
+    groups = [(records.ComparisonGroup if comparison else records.GroupResult).from_json(
+        g, f"groups[{i}]") for i, g in enumerate(data.groups)]
+    # epoch lines only: a federated run's metrics.jsonl holds rounds (its report draws them)
+    epoch_runs = {label: [[line for line in run if "epoch" in line] for run in runs]
+                  for label, runs in data.panels.items()}
+    panels = {label: [[records.EpochMetrics.from_json(line) for line in run] for run in runs
+                      if run] for label, runs in epoch_runs.items()}
+    if groups:
         written["accuracy_by_group"] = plots.plot_accuracy_by_group(
-            data.data, target("accuracy_by_group"), highlight=data.highlight,
+            groups, target("accuracy_by_group"), mode=_text(data.data.get("mode")) or "run",
+            highlight=data.highlight,
             title=None if not title else f"{title}: test accuracy by group"
-            + (" (non-private vs DP)" if data.kind == "comparison" else ""))
-    if any(data.panels.values()):
+            + (" (non-private vs DP)" if comparison else ""))
+    if any(panels.values()):
         written["accuracy_over_epochs"] = plots.plot_accuracy_over_epochs(
-            data.panels, target("accuracy_over_epochs"), highlight=data.highlight,
+            panels, target("accuracy_over_epochs"), highlight=data.highlight,
             title=f"{title}: test accuracy by group over epochs")
         written["grad_norm_over_epochs"] = plots.plot_grad_norm_over_epochs(
-            data.panels, target("grad_norm_over_epochs"), highlight=data.highlight,
+            panels, target("grad_norm_over_epochs"), highlight=data.highlight,
             title=f"{title}: mean per-example gradient norm (before clipping) by group")
-    if data.groups:
+    if groups:
         written["group_sizes"] = plots.plot_group_sizes(
-            data.groups, target("group_sizes"), highlight=data.highlight,
+            groups, target("group_sizes"), highlight=data.highlight,
             small_test=data.small_test, title=f"{title}: examples per group")
-    if data.kind == "comparison" and data.groups:
+    if comparison and groups:
+        pgp = data.data.get("poor_get_poorer")
         written["poor_get_poorer"] = plots.plot_poor_get_poorer(
-            data.data, target("poor_get_poorer"), highlight=data.highlight)
-    if len(data.groups) >= MANY_GROUPS:
+            groups, target("poor_get_poorer"), highlight=data.highlight,
+            spearman=fmt.number(pgp.get("spearman")) if isinstance(pgp, Mapping) else None)
+    if len(groups) >= MANY_GROUPS:
         written["accuracy_vs_group_size"] = plots.plot_accuracy_vs_group_size(
-            data.data, target("accuracy_vs_group_size"), highlight=data.highlight,
+            groups, target("accuracy_vs_group_size"), highlight=data.highlight,
             small_test=data.small_test,
-            title=f"{title}: " + ("DP accuracy" if data.kind == "comparison" else "accuracy")
+            title=f"{title}: " + ("DP accuracy" if comparison else "accuracy")
             + " vs training examples per group")
     return written
 

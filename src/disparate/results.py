@@ -648,7 +648,8 @@ def _comparison_notes(comparison: Mapping[str, Any], *, markdown: bool) -> list[
     notes: list[Text] = []
     seeds_text = f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({', '.join(map(str, seeds))})"
     if len(seeds) > 1:
-        notes.append(f"mean over {seeds_text}, ± half-width of the 95% Student-t interval")
+        notes.append(f"mean over {seeds_text}; {fmt.INTERVAL_LABEL} (drops within "
+                     "[-100, +100] points)")
     else:
         notes.append(f"one seed ({seeds[0]}); no interval")
     if any(g.get("highlight") for g in comparison["groups"]):
@@ -676,6 +677,20 @@ def _comparison_notes(comparison: Mapping[str, Any], *, markdown: bool) -> list[
 
 
 COMPARISON_HEADER = ("group", "train", "test", "non-DP acc %", "DP acc %", "drop (points)")
+#: Appended to the accuracy and drop columns' headers when their cells carry an interval.
+INTERVAL_HEADER = " [95% CI]"
+
+
+def _comparison_header(comparison: Mapping[str, Any]) -> tuple[str, ...]:
+    if len(comparison["seeds"]) < 2:
+        return COMPARISON_HEADER
+    return (*COMPARISON_HEADER[:3], *(h + INTERVAL_HEADER for h in COMPARISON_HEADER[3:]))
+
+
+def _cells(stats: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Non-private and DP accuracy (%) and drop (points), intervals clamped to their bounds."""
+    return (fmt.accuracy(stats["non_private_accuracy"], suffix=""),
+            fmt.accuracy(stats["dp_accuracy"], suffix=""), fmt.points(stats["drop"], suffix=""))
 
 
 def _comparison_rows(comparison: Mapping[str, Any], *, markdown: bool
@@ -687,22 +702,18 @@ def _comparison_rows(comparison: Mapping[str, Any], *, markdown: bool
             name: Text = (Strong(g["group"]), small) if g.get("highlight") else g["group"] + small
         else:
             name = f"{g['group']}{'*' if g.get('highlight') else ''}{small}"
-        rows.append((name, str(g["train_size"]), str(g["test_size"]),
-                     fmt.spread(g["non_private_accuracy"]), fmt.spread(g["dp_accuracy"]),
-                     fmt.spread(g["drop"], signed=True)))
-    ov = comparison["overall"]
+        rows.append((name, str(g["train_size"]), str(g["test_size"]), *_cells(g)))
     train_total = sum(g["train_size"] for g in comparison["groups"])
     test_total = sum(g["test_size"] for g in comparison["groups"])
-    rows.append(("all", str(train_total), str(test_total), fmt.spread(ov["non_private_accuracy"]),
-                 fmt.spread(ov["dp_accuracy"]), fmt.spread(ov["drop"], signed=True)))
+    rows.append(("all", str(train_total), str(test_total), *_cells(comparison["overall"])))
     return rows
 
 
 def comparison_blocks(comparison: Mapping[str, Any]) -> list[Block]:
     """The per-group table of a comparison and its notes, as document blocks."""
-    return [Table(header=COMPARISON_HEADER,
-                  rows=tuple(_comparison_rows(comparison, markdown=True)),
-                  right=tuple(range(1, len(COMPARISON_HEADER)))),
+    header = _comparison_header(comparison)
+    return [Table(header=header, rows=tuple(_comparison_rows(comparison, markdown=True)),
+                  right=tuple(range(1, len(header)))),
             Bullets(tuple(_comparison_notes(comparison, markdown=True)))]
 
 
@@ -711,12 +722,13 @@ def format_comparison_table(comparison: Mapping[str, Any], *, markdown: bool = F
 
     Highlighted groups are marked with ``*`` (set in bold in markdown); groups with fewer
     test examples than ``evaluation.min_group_test_size`` with ``!``. With several seeds each
-    cell is ``mean ±half-width of the 95% interval``. Markdown is :func:`comparison_blocks`
-    rendered; the plain text is for a terminal.
+    cell is ``mean [lo, hi]``, the 95% interval within [0, 100]% (drops within [-100, +100]
+    points), the header says so. Markdown is :func:`comparison_blocks` rendered; the plain
+    text is for a terminal.
     """
     if markdown:
         return markdown_blocks(comparison_blocks(comparison)).rstrip("\n")
-    header = list(COMPARISON_HEADER)
+    header = list(_comparison_header(comparison))
     rows = [[str(c) for c in r] for r in _comparison_rows(comparison, markdown=False)]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmts = [f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]]

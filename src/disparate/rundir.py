@@ -49,6 +49,7 @@ __all__ = [
     "finished_results",
     "holds_run",
     "reset",
+    "resumable",
     "run_status",
 ]
 
@@ -100,6 +101,19 @@ def holds_run(run_dir: str | Path) -> bool:
     needs resume or overwrite."""
     run_dir = Path(run_dir)
     return (run_dir / res.CHECKPOINT_FILE).exists() or (run_dir / res.RESULTS_FILE).exists()
+
+
+def resumable(run_dir: str | Path, config: ExperimentConfig) -> bool:
+    """Whether ``run_dir`` holds a readable checkpoint of ``config`` (one that resuming
+    continues, :meth:`RunDir.resume_state`)."""
+    path = Path(run_dir) / res.CHECKPOINT_FILE
+    if not path.exists():
+        return False
+    try:
+        state = fileio.load_torch(path)
+    except fileio.CorruptFileError:
+        return False
+    return state.get("config_hash") in config_hashes(config)
 
 
 def run_status(run_dir: str | Path, config: ExperimentConfig) -> str:

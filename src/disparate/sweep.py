@@ -1,7 +1,8 @@
 """The sweep runner: many runs (grid points), each an ordinary run directory keyed by its config.
 
 A *point* is one resolved :class:`~disparate.config.ExperimentConfig`; its run directory is
-``RUNS_DIR/<config_hash>/`` and holds what :func:`disparate.training.train` writes
+``RUNS_DIR/<config_hash>/`` and holds what :func:`disparate.training.train` (a federated
+config: :func:`disparate.federated.simulation.train_federated`, :func:`train_point`) writes
 (``config.yaml``, ``metrics.jsonl``, ``results.json``, ``checkpoint.pt``, see
 ``docs/results-format.md``) plus ``train.log`` and, for a point that failed, ``error.json``.
 Running a sweep again:
@@ -80,6 +81,7 @@ __all__ = [
     "run_point",
     "run_sweep",
     "threads_per_point",
+    "train_point",
 ]
 
 BACKENDS: tuple[str, ...] = ("local", "ray")
@@ -204,11 +206,30 @@ def _write_error(run_dir: Path, exc: BaseException, started: float) -> dict[str,
     return error
 
 
+def train_point(config: ExperimentConfig, run_dir: str | Path, *, device: str,
+                log: Log | None = None, progress: bool | None = False) -> None:
+    """Train ``config`` into ``run_dir``, resuming its checkpoint if there is one: a federated
+    config (one with a ``federated`` section) with
+    :func:`~disparate.federated.simulation.train_federated`, any other with
+    :func:`~disparate.training.train` -- the one place a point's loop is chosen."""
+    if config.federated is not None:
+        from disparate.federated.simulation import train_federated
+
+        train_federated(config, run_dir, resume=True, progress=progress, log=log,
+                        device=device)
+    else:
+        from disparate import training
+
+        training.train(config, run_dir, resume=True, progress=progress, log=log,
+                       device=device)
+
+
 def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
               threads: int | None = None, device: str = "cpu", *,
-              echo: Log | None = None) -> dict[str, Any]:
+              echo: Log | None = None, progress: bool | None = False) -> dict[str, Any]:
     """Train one point into ``run_dir`` on ``device``, resuming its checkpoint if there is
-    one; its log lines go to ``train.log`` (and to ``echo``, in-process only).
+    one; its log lines go to ``train.log`` (and to ``echo``, in-process only), its tqdm bar
+    is shown with ``progress`` (True, or None: on a terminal; in-process only).
 
     Runs in a worker (process pool or Ray task) or in-process; takes and returns plain data.
     A finished point is not touched. An exception is caught, written to ``error.json`` and
@@ -217,7 +238,7 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
     """
     import torch
 
-    from disparate import distributed, training
+    from disparate import distributed
 
     started = time.perf_counter()
     run_dir = Path(run_dir)
@@ -252,8 +273,7 @@ def run_point(config_data: Mapping[str, Any], run_dir: str | Path,
             log(f"start point {key} on {socket.gethostname()} pid {os.getpid()} "
                 f"({'resume' if resumed else 'new'}, {torch.get_num_threads()} threads)")
             with distributed.task((dict(config_data), str(run_dir))):  # the other ranks too
-                training.train(config, run_dir, resume=True, progress=False, log=log,
-                               device=device)
+                train_point(config, run_dir, device=device, log=log, progress=progress)
             out["outcome"] = RESUMED if resumed else DONE
             log(f"finished point {key} in {time.perf_counter() - started:.1f} s")
         except Exception as exc:  # recorded; in one process the other points go on
@@ -342,6 +362,7 @@ def run_sweep(
     device: str = "cpu",
     log: Log | None = None,
     echo: Log | None = None,
+    progress: bool | None = False,
 ) -> SweepReport:
     """Run every point that is not finished; return what happened to each.
 
@@ -356,6 +377,8 @@ def run_sweep(
         log: Called with one line per point as it ends (and a few notes).
         echo: Called with the points' own log lines (per epoch), when they run in this
             process (local backend, ``jobs=1``); they always go to each ``train.log``.
+        progress: The tqdm bar of points run in this process (True, or None: on a
+            terminal); never in workers.
     """
     if backend not in BACKENDS:
         raise ValueError(ERR_BACKEND.format(value=backend))
@@ -409,7 +432,7 @@ def run_sweep(
             _run_ray(tasks, record, jobs=jobs, threads=threads, address=address, log=say)
         elif jobs == 1:
             for task in tasks:
-                record(task[0], run_point(*task[1:], echo=echo))
+                record(task[0], run_point(*task[1:], echo=echo, progress=progress))
         else:
             _run_pool(tasks, record, jobs=jobs, log=say)
     ordered = [outcomes[i] for i in range(len(points))]
@@ -433,10 +456,7 @@ def run_led(device: str, func: Callable[[str], int]) -> int:
 
 def _train_followed(config_data: Mapping[str, Any], run_dir: str, *, device: str) -> None:
     """A rank's part of the point that rank 0's :func:`run_point` trains."""
-    from disparate import training
-
-    training.train(from_dict(config_data), run_dir, resume=True, progress=False,
-                   device=device)
+    train_point(from_dict(config_data), run_dir, device=device)
 
 
 def _portable(config: ExperimentConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ immutable, hashable ones that frozen configs store. Imports nothing from ``dispa
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,9 +28,11 @@ __all__ = [
     "ERR_SEED",
     "MAX_SEED",
     "MSG_CHOICE",
+    "MSG_DID_YOU_MEAN",
     "MSG_DUPLICATE_KEY",
     "MSG_RANGE",
     "MSG_TYPE",
+    "MSG_UNKNOWN_KEY",
     "ConfigError",
     "FrozenMap",
     "check_bool",
@@ -44,10 +47,12 @@ __all__ = [
     "check_seed",
     "check_str",
     "choices_text",
+    "did_you_mean",
     "freeze",
     "frozen_map",
     "thaw",
     "type_error",
+    "unknown_key",
 ]
 
 #: ``{key}``: dotted key, ``{value}``: the bad value, ``{choices}``: quoted, comma-separated.
@@ -57,6 +62,9 @@ MSG_TYPE = "{key}={value!r}: expected {expected}, got {got}"
 #: ``{expected}``: the valid range, e.g. ">= 0", "in (0, 1)".
 MSG_RANGE = "{key}={value!r}: expected {expected}"
 MSG_DUPLICATE_KEY = "{key}: duplicate key {sub!r} (keys are compared as strings)"
+#: ``{hint}``: " (did you mean 'x'?)" or "", ``{valid}``: comma-separated valid keys.
+MSG_UNKNOWN_KEY = "unknown key {key!r}{hint}; valid keys: {valid}"
+MSG_DID_YOU_MEAN = " (did you mean {suggestion!r}?)"
 
 #: Keyword-argument messages: ``{name}`` is the argument.
 ERR_INTEGER = "{name}={value!r}: expected an integer >= {minimum}"
@@ -86,6 +94,20 @@ def type_error(key: str, value: Any, expected: str) -> ConfigError:
     return ConfigError(
         MSG_TYPE.format(key=key, value=value, expected=expected, got=type(value).__name__)
     )
+
+
+def did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` with the closest of ``valid``, or ``""`` if none is close."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return MSG_DID_YOU_MEAN.format(suggestion=close[0]) if close else ""
+
+
+def unknown_key(key: str, valid: Sequence[str], *, prefix: str = "") -> ConfigError:
+    """The error of a key that is not one of ``valid`` (the keys of the mapping at ``prefix``,
+    e.g. ``"privacy."``): names the key, the closest valid one and every valid one."""
+    full = [prefix + v for v in valid]
+    return ConfigError(MSG_UNKNOWN_KEY.format(
+        key=prefix + key, hint=did_you_mean(prefix + key, full), valid=", ".join(valid)))
 
 
 def check_str(key: str, value: Any, *, optional: bool = False) -> str | None:

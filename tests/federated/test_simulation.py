@@ -1,4 +1,5 @@
-"""The in-process engine end to end on a tiny synthetic dump: files, resume, compare, CLI."""
+"""The in-process engine end to end on a tiny synthetic dump: files, resume, CLI (comparisons:
+``test_comparison.py``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from disparate import cli
 from disparate.config import from_dict
 from disparate.federated.simulation import (
     InProcessExecutor,
-    compare_federated,
     load_federated_data,
     train_federated,
 )
@@ -112,33 +112,6 @@ def test_order_of_participants_does_not_matter(tiny, tmp_path: Path) -> None:
                           executor=lambda c, d, s, device="cpu": Reversed(c, d, s))
     a, b = global_model(normal.run_dir), global_model(rev.run_dir)
     assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
-
-
-def test_compare_writes_figure3_and_report(tiny, tmp_path: Path) -> None:
-    config, data = tiny
-    cfg = from_dict({**tiny_config(config.data.data_dir, rounds=2), "federated": {
-        **tiny_config(config.data.data_dir, rounds=2)["federated"],
-        "variants": {"non-private": ["privacy.clipping=false", "privacy.noise=false",
-                                     "privacy.noise_multiplier=null"],
-                     "dp": [], "dp-small-S": ["privacy.max_grad_norm=0.1"]}}})
-    outcome = compare_federated(cfg, tmp_path / "cmp")
-    out = tmp_path / "cmp"
-    for name in ("figure3.json", "comparison-dp.json", "comparison-dp-small-S.json",
-                 "report.md", "report.html", "fig3a_output_diversity.png",
-                 "fig3b_accuracy_by_vocab.png", "accuracy_over_rounds.png",
-                 "update_norms_by_vocab.png"):
-        assert (out / name).is_file(), name
-    fig = outcome["figure3"]
-    assert [v["name"] for v in fig["variants"]] == ["non-private", "dp", "dp-small-S"]
-    assert all(v["complete"] for v in fig["variants"])
-    comp = json.loads((out / "comparison-dp.json").read_text())
-    assert comp["baseline"] == "non-private" and len(comp["groups"]) == 3
-    report = (out / "report.md").read_text()
-    assert "Figure 3b" in report and "participant level" in report
-    # a second compare reuses the finished runs
-    again = compare_federated(cfg, out, run=lambda *a, **k: pytest.fail("retrained"))
-    assert again["figure3"]["variants"][1]["overall_accuracy"] == fig["variants"][1][
-        "overall_accuracy"]
 
 
 def test_cli(tiny, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -127,6 +127,42 @@ def test_conv(batch, channels, kernel, stride, padding, dilation, padding_mode, 
     check_against_oracle(model, x, targets_for(model, x))
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+@pytest.mark.parametrize("two_d", [True, False])
+def test_conv_per_example_in_chunks_of_the_batch(chunk, two_d):
+    """Patches formed a few examples at a time (the last chunk short) give the same result."""
+    torch.manual_seed(0)
+    if two_d:
+        model = nn.Conv2d(4, 6, (2, 3), stride=(2, 1), dilation=(1, 2), padding=(1, 0),
+                          groups=2, bias=False)
+        x = torch.randn(5, 4, 7, 8)
+    else:
+        model = nn.Conv1d(4, 6, 3, stride=2, dilation=2, groups=2, padding_mode="reflect",
+                          padding=1)
+        x = torch.randn(5, 4, 11)
+    steps = model(x)[0, 0].numel()
+    per_example = chunk * model.groups * steps * model.weight[0].numel()  # elements
+    with mock.patch("disparate.privacy.grad_sample.layers.PATCH_CHUNK", per_example):
+        check_against_oracle(model, x, targets_for(model, x))
+
+
+def test_conv_per_example_gradients_in_the_weight_layout():
+    """Each example's gradient, read back in the weight's (O, C/G, kh, kw) layout, equals
+    autograd's for that example alone (stride, dilation and an output that does not cover
+    the last input rows and columns)."""
+    from disparate.privacy.grad_sample.layers import conv_rule
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(4, 6, (3, 2), stride=(2, 3), dilation=(2, 1), groups=2).double()
+    x = torch.randn(3, 4, 10, 9, dtype=torch.float64)
+    out = model(x)
+    g = torch.randn_like(out)
+    got = conv_rule(model, (x,), g)["weight"].materialize()
+    for i in range(3):
+        (expected,) = torch.autograd.grad(model(x[i : i + 1]), model.weight, g[i : i + 1])
+        torch.testing.assert_close(got[i], expected, rtol=RTOL, atol=ATOL)
+
+
 class EmbeddingModel(nn.Module):
     def __init__(self, vocab: int, dim: int, padding_idx: int | None, tied: bool):
         super().__init__()

@@ -51,4 +51,9 @@ def test_error_bars_of_accuracies_stop_at_0_and_100() -> None:
     assert lower == [pytest.approx(0.05), pytest.approx(0.02), 0.0]
     assert upper == [pytest.approx(0.02), pytest.approx(0.05), 0.0]
     assert accuracy_yerr([0.5], [None]) is None
+    # a drop of 0.9 with [0.5, 1.3] stops at +1.0; one of -0.95 with [-1.2, -0.7] at -1.0
+    lower, upper = accuracy_yerr([0.9, -0.95], [(0.5, 1.3), (-1.2, -0.7)],
+                                 bounds=fmt.DROP_BOUNDS)
+    assert lower == [pytest.approx(0.4), pytest.approx(0.05)]
+    assert upper == [pytest.approx(0.1), pytest.approx(0.25)]
 

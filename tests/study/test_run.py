@@ -22,7 +22,7 @@ from disparate import results as res
 from disparate.cli import COMMANDS, main
 from disparate.commands import study as study_command
 from disparate.config import ConfigError
-from disparate.study import expand, list_studies, load_study, run_study
+from disparate.study import expand, list_studies, load_study, parse_grid_option, run_study
 from disparate.sweep import FINISHED, point_status
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -130,6 +130,21 @@ def test_study_errors_name_the_problem(tmp_path):
                    "figure: {kind: sweep, x: training.lr}\nscales: {s: {}}\n")
     with pytest.raises(ConfigError, match="training.lr=-1.0"):
         expand(load_study(str(bad), scale="s"), tmp_path)
+
+
+def test_study_files_and_grid_options_read_yaml_as_configs_do(tmp_path):
+    # YAML 1.2 numbers (PyYAML's 1.1 reader would make 1e-3 the string '1e-3'); a duplicate
+    # key is refused instead of the last one silently winning
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nbase: digits-underrep\ngrid: {training.lr: [1e-3, 2e-2]}\n"
+                    "figure: {kind: sweep, x: training.lr}\nscales: {s: {}}\n")
+    assert [p.config.training.lr for p in expand(load_study(str(spec), scale="s"),
+                                                   tmp_path)] == [0.001, 0.02]
+    assert parse_grid_option("training.lr=1e-3,5e-1") == ("training.lr", (0.001, 0.5))
+    spec.write_text("name: s\nbase: digits-underrep\ngrid: {training.lr: [0.1]}\n"
+                    "grid: {training.lr: [0.2]}\nscales: {s: {}}\n")
+    with pytest.raises(ConfigError, match=r"s.yaml: not valid YAML: line \d+, column \d+: .*grid"):
+        load_study(str(spec), scale="s")
 
 
 def check_outputs(name: str, out: Path, points) -> list[dict[str, str]]:

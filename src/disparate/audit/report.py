@@ -14,6 +14,7 @@ from typing import Any
 from disparate import fileio, plots
 from disparate.audit.runner import AUDIT_FILE, OVERALL
 from disparate.report import HIGHLIGHT_MARK
+from disparate.reporting import format as fmt
 from disparate.reporting.document import (
     Block,
     Bullets,
@@ -55,7 +56,7 @@ def format_stat(summary: Mapping[str, Any] | None, digits: int = 2) -> str:
         return "n/a"
     text = f"{summary['mean']:.{digits}f}"
     if summary.get("ci95"):
-        lo, hi = max(summary["ci95"][0], 0.0), min(summary["ci95"][1], 1.0)
+        lo, hi = fmt.clamp_interval(tuple(summary["ci95"]))
         text += f" [{lo:.{digits}f}, {hi:.{digits}f}]"
     return text
 

@@ -7,12 +7,15 @@ Subcommands::
     disparate federated run reddit-fl --variant non-private --out runs/fl-np
     disparate federated run reddit-fl --engine flower --supernodes 8 --ray-address auto ...
     disparate federated compare reddit-fl-small --data-dir ~/data/reddit --out runs/fig3
+    disparate federated compare reddit-fl-small --seeds 3 --jobs 3 --out runs/fig3
     disparate federated epsilon reddit-fl --participants 80000
     disparate federated report runs/fig3
     disparate federated sample-dump /tmp/reddit/RC_2017-11.zst --authors 300
 
 ``compare`` trains the experiment's variants (``federated.variants``: the paper's non-private,
-S = 10 and S = 8 models) and writes Figure 3; ``run`` trains one configuration.
+S = 10 and S = 8 models) x seeds as a sweep over a run store
+(:func:`disparate.federated.comparison.compare_federated`) and writes Figure 3; ``run`` trains
+one configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from disparate.config import ConfigError, ExperimentConfig, load_experiment
+from disparate.sweep import BACKENDS
 
 NAME = "federated"
 
@@ -90,6 +94,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seeds 0..K-1 (training.seed), default 1")
     p.add_argument("--only", nargs="+", default=None, metavar="VARIANT",
                    help="train only these variants (finished ones are always reported)")
+    p.add_argument("--runs-dir", metavar="DIR", default=None,
+                   help="where the run directories go (default: OUT/runs); a study's "
+                        "--runs-dir shares the runs they have in common")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="runs trained at the same time (default 1: in this process)")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="'local' process pool (default) or 'ray' (pip install "
+                        "'disparate[ray]')")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (with --backend ray), e.g. 'auto'")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue unfinished runs and reuse finished ones (default); "
+                        "--no-resume refuses runs that already hold files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train every run of the variants trained again from the start")
 
     p = sub.add_parser("epsilon", help="participant-level epsilon of a federated config")
     _common(p)
@@ -194,14 +213,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from disparate.federated.simulation import compare_federated
+    from disparate.federated.comparison import compare_federated
 
     if args.seeds < 1:
         raise ValueError(f"--seeds={args.seeds}: expected an integer >= 1")
     config = _load(args)
+    log = _log(args)
     outcome = compare_federated(config, args.out, seeds=list(range(args.seeds)),
-                                overrides=_overrides(args), only=args.only, device=args.device,
-                                progress=args.progress, log=_log(args))
+                                overrides=_overrides(args), only=args.only,
+                                runs_dir=args.runs_dir, resume=args.resume,
+                                overwrite=args.overwrite, backend=args.backend, jobs=args.jobs,
+                                address=args.address, device=args.device, log=log, echo=log,
+                                progress=args.progress)
     for v in outcome["figure3"]["variants"]:
         if v.get("groups"):
             print(f"{v['name']:>12}: test acc {100 * v['overall_accuracy']['mean']:.2f}%  "

@@ -12,7 +12,10 @@ Modules (see ``docs/federated.md``):
   server noise and the participant-level privacy accounting;
 - :mod:`~disparate.federated.metrics`: next-word accuracy per participant, vocabulary-size
   buckets and output diversity;
-- :mod:`~disparate.federated.simulation`: the in-process engine, run directories, comparisons;
+- :mod:`~disparate.federated.simulation`: the in-process engine and its run directory, the
+  variants of a comparison;
+- :mod:`~disparate.federated.comparison`: variants x seeds as a sweep over the run store,
+  ``comparison-<variant>.json`` and ``figure3.json``;
 - :mod:`~disparate.federated.flower_app`: the same rounds run by Flower (optional extra);
 - :mod:`~disparate.federated.plots` / :mod:`~disparate.federated.report`: Figure 3 and the
   report of a comparison.

@@ -1,7 +1,8 @@
 """Figure 3 of the paper and training curves of federated runs (PNG, Agg canvas only).
 
-Every function takes parsed data (``figure3.json``, ``metrics.jsonl`` lines), writes one PNG
-and returns its path; nothing touches pyplot's global state (as in :mod:`disparate.plots`).
+Every function takes parsed ``figure3.json`` data (it has no typed record) or the typed
+:class:`~disparate.records.RoundMetrics` lines of ``metrics.jsonl``, writes one PNG and returns
+its path; nothing touches pyplot's global state (as in :mod:`disparate.plots`).
 
 - :func:`plot_output_diversity` (Figure 3a): distinct words each model predicts over the test
   set, and the rank-frequency curve of its predictions;
@@ -30,6 +31,7 @@ from disparate.plots import (
     new_figure,
     save_figure,
 )
+from disparate.records import RoundMetrics
 
 __all__ = [
     "plot_accuracy_by_vocab",
@@ -143,14 +145,15 @@ def plot_accuracy_by_vocab(figure3: Mapping[str, Any], path: str | Path) -> Path
     return save_figure(fig, path)
 
 
-def plot_accuracy_over_rounds(runs: Mapping[str, Sequence[Mapping[str, Any]]],
+def plot_accuracy_over_rounds(runs: Mapping[str, Sequence[RoundMetrics]],
                               modes: Mapping[str, str], path: str | Path) -> Path:
-    """Test accuracy over rounds, one line per model (``runs``: name -> metrics lines)."""
+    """Test accuracy over rounds, one line per model (``runs``: name -> metrics lines; the
+    evaluated rounds are those with a test accuracy)."""
     fig, ((ax,),) = new_figure(7, 4)
     variants = [{"name": n, "mode": modes.get(n, "")} for n in runs]
     for v, color in zip(variants, _colors(variants), strict=True):
-        pts = [(m["round"], m["test_accuracy"]) for m in runs[v["name"]]
-               if m.get("test_accuracy") is not None]
+        pts = [(m.round, m.test_accuracy) for m in runs[v["name"]]
+               if m.test_accuracy is not None]
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, color=color, label=v["name"], marker="." if len(xs) < 30 else None)

@@ -1,8 +1,11 @@
 """The report of a federated comparison directory (``disparate federated compare``).
 
-Reads ``figure3.json``, the ``comparison-<variant>.json`` files (the format of
-``comparison.json``, vocabulary buckets as groups) and the runs' ``metrics.jsonl``; writes the
-PNGs of :mod:`disparate.federated.plots`, ``report.md`` and a self-contained ``report.html``.
+Reads ``figure3.json`` (:func:`read_figure3`), the ``comparison-<variant>.json`` files (the
+format of ``comparison.json``, vocabulary buckets as groups) and the runs' ``metrics.jsonl``;
+writes the PNGs of :mod:`disparate.federated.plots`, ``report.md`` and a self-contained
+``report.html``. Both layouts are read: schema version 2 (runs in a run store) and 1 (no
+``schema_version``, runs in ``seed-<s>/<variant>/``); their run paths are relative to the
+directory either way.
 The report is a :class:`disparate.reporting.document.Document`; the per-bucket comparison
 tables are :func:`disparate.results.comparison_blocks`.
 """
@@ -13,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio
+from disparate import fileio, records
 from disparate import results as res
 from disparate.federated import plots as fp
+from disparate.records import RoundMetrics
 from disparate.reporting import format as fmt
 from disparate.reporting.document import (
     Block,
@@ -31,7 +35,21 @@ from disparate.reporting.document import (
     render_markdown,
 )
 
-__all__ = ["FIGURES", "write_federated_report"]
+__all__ = [
+    "FIGURE3_FILE",
+    "FIGURE3_SCHEMA_VERSION",
+    "FIGURES",
+    "read_figure3",
+    "read_variant_comparison",
+    "write_federated_report",
+]
+
+FIGURE3_FILE = "figure3.json"
+#: 2: ``variants[].runs`` name run directories of a run store (relative to the comparison
+#: directory); 1 (no ``schema_version``): ``seed-<s>/<variant>``.
+FIGURE3_SCHEMA_VERSION = 2
+ERR_SCHEMA = ("{path}: schema_version={value!r}: this version of disparate reads "
+              f"{FIGURE3_FILE} of versions 1 to {FIGURE3_SCHEMA_VERSION}; upgrade disparate")
 
 FIGURES: dict[str, tuple[str, str]] = {
     "output_diversity": ("fig3a_output_diversity.png",
@@ -64,10 +82,27 @@ def _epsilon_text(variant: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def read_figure3(directory: str | Path) -> dict[str, Any]:
+    """The ``figure3.json`` of a federated comparison directory, of schema version 1 or 2
+    (``schema_version`` set either way); a newer one raises."""
+    path = Path(directory) / FIGURE3_FILE
+    data = res.read_json(path)
+    version = data.get(records.SCHEMA_KEY, 1)
+    if isinstance(version, bool) or version not in range(1, FIGURE3_SCHEMA_VERSION + 1):
+        raise ValueError(ERR_SCHEMA.format(path=path, value=version))
+    return {**data, records.SCHEMA_KEY: version}
+
+
+def read_variant_comparison(path: str | Path) -> dict[str, Any]:
+    """A ``comparison-<variant>.json``, of a version :class:`~disparate.records.ComparisonResult`
+    reads (1 or 2; a newer one raises)."""
+    return records.ComparisonResult.from_json(res.read_json(path), str(path)).to_json()
+
+
 def write_federated_report(directory: str | Path) -> dict[str, Path]:
     """Write the figures, ``report.md`` and ``report.html`` of a federated comparison."""
     out = Path(directory)
-    figure3 = res.read_json(out / "figure3.json")
+    figure3 = read_figure3(out)
     variants = figure3.get("variants", [])
     seeds = figure3.get("seeds") or [0]
     metrics = {}
@@ -75,7 +110,8 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
     for v in variants:
         run_dirs = v.get("runs") or []
         if run_dirs:
-            metrics[v["name"]] = res.read_metrics(out / run_dirs[0])
+            metrics[v["name"]] = [RoundMetrics.from_json(m)
+                                  for m in res.read_metrics(out / run_dirs[0])]
             modes[v["name"]] = v.get("mode", "")
     written: dict[str, Path] = {
         "output_diversity": fp.plot_output_diversity(figure3, out / FIGURES[
@@ -132,7 +168,7 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
                         ", ".join(f"{w} ({c})" for w, c in (v.get("top_predicted") or [])[:6]))
                        for v in present), right=(1, 2))]
     for path in sorted(out.glob("comparison-*.json")):
-        comp = res.read_json(path)
+        comp = read_variant_comparison(path)
         blocks += [Heading(f"{comp.get('baseline', 'non-private')} vs {comp.get('variant')}"),
                    Paragraph("Groups are vocabulary-size buckets; 'train'/'test' count tokens."),
                    *res.comparison_blocks(comp)]

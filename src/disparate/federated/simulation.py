@@ -1,4 +1,5 @@
-"""The federated training loop: rounds, evaluation, run directories, resume, comparisons.
+"""The federated training loop: rounds, evaluation, run directories, resume; the variants of
+a comparison (:func:`variant_configs`, trained by :mod:`disparate.federated.comparison`).
 
 :func:`train_federated` runs the rounds of a federated experiment through an *executor* that
 trains the sampled participants and streams their updates into the server's aggregator:
@@ -51,7 +52,7 @@ from disparate.federated.dpfedavg import (
 from disparate.federated.model import build_word_model, parameter_count, set_parameters
 from disparate.federated.reddit import FederatedTextData, RedditOptions, load_reddit
 from disparate.randomness import SeedTree, stream_seed
-from disparate.rundir import CHECKPOINT_VERSION, RunDir, finished_results
+from disparate.rundir import CHECKPOINT_VERSION, RunDir
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -61,7 +62,6 @@ __all__ = [
     "PARTICIPANTS_FILE",
     "PREDICTIONS_FILE",
     "build_global_model",
-    "compare_federated",
     "load_federated_data",
     "resolve_settings",
     "train_federated",
@@ -71,7 +71,6 @@ __all__ = [
 ENGINES: tuple[str, ...] = ("simulation", "flower")
 PARTICIPANTS_FILE = "participants.csv"
 PREDICTIONS_FILE = "predictions.json"
-FIGURE3_FILE = "figure3.json"
 
 ERR_NOT_FEDERATED = (
     "{name}: not a federated experiment (no 'federated' section); federated presets: "
@@ -496,7 +495,7 @@ def _write_participants(path: Path, evaluation: fm.ParticipantEvaluation,
                         "" if np.isnan(acc[j]) else f"{acc[j]:.6f}"])
 
 
-# --------------------------------------------------------------------------------- compare
+# --------------------------------------------------------------------------------- variants
 
 
 NON_PRIVATE_OVERRIDES: tuple[str, ...] = (
@@ -526,124 +525,3 @@ def variant_configs(config: ExperimentConfig, overrides: Sequence[str] = ()
         raise ValueError(f"{config.name}: the variants {list(out)} have no non-private run "
                          "to compare with")
     return out
-
-
-def compare_federated(config: ExperimentConfig, out_dir: str | Path, *,
-                      seeds: Sequence[int] = (0,), overrides: Sequence[str] = (),
-                      only: Sequence[str] | None = None, resume: bool = True,
-                      device: str | torch.device = "cpu", progress: bool | None = None,
-                      log: Log | None = None,
-                      run: Callable[..., FederatedRun] | None = None) -> dict[str, Any]:
-    """Train every variant for every seed and write the comparison files into ``out_dir``.
-
-    Layout: ``seed-<s>/<variant>/`` run directories, ``comparison-<variant>.json`` for every
-    variant against the non-private baseline (the format of ``comparison.json``, buckets as
-    groups), ``figure3.json`` and the report (:mod:`disparate.federated.report`). Finished runs
-    are kept (``resume``); ``only`` restricts the variants trained.
-    """
-    from disparate.federated.report import write_federated_report
-
-    out = Path(out_dir)
-    variants = variant_configs(config, overrides)
-    data = load_federated_data(config, log=log)
-    run = run or train_federated
-    results: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
-    dirs: dict[str, list[str]] = {name: [] for name in variants}
-    for seed in seeds:
-        for name, base in variants.items():
-            cfg = apply_overrides(base, [f"training.seed={seed}"]) if seed != \
-                base.training.seed else base
-            run_dir = out / f"seed-{seed}" / name
-            dirs[name].append(str(run_dir.relative_to(out)))
-            done = finished_results(run_dir, cfg) if resume else None
-            if done is not None:
-                results[name].append(done)
-                continue  # finished before; results of another config are refused by run
-            if only is not None and name not in only:
-                continue
-            if log is not None:
-                log(f"== {name} (seed {seed}): {describe_variant(cfg)}")
-            finished = run(cfg, run_dir, data=data, resume=resume, device=device,
-                           progress=progress, log=log)
-            results[name].append(finished.results)
-    complete = {k: v for k, v in results.items() if len(v) == len(seeds)}
-    baseline = next((k for k in variants if variants[k].privacy.mode == "non-private"), None)
-    comparisons: dict[str, Any] = {}
-    if baseline in complete:
-        for name in complete:
-            if name == baseline:
-                continue
-            comp = res.compare_runs(complete[baseline], complete[name], seeds=list(seeds),
-                                    highlight=config.evaluation.highlight,
-                                    experiment=config.name,
-                                    run_dirs=[{"non_private": a, "dp": b} for a, b in
-                                              zip(dirs[baseline], dirs[name], strict=True)])
-            comp["variant"] = name
-            comp["baseline"] = baseline
-            res.write_json(out / f"comparison-{name}.json", comp)
-            comparisons[name] = comp
-    figure = figure3_data(config, variants, complete, seeds, dirs)
-    res.write_json(out / FIGURE3_FILE, figure)
-    write_federated_report(out)
-    return {"figure3": figure, "comparisons": comparisons}
-
-
-def describe_variant(config: ExperimentConfig) -> str:
-    """One line: rounds, C and the DP-FedAvg mechanism of a federated config."""
-    p, fed = config.privacy, config.federated
-    if p.mode == "dp":
-        noise = (f"z={p.noise_multiplier:g}" if p.noise_multiplier is not None
-                 else f"z for epsilon={p.target_epsilon:g}")
-        mech = f"DP-FedAvg, S={p.max_grad_norm:g}, {noise}"
-    elif p.mode == "clip-only":
-        mech = f"updates clipped to S={p.max_grad_norm:g}, no noise"
-    elif p.mode == "noise-only":
-        mech = f"noise std {p.noise_std:g} on the sum, no clipping"
-    else:
-        mech = "plain FedAvg (non-private)"
-    return f"{mech}, {fed.rounds} rounds of C={fed.participants_per_round}"
-
-
-def figure3_data(config: ExperimentConfig, variants: Mapping[str, ExperimentConfig],
-                 results: Mapping[str, Sequence[Mapping[str, Any]]], seeds: Sequence[int],
-                 dirs: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """``figure3.json``: per variant the bucket accuracies and output diversity over seeds."""
-    out_variants = []
-    bucket_names = config.federated.bucket_names()
-    for name, cfg in variants.items():
-        runs = list(results.get(name, []))
-        entry: dict[str, Any] = {
-            "name": name, "mode": cfg.privacy.mode, "rounds": cfg.federated.rounds,
-            "config_hash": config_hash(cfg), "runs": list(dirs.get(name, [])),
-            "complete": len(runs) == len(seeds),
-            "max_grad_norm": cfg.privacy.max_grad_norm if cfg.privacy.clipping else None,
-            "noise_multiplier": cfg.privacy.noise_multiplier,
-        }
-        if runs:
-            entry.update(
-                overall_accuracy=res.summarize([r["overall_accuracy"] for r in runs]),
-                mean_participant_accuracy=res.summarize(
-                    [r["mean_participant_accuracy"] for r in runs]),
-                distinct_predicted=res.summarize(
-                    [r["output_diversity"]["distinct_predicted"] for r in runs]),
-                rank_counts=runs[0]["output_diversity"]["rank_counts"],
-                top_predicted=runs[0]["output_diversity"]["top_predicted"][:10],
-                privacy_statement=runs[0]["privacy"]["statement"],
-                epsilon=runs[0]["privacy"].get("epsilon"),
-                wall_time_s=sum(float(r.get("wall_time_s") or 0) for r in runs),
-                mean_round_s=res.summarize([r.get("mean_round_s") for r in runs]),
-                groups=[{
-                    "group": g,
-                    "participants": runs[0]["groups"][i]["participants"],
-                    "accuracy": res.summarize([r["groups"][i]["accuracy"] for r in runs]),
-                    "token_accuracy": res.summarize([r["groups"][i]["token_accuracy"]
-                                                     for r in runs]),
-                    "update_norm": res.summarize([r["groups"][i]["grad_norm"] for r in runs]),
-                    "clipped_fraction": res.summarize([r["groups"][i]["clipped_fraction"]
-                                                       for r in runs]),
-                } for i, g in enumerate(bucket_names)],
-            )
-        out_variants.append(entry)
-    return {"experiment": config.name, "description": config.description,
-            "seeds": [int(s) for s in seeds], "buckets": bucket_names,
-            "vocab_buckets": list(config.federated.vocab_buckets), "variants": out_variants}

@@ -44,6 +44,8 @@ from dp_accounting.pld import pld_privacy_accountant
 from dp_accounting.pld import privacy_loss_distribution as pld_distribution
 from dp_accounting.rdp import rdp_privacy_accountant
 
+from disparate.privacy.choices import SAMPLINGS as SAMPLINGS  # re-exported: callers
+from disparate.privacy.choices import SHUFFLE_ACCOUNTINGS as SHUFFLE_ACCOUNTINGS
 from disparate.validation import ERR_CHOICE as ERR_CHOICE  # re-exported: tests and callers
 from disparate.validation import ERR_INTEGER as ERR_INTEGER
 from disparate.validation import check_integer, check_one_of
@@ -71,8 +73,6 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("rdp", "rdp_classic", "pld")
-SAMPLINGS: tuple[str, ...] = ("poisson", "shuffle")
-SHUFFLE_ACCOUNTINGS: tuple[str, ...] = ("poisson", "without_replacement")
 
 #: RDP orders of TF Privacy's ``compute_dp_sgd_privacy`` (2019), used by the paper.
 TF_PRIVACY_2019_ORDERS: tuple[float, ...] = tuple(

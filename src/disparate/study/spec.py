@@ -19,7 +19,6 @@ no grid.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,7 +28,9 @@ from typing import Any
 import yaml
 
 from disparate.config import ConfigError, parse_override
+from disparate.config.yaml_loader import yaml_error, yaml_load
 from disparate.study.figures import FIGURE_KINDS, figure_kind
+from disparate.validation import did_you_mean
 
 __all__ = [
     "FIGURE_KEYS",
@@ -187,17 +188,16 @@ def _read_study_source(name_or_path: str) -> tuple[dict[str, Any], str]:
     else:
         names = list_studies()
         if name_or_path not in names:
-            close = difflib.get_close_matches(name_or_path, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name_or_path, names)
             raise ConfigError(f"unknown study {name_or_path!r}{hint}; shipped studies: "
                               f"{', '.join(names)} (or give a path to a study .yaml file)")
         text = (_studies_dir() / f"{name_or_path}.yaml").read_text(encoding="utf-8")
         source, default_name = (f"disparate/study/{SHIPPED_DIR}/{name_or_path}.yaml",
                                    name_or_path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid YAML: {yaml_error(exc)}") from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping with keys {', '.join(STUDY_KEYS)}")
     data = dict(data)
@@ -208,10 +208,8 @@ def _read_study_source(name_or_path: str) -> tuple[dict[str, Any], str]:
 def _check_keys(where: str, data: Mapping[str, Any], valid: Sequence[str]) -> None:
     for k in data:
         if k not in valid:
-            close = difflib.get_close_matches(str(k), list(valid), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: unknown key {k!r}{hint}; valid keys: "
-                              f"{', '.join(valid)}")
+            raise ConfigError(f"{where}: unknown key {k!r}{did_you_mean(str(k), valid)}; "
+                              f"valid keys: {', '.join(valid)}")
 
 
 def _overrides(where: str, value: Any) -> tuple[str, ...]:
@@ -275,9 +273,10 @@ def parse_grid_option(text: str) -> tuple[str, tuple[Any, ...]]:
     if not raw.startswith("["):
         raw = f"[{raw}]"
     try:
-        values = yaml.safe_load(raw)
+        values = yaml_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--grid {text!r}: values are not valid YAML: {exc}") from exc
+        raise ConfigError(f"--grid {text!r}: values are not valid YAML: {yaml_error(exc)}"
+                          ) from exc
     return _grid("--grid", {key: values})[0]
 
 

@@ -128,8 +128,20 @@ def _conv_geometry(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor):
     return x, g, module.kernel_size, module.stride, module.dilation
 
 
+# Input patches are formed for at most this many elements at a time (a chunk of the batch).
+PATCH_CHUNK = 1 << 21
+
+
+def _windows(x: Tensor, kernel, stride, dilation) -> Tensor:
+    """Sliding windows of a (B, C, H, W) tensor, a (B, C, h, w, kh, kw) view (no copy)."""
+    for dim, (k, s, d) in enumerate(zip(kernel, stride, dilation, strict=True), start=2):
+        x = x.unfold(dim, d * (k - 1) + 1, s)[..., ::d]
+    return x
+
+
 def _conv_weight_per_example(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Materialized:
-    """Per-example weight gradients, (C_in, B, C_out, *kernel), as one grouped convolution.
+    """Per-example weight gradients, (C_in, B, C_out, *kernel), as one grouped convolution
+    (for ``groups=1``; the fastest with one input channel, and it forms no patches).
 
     With the batch folded into the groups, the input channels as the batch and each
     example's output gradient as its kernels, a convolution correlates every
@@ -149,10 +161,39 @@ def _conv_weight_per_example(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor
     return Materialized(out, batch_dim=1, perm=(1, 0, *range(2, module.weight.dim())))
 
 
+def _conv_weight_by_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Materialized:
+    """Per-example weight gradients, (B, C_out, *kernel, C_in / groups), by batched matmuls.
+
+    Each example's (and group's) gradient is its output gradient (O/G, L) times its input
+    patches (L, K*C/G), read from the input in channels-last order; the patches are formed
+    for a chunk of the batch at a time (``PATCH_CHUNK`` elements).
+    """
+    x, g, kernel, stride, dilation = _conv_geometry(module, x, g)
+    b, c = x.shape[:2]
+    groups, o = module.groups, g.shape[1]
+    steps = g[0, 0].numel()
+    x = x.contiguous(memory_format=torch.channels_last)
+    # (B, C, h, w, kh, kw) -> (B, G, h, w, kh, kw, C/G)
+    win = _windows(x, kernel, stride, dilation).unflatten(1, (groups, c // groups))
+    win = win.permute(0, 1, 3, 4, 5, 6, 2)
+    gg = g.reshape(b * groups, o // groups, steps)  # (B*G, O/G, L)
+    fan_in = module.weight[0].numel()
+    out = g.new_empty(b * groups, o // groups, fan_in)
+    chunk = max(1, PATCH_CHUNK // (groups * steps * fan_in))
+    for i in range(0, b, chunk):
+        patches = win[i : i + chunk].reshape(-1, steps, fan_in)  # (chunk*G, L, K*C/G)
+        torch.bmm(gg[i * groups : (i + chunk) * groups], patches,
+                  out=out[i * groups : (i + chunk) * groups])
+    nd = len(module.kernel_size)
+    grads = out.view(b, o, *module.kernel_size, c // groups)
+    return Materialized(grads, perm=(0, nd + 1, *range(1, nd + 1)))
+
+
 def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
     """Input patches (B, L, C*prod(kernel)) matching the output positions of ``g``."""
-    x, _, kernel, stride, dilation = _conv_geometry(module, x, g)
-    return F.unfold(x, kernel, dilation=dilation, stride=stride).transpose(1, 2)
+    x, g, kernel, stride, dilation = _conv_geometry(module, x, g)
+    win = _windows(x, kernel, stride, dilation)  # (B, C, h, w, kh, kw)
+    return win.permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], g[0, 0].numel(), -1)
 
 
 @register_rule(nn.Conv1d, nn.Conv2d)
@@ -166,14 +207,10 @@ def conv_rule(
         o = module.out_channels
         steps = grad_out[0, 0].numel()
         fan_in = module.weight[0].numel()
-        if module.groups > 1:
-            patches = _conv_patches(module, x, grad_out)  # (B, L, C*K)
-            gg = grad_out.reshape(b, module.groups, o // module.groups, -1)
-            pp = patches.transpose(1, 2).reshape(b, module.groups, fan_in, -1)
-            grads = torch.einsum("bgol,bgkl->bgok", gg, pp)
-            out["weight"] = Materialized(grads.reshape(b, *module.weight.shape))
-        elif prefer_materialized(b, steps, o, fan_in):
+        if module.groups == 1 and module.in_channels == 1:
             out["weight"] = _conv_weight_per_example(module, x, grad_out)
+        elif module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
+            out["weight"] = _conv_weight_by_patches(module, x, grad_out)
         else:
             out["weight"] = Factored(
                 u=grad_out.reshape(b, o, -1).transpose(1, 2),  # (B, L, O)
