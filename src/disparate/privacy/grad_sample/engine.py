@@ -432,6 +432,7 @@ class GradSampleEngine:
             call.grads = {i: g for i, g in enumerate(grads[start:start + len(call.outputs)])
                           if g is not None}
             start += len(call.outputs)
+        del grads  # the calls hold them now, and let each go once its layer is done
         return self._per_example(calls, batch, 1.0, losses.detach(), _detach(outputs))
 
     def last_batch_size(self) -> int | None:
@@ -481,6 +482,10 @@ class GradSampleEngine:
                             batch=batch, batch_first=getattr(call.module, "batch_first", None),
                         ))
                     contributions.setdefault(self._names[id(param)], []).append(contribution)
+                # the call is done: what its contributions do not hold is freed now, not
+                # after the last layer (the calls are not used again)
+                call.args, call.kwargs, call.outputs, call.grads = (), {}, [], {}
+                del grad_outputs
             params = {name: ParamGrads(cs) for name, cs in contributions.items()}
         return PerExampleGrads(params, batch, losses, outputs)
 
