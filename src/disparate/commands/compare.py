@@ -27,12 +27,13 @@ from disparate import report as rep
 from disparate.commands.run import (
     ERR_INTERRUPTED,
     add_common_arguments,
+    add_sweep_arguments,
     check_device,
     console_log,
     load_config,
 )
 from disparate.config import config_hash
-from disparate.sweep import BACKENDS, run_led
+from disparate.sweep import run_led
 
 NAME = "compare"
 
@@ -52,16 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="number of seeds, starting at training.seed (default: 1)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="comparison directory (default: runs/<experiment>-compare-<hash>)")
-    parser.add_argument("--runs-dir", metavar="DIR", default=None,
-                        help="where the run directories go (default: OUT/runs); a study's "
-                             "--runs-dir shares the runs they have in common")
-    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                        help="runs trained at the same time (default 1: in this process)")
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="'local' process pool (default) or 'ray' (pip install "
-                             "'disparate[ray]')")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (with --backend ray), e.g. 'auto'")
+    add_sweep_arguments(parser)
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--resume", action="store_true",
                       help="continue unfinished runs from their checkpoints; reuse finished")

@@ -26,8 +26,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from disparate.commands.run import add_sweep_arguments
 from disparate.config import ConfigError, ExperimentConfig, load_experiment
-from disparate.sweep import BACKENDS
 
 NAME = "federated"
 
@@ -94,16 +94,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="seeds 0..K-1 (training.seed), default 1")
     p.add_argument("--only", nargs="+", default=None, metavar="VARIANT",
                    help="train only these variants (finished ones are always reported)")
-    p.add_argument("--runs-dir", metavar="DIR", default=None,
-                   help="where the run directories go (default: OUT/runs); a study's "
-                        "--runs-dir shares the runs they have in common")
-    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                   help="runs trained at the same time (default 1: in this process)")
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help="'local' process pool (default) or 'ray' (pip install "
-                        "'disparate[ray]')")
-    p.add_argument("--address", default=None,
-                   help="Ray cluster address (with --backend ray), e.g. 'auto'")
+    add_sweep_arguments(p)
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue unfinished runs and reuse finished ones (default); "
                         "--no-resume refuses runs that already hold files")

@@ -42,6 +42,25 @@ ERR_INTERRUPTED = (
 )
 
 
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """--runs-dir, --jobs, --backend and --address: how a command trains its runs over the run
+    store (compare, federated compare, study)."""
+    from disparate.sweep import BACKENDS
+
+    parser.add_argument("--runs-dir", metavar="DIR", default=None,
+                        help="where the run directories go (default: OUT/runs); give studies "
+                             "and comparisons the same one to share the runs they have in "
+                             "common")
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                        help="runs trained at the same time (default 1: in this process)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="'local' process pool (default) or 'ray' (pip install "
+                             "'disparate[ray]')")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (with --backend ray), e.g. 'auto'; "
+                             "default: start a local Ray instance")
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """EXPERIMENT, --set, --data-dir, --download, --device and --quiet (shared with compare)."""
     parser.add_argument("experiment", metavar="EXPERIMENT",

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from disparate.commands.run import add_sweep_arguments
 from disparate.study import (
     expand,
     list_studies,
@@ -29,7 +30,7 @@ from disparate.study import (
     parse_grid_option,
     run_study,
 )
-from disparate.sweep import BACKENDS, point_status, run_led, threads_per_point
+from disparate.sweep import point_status, run_led, threads_per_point
 
 NAME = "study"
 DEFAULT_OUT = Path("runs") / "studies"
@@ -61,21 +62,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "paper's full setting) or 'smoke' (seconds, for tests)")
     parser.add_argument("--seeds", type=int, default=None, metavar="K",
                         help="seeds per point (training.seed 0..K-1); default: the study's")
-    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                        help="points run at the same time (default 1: in this process)")
     parser.add_argument("--threads", type=int, default=None, metavar="T",
                         help="torch threads per point (default: cores // jobs)")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="study directory (default runs/studies/NAME-SCALE)")
-    parser.add_argument("--runs-dir", default=None, metavar="DIR",
-                        help="where the run directories go (default DIR/runs); share one "
-                             "between studies to reuse points they have in common")
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="'local' process pool (default) or 'ray' (pip install "
-                             "'disparate[ray]')")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster address (with --backend ray), e.g. 'auto'; "
-                             "default: start a local Ray instance")
+    add_sweep_arguments(parser)
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="config override for every point (repeatable), e.g. "
