@@ -407,7 +407,9 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
     a = torch.load(out / "checkpoint.pt", weights_only=True)
     b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
     for name, tensor in b["model"].items():
-        torch.testing.assert_close(a["model"][name], tensor, rtol=0, atol=TOL, msg=name)
+        torch.testing.assert_close(
+            a["model"][name], tensor, rtol=0, atol=TOL,
+            msg=lambda text, name=name: f"{name}, cut after epoch {cut['epoch']}: {text}")
     assert torch.equal(a["optimizer"]["noise_generator"], b["optimizer"]["noise_generator"])
 
 
