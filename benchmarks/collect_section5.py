@@ -27,6 +27,7 @@ from pathlib import Path
 from disparate import results as res
 from disparate.config import load_experiment
 from disparate.report import write_report
+from disparate.reporting.comparison_table import format_comparison_table
 
 RUN_FILES = ("config.yaml", "results.json", "metrics.jsonl", "train.log")
 COMPARED = ("non-private", "dp")
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                        "dp": f"seed-{seed}/dp"}])
         res.write_json(cmp_dir / res.COMPARISON_FILE, comparison)
         write_report(cmp_dir)
-        print(res.format_comparison_table(comparison, markdown=True))
+        print(format_comparison_table(comparison, markdown=True))
     print(f"written: {args.out}")
     return 0
 

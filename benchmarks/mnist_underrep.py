@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 
 from disparate import report as rep
-from disparate import results as res
 from disparate.commands.run import console_log
 from disparate.comparison import run_comparison, seed_list
 from disparate.config import load_experiment
+from disparate.reporting.comparison_table import format_comparison_table
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "mnist"
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{2 * len(seeds)} runs)",
         "- paper (60 epochs): class 8 97% non-DP vs 77% DP; class 2 99% vs 98%",
         "",
-        res.format_comparison_table(comparison, markdown=True),
+        format_comparison_table(comparison, markdown=True),
         "",
     ]
     text = "\n".join(lines)

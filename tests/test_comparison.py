@@ -22,6 +22,7 @@ from disparate import results as res
 from disparate.cli import main
 from disparate.comparison import comparison_points, explain, run_comparison, seeded, summary
 from disparate.config import config_hash, load_experiment
+from disparate.reporting.comparison_table import format_comparison_table
 
 TINY = ["data.subsample=120", "training.batch_size=30", "training.epochs=3",
         "evaluation.min_group_test_size=20", "privacy.reproducible_noise=true"]
@@ -274,7 +275,7 @@ def test_summary_and_explain_of_a_hand_made_comparison(tmp_path):
     lines = summary(c, tmp_path, None, 1.26).splitlines()
     assert lines[:2] == ["", "toy: non-private vs DP, accuracy per group"]
     assert lines[-2:] == [f"comparison: {tmp_path / 'comparison.json'}", "wall time: 1.3 s"]
-    assert "\n".join(lines[2:-3]) == res.format_comparison_table(c)
+    assert "\n".join(lines[2:-3]) == format_comparison_table(c)
     # class 8 non-DP 0.9, 0.8, 0.9: 86.7 +- 4.303 * 0.0577 / sqrt(3) = 14.3 points reaches
     # 101.0%, printed up to 100.0; the header says what the interval is
     assert "non-DP acc % [95% CI]" in lines[2]

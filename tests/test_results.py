@@ -12,6 +12,7 @@ import pytest
 from disparate import results as res
 from disparate.config import load_experiment
 from disparate.privacy.accounting import compute_epsilons
+from disparate.reporting.comparison_table import format_comparison_table
 
 T_975_DF2 = 4.302652729749464  # scipy.stats.t.ppf(0.975, 2)
 
@@ -133,14 +134,14 @@ def test_comparison_table_marks_highlighted_and_small_groups() -> None:
     c = res.compare_runs([_run({"0": 0.99, "2": 0.98, "8": 0.6}, sizes=sizes)],
                          [_run({"0": 0.98, "2": 0.97, "8": 0.1}, sizes=sizes)],
                          seeds=[0], highlight=["8", "2"])
-    text = res.format_comparison_table(c)
+    text = format_comparison_table(c)
     lines = text.splitlines()
     row8 = next(line for line in lines if line.startswith("8*!"))
     assert "60.0" in row8 and "10.0" in row8 and "+50.0" in row8
     assert any(line.startswith("2*") for line in lines)
     assert any(line.startswith("0 ") for line in lines)
     assert "*: highlighted group" in text and "(1.00, 1e-05)-DP" in text
-    md = res.format_comparison_table(c, markdown=True)
+    md = format_comparison_table(c, markdown=True)
     assert "| **8**! | 10 | 5 |" in md and "| **2** | 120 |" in md and "| 0 | 120 |" in md
     assert md.startswith("| group |") and "- **bold**: highlighted group" in md
 
@@ -160,7 +161,7 @@ def test_comparison_table_intervals_are_clamped_and_ordered() -> None:
     half = T_975_DF1 * 0.05
     group8 = next(g for g in c["groups"] if g["group"] == "8")
     assert group8["non_private_accuracy"]["ci95"][1] == pytest.approx(0.95 + half)
-    lines = res.format_comparison_table(c).splitlines()
+    lines = format_comparison_table(c).splitlines()
     assert re.split(r"\s{2,}", lines[0]) == ["group", "train", "test", "non-DP acc % [95% CI]",
                                            "DP acc % [95% CI]", "drop (points) [95% CI]"]
     row8 = next(line for line in lines if line.startswith("8 "))
@@ -175,7 +176,7 @@ def test_comparison_table_intervals_are_clamped_and_ordered() -> None:
     assert len(cells) == 27  # 3 rows x 3 columns x (mean, lo, hi)
     for mean, lo, hi in zip(cells[::3], cells[1::3], cells[2::3], strict=True):
         assert lo <= mean <= hi
-    md = res.format_comparison_table(c, markdown=True)
+    md = format_comparison_table(c, markdown=True)
     assert "| 8 | 10 | 50 | 95.0 [31.5, 100.0] | 5.0 [0.0, 68.5] | +90.0 [-37.1, +100.0] |" in md
     assert "±" not in md and "±" not in "\n".join(lines)
 

@@ -23,6 +23,7 @@ from typing import Any
 from disparate import fileio, records, rundir
 from disparate import results as res
 from disparate.config import ExperimentConfig
+from disparate.reporting.comparison_table import format_comparison_table
 from disparate.sweep import (
     BUSY,
     FAILED,
@@ -225,7 +226,7 @@ def summary(comparison: dict[str, Any], out: Path, report: dict[str, Path] | Non
     the report files listed are those found in ``out``, or ``out`` itself when there are none.
     """
     lines = ["", f"{comparison['experiment']}: non-private vs DP, accuracy per group",
-             res.format_comparison_table(comparison), "",
+             format_comparison_table(comparison), "",
              f"comparison: {out / res.COMPARISON_FILE}"]
     if report is not None:
         paths = [out / name for name in ("report.md", "report.html") if (out / name).exists()]

@@ -42,6 +42,7 @@ from disparate.config import ExperimentConfig, config_hashes
 from disparate.privacy.policies import POLICIES, MitigationConfig, policy_class
 from disparate.records import RunResult
 from disparate.reporting import format as fmt
+from disparate.reporting.comparison_table import comparison_blocks
 from disparate.reporting.document import (
     Block,
     Document,
@@ -502,7 +503,7 @@ def build_document(mitigation: Mapping[str, Any], figure: Path | None) -> Docume
         blocks += [Heading(method),
                    Paragraph(f"Privacy: {mitigation['summary'][method]['statement']}",
                              cls="statement"),
-                   *res.comparison_blocks(comparison)]
+                   *comparison_blocks(comparison)]
     return Document(title=f"Mitigations on {mitigation['experiment']} at epsilon = "
                           f"{mitigation['target_epsilon']:g}", blocks=tuple(blocks))
 

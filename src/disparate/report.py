@@ -26,6 +26,7 @@ import yaml
 
 from disparate import fileio, plots, records
 from disparate.reporting import format as fmt
+from disparate.reporting.comparison_table import size_dependence_note
 from disparate.reporting.document import (
     Block,
     Bullets,
@@ -47,7 +48,6 @@ from disparate.results import (
     METRICS_FILE,
     RESULTS_FILE,
     read_json,
-    size_dependence_note,
 )
 
 __all__ = [

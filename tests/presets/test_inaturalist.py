@@ -28,6 +28,7 @@ from disparate.data.inaturalist import (
 from disparate.models import build_model, list_models, model_options
 from disparate.privacy import check_model
 from disparate.privacy.accounting import compute_epsilon, steps_per_epoch
+from disparate.reporting.comparison_table import format_comparison_table
 from disparate.synthetic.inaturalist import write_synthetic_inaturalist
 
 PRESETS = ["inaturalist", "inaturalist-2017"]
@@ -93,7 +94,7 @@ def test_inaturalist_end_to_end_with_a_small_model(tmp_path: Path, name: str,
     assert set(sd) >= {"spearman", "monotone", "small_yet_well_served", "size_alone"}
     written = report.write_report(out)
     assert written["accuracy_by_group"].is_file() and written["group_sizes"].is_file()
-    table = res.format_comparison_table(res.load_comparison(out))
+    table = format_comparison_table(res.load_comparison(out))
     assert "Reptilia*" in table and "Actinopterygii*" in table
     assert ("size alone: DP drop" in table) == (sd["monotone"] is not None)
 

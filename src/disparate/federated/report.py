@@ -7,7 +7,7 @@ writes the PNGs of :mod:`disparate.federated.plots`, ``report.md`` and a self-co
 ``schema_version``, runs in ``seed-<s>/<variant>/``); their run paths are relative to the
 directory either way.
 The report is a :class:`disparate.reporting.document.Document`; the per-bucket comparison
-tables are :func:`disparate.results.comparison_blocks`.
+tables are :func:`disparate.reporting.comparison_table.comparison_blocks`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from disparate import results as res
 from disparate.federated import plots as fp
 from disparate.records import RoundMetrics
 from disparate.reporting import format as fmt
+from disparate.reporting.comparison_table import comparison_blocks
 from disparate.reporting.document import (
     Block,
     Bullets,
@@ -171,7 +172,7 @@ def write_federated_report(directory: str | Path) -> dict[str, Path]:
         comp = read_variant_comparison(path)
         blocks += [Heading(f"{comp.get('baseline', 'non-private')} vs {comp.get('variant')}"),
                    Paragraph("Groups are vocabulary-size buckets; 'train'/'test' count tokens."),
-                   *res.comparison_blocks(comp)]
+                   *comparison_blocks(comp)]
     blocks.append(Heading("Figures"))
     blocks += [Image(path, FIGURES[key][1]) for key, path in written.items()]
     document = Document(title="Federated learning of a language model: "

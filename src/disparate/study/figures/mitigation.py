@@ -40,7 +40,7 @@ class Mitigation:
     def tables(self, study: Study, runs: Sequence[agg.RunRecord], highlight: Sequence[str]
                ) -> list[Block]:
         from disparate import mitigation as mit
-        from disparate.results import comparison_blocks
+        from disparate.reporting.comparison_table import comparison_blocks
 
         summary = agg.mitigation_summary(study, runs)
         if summary is None:
