@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from disparate import fileio, records
+from disparate import fileio, records, rundir
 from disparate import results as res
 from disparate.comparison import RUNS_SUBDIR, check_run_dirs, sweep_all, with_v1_runs
 from disparate.config import ExperimentConfig, apply_overrides, config_hash
@@ -119,13 +119,13 @@ def compare_federated(
     trained = [p for p in points if only is None or p.labels["variant"] in only]
     check_run_dirs(trained, resume=resume, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    if any(point_status(p) != FINISHED for p in trained):
+    pending = [p for p in trained if point_status(p) != FINISHED]
+    if pending:
         load_federated_data(config, log=log)  # preprocessed once, before the runs read it
     if log is not None:
-        for p in trained:
-            if point_status(p) != FINISHED:
-                log(f"== {p.labels['variant']} (seed {p.labels['seed']}): "
-                    f"{describe_variant(p.config)}")
+        for p in pending:
+            log(f"== {p.labels['variant']} (seed {p.labels['seed']}): "
+                f"{describe_variant(p.config)}")
     sweep_all(trained, backend=backend, jobs=jobs, threads=threads, address=address,
               device=device, log=log, echo=echo, progress=progress)
 
@@ -134,8 +134,9 @@ def compare_federated(
     for p in points:
         name = p.labels["variant"]
         dirs[name].append(fileio.relative_path(p.run_dir, out))
-        if point_status(p) == FINISHED:
-            results[name].append(res.load_results(p.run_dir))
+        finished = rundir.finished_results(p.run_dir, p.config)
+        if finished is not None:
+            results[name].append(finished)
     complete = {k: v for k, v in results.items() if len(v) == len(seeds)}
     baseline = next(k for k in variants if variants[k].privacy.mode == "non-private")
     comparisons: dict[str, Any] = {}
@@ -150,10 +151,9 @@ def compare_federated(
                                               zip(dirs[baseline], dirs[name], strict=True)])
             comp["variant"] = name
             comp["baseline"] = baseline
-            result = records.ComparisonResult.from_json(
-                {**comp, records.SCHEMA_KEY: records.COMPARISON_SCHEMA_VERSION})
-            res.write_json(out / f"comparison-{name}.json", result.to_json())
-            comparisons[name] = result.to_json()
+            comparisons[name] = records.ComparisonResult.from_json(
+                {**comp, records.SCHEMA_KEY: records.COMPARISON_SCHEMA_VERSION}).to_json()
+            res.write_json(out / f"comparison-{name}.json", comparisons[name])
     figure = figure3_data(config, variants, complete, seeds, dirs)
     res.write_json(out / FIGURE3_FILE, figure)
     write_federated_report(out)
@@ -174,8 +174,6 @@ def describe_variant(config: ExperimentConfig) -> str:
     else:
         mech = "plain FedAvg (non-private)"
     return f"{mech}, {fed.rounds} rounds of C={fed.participants_per_round}"
-
-
 
 
 def figure3_data(config: ExperimentConfig, variants: Mapping[str, ExperimentConfig],
