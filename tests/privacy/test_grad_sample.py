@@ -163,6 +163,23 @@ def test_conv_per_example_gradients_in_the_weight_layout():
         torch.testing.assert_close(got[i], expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("limit, kind", [(None, "Materialized"), (1, "Factored")])
+def test_a_one_channel_conv_forms_its_gradients_only_within_the_materialize_limit(limit, kind):
+    """The cost model decides for a one-input-channel layer too: above MATERIALIZE_LIMIT its
+    per-example gradients are not formed (the ghost norm instead), and both are exact."""
+    from disparate.privacy.grad_sample import contributions
+    from disparate.privacy.grad_sample.layers import conv_rule
+
+    torch.manual_seed(0)
+    model = nn.Conv1d(1, 4, 3)
+    x = torch.randn(3, 1, 12)
+    limit = contributions.MATERIALIZE_LIMIT if limit is None else limit
+    with mock.patch.object(contributions, "MATERIALIZE_LIMIT", limit):
+        weight = conv_rule(model, (x,), torch.randn_like(model(x)))["weight"]
+        assert type(weight).__name__ == kind
+        check_against_oracle(model, x, targets_for(model, x))
+
+
 class EmbeddingModel(nn.Module):
     def __init__(self, vocab: int, dim: int, padding_idx: int | None, tied: bool):
         super().__init__()

@@ -207,10 +207,11 @@ def conv_rule(
         o = module.out_channels
         steps = grad_out[0, 0].numel()
         fan_in = module.weight[0].numel()
-        if module.groups == 1 and module.in_channels == 1:
-            out["weight"] = _conv_weight_per_example(module, x, grad_out)
-        elif module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
-            out["weight"] = _conv_weight_by_patches(module, x, grad_out)
+        if module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
+            # one input channel (so groups=1): the grouped convolution, which forms no patches
+            per_example = (_conv_weight_per_example if module.in_channels == 1
+                           else _conv_weight_by_patches)
+            out["weight"] = per_example(module, x, grad_out)
         else:
             out["weight"] = Factored(
                 u=grad_out.reshape(b, o, -1).transpose(1, 2),  # (B, L, O)
