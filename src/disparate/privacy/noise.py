@@ -7,8 +7,8 @@ of its own whose whole state comes from a key drawn from the caller's generator,
 only on the key and its index, so a seed gives the same noise bit for bit whatever the thread
 count. Smaller tensors, and other devices (already parallel there), draw with ``torch.randn``
 on the caller's generator. :func:`gaussian_noise_` writes the same numbers into a tensor
-instead of adding them (a gradient buffer that the sum is then added into: one pass and no
-buffer less than adding the noise to the sum).
+instead of adding them (into a gradient buffer that the sum is then added into: one pass and
+one buffer fewer than adding the noise to the sum).
 """
 
 from __future__ import annotations
