@@ -89,16 +89,16 @@ def test_benchmark_runs_the_non_private_contenders_on_request(capsys):
 
 
 def test_the_cnn_dp_step_peak_memory_stays_near_the_non_private_step():
-    # What a step allocates is deterministic on the CPU. The paper's CNN at batch 64: 1.71x
-    # since each layer's inputs and output gradients are freed once its rule has run (2.26x
-    # before, when they were kept until the last layer; the goal of issue 16 is 1.5x).
+    # What a step allocates is deterministic on the CPU. The paper's CNN at batch 256: 1.42x
+    # since a layer's outputs are no longer kept until its rule runs (only their shapes),
+    # 1.56x before; issue 16's goal is 1.5x.
     bench = _load_benchmark()
     spec = bench.MODEL_SPECS["mnist-cnn"]
-    x, y = spec.make_batch(64, torch.Generator().manual_seed(0))
+    x, y = spec.make_batch(256, torch.Generator().manual_seed(0))
     contenders, skipped, _ = bench.build_contenders(
         ["non-private", "disparate"], spec, x, y, 0, noise_multiplier=1.0, lr=0.05)
     assert not skipped
     for c in contenders.values():
         c.step()  # warm: lazily allocated state is not the step's
     peak = {name: bench.peak_step_memory(c) for name, c in contenders.items()}
-    assert peak["disparate"] <= 1.8 * peak["non-private"], peak
+    assert peak["disparate"] <= 1.5 * peak["non-private"], peak

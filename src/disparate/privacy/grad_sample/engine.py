@@ -110,7 +110,10 @@ class _Call:
     args: tuple
     kwargs: dict
     output_positions: list[int]
-    outputs: list[Tensor]
+    # (shape, dtype, device) of each output needing a gradient: the zeros of one that got
+    # none; the outputs themselves are not kept (a layer's output is often not saved by
+    # autograd, and would otherwise live until its rule ran)
+    output_meta: list[tuple[torch.Size, torch.dtype, torch.device]]
     edges: list[GradientEdge]
     # names (relative to the module) the vmap fallback differentiates; None: the rule decides
     fallback_params: list[str] | None
@@ -371,7 +374,7 @@ class GradSampleEngine:
                 args=tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
                 kwargs=kwargs,
                 output_positions=positions,
-                outputs=outputs,
+                output_meta=[(t.shape, t.dtype, t.device) for t in outputs],
                 edges=[get_gradient_edge(t) for t in outputs],
                 fallback_params=fallback_params,
                 cut=cut,
@@ -429,9 +432,9 @@ class GradSampleEngine:
         grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True) if edges else ()
         start = 0
         for call in calls:
-            call.grads = {i: g for i, g in enumerate(grads[start:start + len(call.outputs)])
-                          if g is not None}
-            start += len(call.outputs)
+            count = len(call.output_meta)
+            call.grads = {i: g for i, g in enumerate(grads[start:start + count]) if g is not None}
+            start += count
         del grads  # the calls hold them now, and let each go once its layer is done
         return self._per_example(calls, batch, 1.0, losses.detach(), _detach(outputs))
 
@@ -470,8 +473,8 @@ class GradSampleEngine:
             for call in calls:
                 grad_outputs = [
                     (call.grads[i] if scale == 1.0 else call.grads[i] * scale)
-                    if i in call.grads else torch.zeros_like(t)
-                    for i, t in enumerate(call.outputs)
+                    if i in call.grads else torch.zeros(shape, dtype=dtype, device=device)
+                    for i, (shape, dtype, device) in enumerate(call.output_meta)
                 ]
                 for attr, contribution in self._contributions(call, grad_outputs, batch).items():
                     param = call.module.get_parameter(attr)
@@ -484,7 +487,7 @@ class GradSampleEngine:
                     contributions.setdefault(self._names[id(param)], []).append(contribution)
                 # the call is done: what its contributions do not hold is freed now, not
                 # after the last layer (the calls are not used again)
-                call.args, call.kwargs, call.outputs, call.grads = (), {}, [], {}
+                call.args, call.kwargs, call.grads = (), {}, {}
                 del grad_outputs
             params = {name: ParamGrads(cs) for name, cs in contributions.items()}
         return PerExampleGrads(params, batch, losses, outputs)
