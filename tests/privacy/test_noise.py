@@ -5,7 +5,20 @@ import math
 import pytest
 import torch
 
-from disparate.privacy.noise import NOISE_BLOCK, add_gaussian_noise, gaussian_noise_, make_generator
+from disparate.privacy import noise
+from disparate.privacy.noise import (
+    NOISE_BLOCK,
+    PARALLEL_MIN,
+    add_gaussian_noise,
+    gaussian_noise_,
+    make_generator,
+)
+
+
+@pytest.fixture
+def blocks_from_one_block(monkeypatch):
+    """The parallel draw for any tensor of more than one block (small tests of it)."""
+    monkeypatch.setattr(noise, "PARALLEL_MIN", NOISE_BLOCK)
 
 
 def test_noise_has_the_stated_std_and_zero_mean():
@@ -42,6 +55,16 @@ def _z_of_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.sqrt(a.numel()) * r.item()
 
 
+def test_a_tensor_up_to_parallel_min_draws_from_the_generator_above_it_in_blocks():
+    exact = torch.randn(PARALLEL_MIN, generator=make_generator(6)) * 0.5
+    torch.testing.assert_close(add_gaussian_noise(torch.zeros(PARALLEL_MIN), 0.5,
+                                                  make_generator(6)), exact, rtol=0, atol=0)
+    above = add_gaussian_noise(torch.zeros(PARALLEL_MIN + 1), 0.5, make_generator(6))
+    assert not torch.equal(above[:NOISE_BLOCK], exact[:NOISE_BLOCK])  # its own block generators
+    assert abs(above.std().item() / 0.5 - 1) < 3e-3  # 2M draws: s.e. 5e-4, tolerance 6 s.e.
+
+
+@pytest.mark.usefixtures("blocks_from_one_block")
 def test_a_parallel_draw_is_gaussian_across_blocks_and_its_blocks_independent():
     # 6.5 blocks of NOISE_BLOCK. Flake rate: the KS test at p < 1e-6 fails with probability
     # 1e-6; each of the 6 |z| < 5.5 checks with 4e-8: under 2e-6 in all (seed fixed, so the
@@ -61,6 +84,7 @@ def test_a_parallel_draw_is_gaussian_across_blocks_and_its_blocks_independent():
     assert abs(_z_of_correlation(noise, again)) < 5.5
 
 
+@pytest.mark.usefixtures("blocks_from_one_block")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_a_seed_gives_the_same_noise_bit_for_bit_whatever_the_thread_count(dtype):
     threads = torch.get_num_threads()
@@ -80,6 +104,7 @@ def test_a_seed_gives_the_same_noise_bit_for_bit_whatever_the_thread_count(dtype
     assert abs(left.std().item() / 0.5 - 1) < 0.02 and abs(left.mean().item()) < 0.01
 
 
+@pytest.mark.usefixtures("blocks_from_one_block")
 def test_a_generator_state_saved_and_restored_replays_the_noise():
     generator = make_generator(5)
     add_gaussian_noise(torch.zeros(7), 1.0, generator)
@@ -90,6 +115,7 @@ def test_a_generator_state_saved_and_restored_replays_the_noise():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+@pytest.mark.usefixtures("blocks_from_one_block")
 @pytest.mark.parametrize("n", [10, 3 * NOISE_BLOCK + 5])  # one draw; parallel blocks
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_inplace_noise_is_the_same_numbers_added_into_the_tensor(n: int, contiguous: bool):
@@ -104,6 +130,7 @@ def test_inplace_noise_is_the_same_numbers_added_into_the_tensor(n: int, contigu
     assert not torch.equal(x, kept)
 
 
+@pytest.mark.usefixtures("blocks_from_one_block")
 @pytest.mark.parametrize("n", [16, 1000, NOISE_BLOCK, 3 * NOISE_BLOCK + 5])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_noise_written_into_a_buffer_is_the_noise_that_would_be_added(n: int, dtype):

@@ -1,20 +1,24 @@
 """Gaussian noise for DP-SGD, from a generator of its own (separate from data order).
 
-On the CPU a tensor of more than :data:`NOISE_BLOCK` coordinates is noised in parallel: its
+On the CPU a tensor of more than :data:`PARALLEL_MIN` coordinates is noised in parallel: its
 noise is cut into blocks of :data:`NOISE_BLOCK` coordinates, each drawn by a Mersenne Twister
 of its own whose whole state comes from a key drawn from the caller's generator, on
 ``torch.get_num_threads()`` threads, and added to its block of the result. A block depends
 only on the key and its index, so a seed gives the same noise bit for bit whatever the thread
-count. Smaller tensors, and other devices (already parallel there), draw with ``torch.randn``
-on the caller's generator. :func:`gaussian_noise_` writes the same numbers into a tensor
-instead of adding them (into a gradient buffer that the sum is then added into: one pass and
-one buffer fewer than adding the noise to the sum).
+count; the calling thread draws blocks too, so a helper slow to start costs at most the block it
+took. Below that size the draw is no faster in parallel (measured in a training step on 2
+cores: helpers wake late, share a core with a spinning OpenMP worker, and each block's
+generator costs setting up), so smaller tensors, and other devices (already parallel there),
+draw with ``torch.randn`` on the caller's generator. :func:`gaussian_noise_` writes the same
+numbers into a tensor instead of adding them (into a gradient buffer that the sum is then
+added into: one buffer fewer than adding the noise to the sum).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import queue
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,10 +27,13 @@ from torch import Tensor
 
 from disparate.randomness import MT_WORDS, mt_generator, secret_generator
 
-__all__ = ["NOISE_BLOCK", "add_gaussian_noise", "gaussian_noise_", "make_generator"]
+__all__ = ["NOISE_BLOCK", "PARALLEL_MIN", "add_gaussian_noise", "gaussian_noise_",
+           "make_generator"]
 
 #: Coordinates per independently seeded block of a CPU draw.
 NOISE_BLOCK = 1 << 17
+#: A CPU tensor of more coordinates than this is drawn in blocks, in parallel.
+PARALLEL_MIN = 1 << 21
 _KEY_WORDS = 4  # 62-bit words of the per-call key drawn from the caller's generator
 
 
@@ -46,9 +53,9 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 
 
 @functools.cache
-def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+def _pool(helpers: int, pid: int) -> ThreadPoolExecutor:
     """A pool of this process (``pid``: a forked child does not inherit the threads)."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="disparate-noise")
+    return ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="disparate-noise")
 
 
 def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator, *, add: bool = True
@@ -68,13 +75,31 @@ def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator, *, add: b
         if add:
             part.add_(noise)
 
-    threads = min(blocks, torch.get_num_threads())
-    if threads == 1:
-        for k in range(blocks):
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for k in range(blocks):
+        todo.put(k)
+
+    def drain() -> None:
+        while True:
+            try:
+                k = todo.get_nowait()
+            except queue.Empty:
+                return
             fill(k)
-    else:  # the draw releases the GIL
-        list(_pool(threads, os.getpid()).map(fill, range(blocks)))
+
+    # every thread, the caller's included, takes blocks until none is left (the draw
+    # releases the GIL)
+    helpers = min(blocks, torch.get_num_threads()) - 1
+    running = [_pool(helpers, os.getpid()).submit(drain) for _ in range(helpers)]
+    drain()
+    for helper in running:
+        helper.result()
     return tensor
+
+
+def _parallel(tensor: Tensor, generator: torch.Generator) -> bool:
+    return (tensor.numel() > PARALLEL_MIN
+            and tensor.device.type == generator.device.type == "cpu")
 
 
 def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *,
@@ -87,7 +112,7 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
-    if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
+    if _parallel(tensor, generator):
         if inplace and tensor.is_contiguous():
             return _noisy_cpu(tensor, std, generator)
         noisy = _noisy_cpu(tensor.clone(memory_format=torch.contiguous_format), std, generator)
@@ -106,6 +131,6 @@ def gaussian_noise_(tensor: Tensor, std: float, generator: torch.Generator) -> T
         raise ValueError(f"std={std!r}: expected > 0")
     if not tensor.is_contiguous():
         raise ValueError(f"tensor of strides {tensor.stride()}: expected a contiguous tensor")
-    if tensor.numel() > NOISE_BLOCK and tensor.device.type == generator.device.type == "cpu":
+    if _parallel(tensor, generator):
         return _noisy_cpu(tensor, std, generator, add=False)
     return tensor.normal_(0.0, std, generator=generator)
