@@ -142,7 +142,8 @@ def test_conv_per_example_in_chunks_of_the_batch(chunk, two_d):
         x = torch.randn(5, 4, 11)
     steps = model(x)[0, 0].numel()
     per_example = chunk * model.groups * steps * model.weight[0].numel()  # elements
-    with mock.patch("disparate.privacy.grad_sample.layers.PATCH_CHUNK", per_example):
+    with mock.patch("disparate.privacy.grad_sample.layers.PATCH_CHUNK", per_example), \
+            mock.patch("disparate.privacy.grad_sample.layers.GROUPED_LIMIT", 0):  # by patches
         check_against_oracle(model, x, targets_for(model, x))
 
 
@@ -161,6 +162,53 @@ def test_conv_per_example_gradients_in_the_weight_layout():
     for i in range(3):
         (expected,) = torch.autograd.grad(model(x[i : i + 1]), model.weight, g[i : i + 1])
         torch.testing.assert_close(got[i], expected, rtol=RTOL, atol=ATOL)
+
+
+CONV_GEOMETRIES = {
+    "2d strided dilated": lambda groups: nn.Conv2d(4, 6, (3, 2), stride=(2, 3), dilation=(2, 1),
+                                                   groups=groups),
+    "1d reflect": lambda groups: nn.Conv1d(4, 6, 3, stride=2, dilation=2, padding=1,
+                                           padding_mode="reflect", groups=groups),
+    "2d same circular": lambda groups: nn.Conv2d(2, 4, 3, padding="same",
+                                                 padding_mode="circular", groups=groups),
+    "1d zero-padded": lambda groups: nn.Conv1d(2, 4, 2, padding=1, groups=groups),
+}
+
+
+@pytest.mark.parametrize("kernel", ["_conv_weight_per_example", "_conv_weight_by_groups",
+                                    "_conv_weight_by_patches"])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("geometry", list(CONV_GEOMETRIES))
+def test_every_per_example_conv_kernel_gives_each_examples_gradient(kernel, groups, geometry):
+    """The three ways of forming per-example conv weight gradients (the rule picks the
+    fastest by shape) each give autograd's gradient of every example alone."""
+    from disparate.privacy.grad_sample import layers
+
+    if kernel == "_conv_weight_per_example" and groups > 1:
+        pytest.skip("the convolution grouped by example is for groups=1")
+    torch.manual_seed(0)
+    model = CONV_GEOMETRIES[geometry](groups).double()
+    x = torch.randn(3, model.in_channels, *([10, 9] if isinstance(model, nn.Conv2d) else [11]),
+                    dtype=torch.float64)
+    g = torch.randn_like(model(x))
+    got = getattr(layers, kernel)(model, x, g).materialize()
+    for i in range(3):
+        (expected,) = torch.autograd.grad(model(x[i : i + 1]), model.weight, g[i : i + 1])
+        torch.testing.assert_close(got[i], expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_conv_of_16_channels_per_group_goes_through_the_grouped_weight_gradient(groups):
+    from disparate.privacy.grad_sample import layers
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(16 * groups, 16 * groups, 3, padding=1, groups=groups)
+    x = torch.randn(3, 16 * groups, 4, 4)
+    assert layers._grouped_weight_gradient_fits(model, 3)
+    assert not layers._grouped_weight_gradient_fits(nn.Conv2d(20, 50, 5), 3)
+    with mock.patch.object(layers, "_conv_weight_by_patches") as by_patches:
+        check_against_oracle(model, x, targets_for(model, x))
+    by_patches.assert_not_called()
 
 
 @pytest.mark.parametrize("limit, kind", [(None, "Materialized"), (1, "Factored")])
@@ -293,6 +341,24 @@ def test_layer_called_twice():
     torch.manual_seed(0)
     model = Reused()
     x = torch.randn(6, 4)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+class ReusedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(torch.tanh(self.conv(x))).flatten(1)
+
+
+def test_conv_called_twice():
+    # the ghost form: the norms from both uses' patches, the sum by the convolution's own
+    # weight gradient of each use
+    torch.manual_seed(0)
+    model = ReusedConv()
+    x = torch.randn(4, 3, 5, 5)
     check_against_oracle(model, x, targets_for(model, x))
 
 

@@ -16,7 +16,8 @@ gets one ``RowBlocks`` of a contribution per block.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -30,13 +31,26 @@ class Factored:
     """G_i = sum_t u_it v_it^T, reshaped to ``shape``.
 
     ``u`` is (B, T, m) dense, or (B, T) long row indices into m rows (a one-hot u,
-    as for an embedding); ``v`` is (B, T, n).
+    as for an embedding); ``v`` is (B, T, n). ``summed_by``, if given, computes the weighted
+    sum another way, from (weights, keep): a convolution's own weight gradient, faster than
+    a product with its input patches, which are then needed only for the norms
+    (:meth:`norms_done` lets them go).
     """
 
     u: Tensor
     v: Tensor
     m: int
     shape: torch.Size
+    summed_by: Callable[[Tensor, Tensor | None], Tensor] | None = None
+    batch: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.batch = self.u.shape[0]
+
+    def norms_done(self) -> None:
+        """Drop the factors once the norms are formed, if the sum does not need them."""
+        if self.summed_by is not None:
+            self.u = self.v = None
 
     @property
     def indexed(self) -> bool:
@@ -45,10 +59,6 @@ class Factored:
     @property
     def n(self) -> int:
         return self.v.shape[-1]
-
-    @property
-    def batch(self) -> int:
-        return self.u.shape[0]
 
     def materialize(self) -> Tensor:
         """Per-example gradients, (B, *shape)."""
@@ -64,6 +74,9 @@ class Factored:
                      out: Tensor | None = None) -> Tensor:
         """sum_i w_i G_i over the examples ``keep`` (all if None), shape ``shape``;
         ``out`` (contiguous, of that shape): added into it."""
+        if self.summed_by is not None:
+            total = self.summed_by(weights, keep)
+            return total if out is None else out.add_(total)
         m, n = self.m, self.n
         u, v = self.u, self.v
         if keep is not None:
@@ -234,6 +247,8 @@ class ParamGrads:
         for i in range(len(fs)):
             for j in range(i + 1, len(fs)):
                 total = total + 2 * factored_inner(fs[i], fs[j])
+        for f in fs:
+            f.norms_done()
         return total
 
     def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
