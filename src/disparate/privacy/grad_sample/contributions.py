@@ -48,9 +48,10 @@ class Factored:
         self.batch = self.u.shape[0]
 
     def norms_done(self) -> None:
-        """Drop the factors once the norms are formed, if the sum does not need them."""
+        """Once the norms are formed: drop ``v`` (a convolution's input patches, the large
+        factor) if the sum does not need it; ``u`` is a view of what ``summed_by`` keeps."""
         if self.summed_by is not None:
-            self.u = self.v = None
+            self.v = None
 
     @property
     def indexed(self) -> bool:
