@@ -142,8 +142,7 @@ def test_conv_per_example_in_chunks_of_the_batch(chunk, two_d):
         x = torch.randn(5, 4, 11)
     steps = model(x)[0, 0].numel()
     per_example = chunk * model.groups * steps * model.weight[0].numel()  # elements
-    with mock.patch("disparate.privacy.grad_sample.layers.PATCH_CHUNK", per_example), \
-            mock.patch("disparate.privacy.grad_sample.layers.GROUPED_LIMIT", 0):  # by patches
+    with mock.patch("disparate.privacy.grad_sample.layers.PATCH_CHUNK", per_example):
         check_against_oracle(model, x, targets_for(model, x))
 
 
@@ -204,8 +203,8 @@ def test_a_conv_of_16_channels_per_group_goes_through_the_grouped_weight_gradien
     torch.manual_seed(0)
     model = nn.Conv2d(16 * groups, 16 * groups, 3, padding=1, groups=groups)
     x = torch.randn(3, 16 * groups, 4, 4)
-    assert layers._grouped_weight_gradient_fits(model, 3)
-    assert not layers._grouped_weight_gradient_fits(nn.Conv2d(20, 50, 5), 3)
+    assert layers._grouped_weight_gradient_is_faster(model)
+    assert not layers._grouped_weight_gradient_is_faster(nn.Conv2d(20, 50, 5))
     with mock.patch.object(layers, "_conv_weight_by_patches") as by_patches:
         check_against_oracle(model, x, targets_for(model, x))
     by_patches.assert_not_called()

@@ -197,19 +197,16 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor
     return win.permute(0, 2, 3, 1, 4, 5).reshape(x.shape[0], g[0, 0].numel(), -1)
 
 
-# Per-example conv weight gradients by one grouped weight gradient up to this many elements
-# (B * weight.numel()), for channels per group in multiples of GROUPED_CHANNELS; else by
-# patches. Measured on 2 cores: 2.3x faster than patches for ResNet18's 64-channel 3x3
-# convolutions, in 0.9x their memory; with 20 -> 50 channels (the paper's CNN) it took 5.7x
-# their memory, and above the limit (that CNN at batch 1024) it was slower.
-GROUPED_LIMIT = 1 << 24
+# Per-example conv weight gradients by one grouped weight gradient when the channels per group
+# are multiples of this, else by patches. Measured on 2 cores: 1.3-2.3x faster than patches
+# for 64-channel 3x3 convolutions (ResNet18's first stage, batch 64-512) in 0.9x their memory;
+# with 20 -> 50 channels (the paper's CNN) it took 5.7x their memory, and was slower at batch 1024.
 GROUPED_CHANNELS = 16
 
 
-def _grouped_weight_gradient_fits(module: nn.Conv1d | nn.Conv2d, batch: int) -> bool:
+def _grouped_weight_gradient_is_faster(module: nn.Conv1d | nn.Conv2d) -> bool:
     per_group = (module.in_channels // module.groups, module.out_channels // module.groups)
-    return (batch * module.weight.numel() <= GROUPED_LIMIT
-            and all(c % GROUPED_CHANNELS == 0 for c in per_group))
+    return all(c % GROUPED_CHANNELS == 0 for c in per_group)
 
 
 def _weight_gradient(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor, *,
@@ -267,7 +264,7 @@ def conv_rule(
             # input channels, else a grouped weight gradient where it fits, else patches
             if module.groups == 1 and module.in_channels <= 3:
                 per_example = _conv_weight_per_example
-            elif _grouped_weight_gradient_fits(module, b):
+            elif _grouped_weight_gradient_is_faster(module):
                 per_example = _conv_weight_by_groups
             else:
                 per_example = _conv_weight_by_patches
