@@ -196,6 +196,39 @@ def test_every_per_example_conv_kernel_gives_each_examples_gradient(kernel, grou
         torch.testing.assert_close(got[i], expected, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("geometry", [
+    dict(kernel_size=3, padding=1),
+    dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2), padding=(1, 0)),
+    dict(kernel_size=3, padding=2, padding_mode="reflect"),
+    dict(kernel_size=1),
+])
+def test_the_conv_input_gram_from_pixels_is_the_gram_of_the_patches(geometry):
+    """The inner products between output positions' input patches, summed from the padded
+    input's pixel products over the kernel's offsets, equal those of the formed patches."""
+    from disparate.privacy.grad_sample.layers import _conv_input_gram, _conv_patches
+
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 4, **geometry).double()
+    x = torch.randn(2, 3, 9, 8, dtype=torch.float64)
+    g = torch.randn_like(model(x))
+    patches = _conv_patches(model, x, g)
+    gram = _conv_input_gram(model, x, g)
+    torch.testing.assert_close(gram, torch.bmm(patches, patches.transpose(1, 2)),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("conv, size, cheaper", [
+    (nn.Conv2d(3, 4, 3, stride=3), (9, 9), False),  # 81 pixels, 9 positions of 9 offsets
+    (nn.Conv2d(3, 4, 3, padding=1), (9, 9), True),  # 121 pixels, 81 positions
+    (nn.Conv1d(3, 4, 3, padding=1), (9,), True),  # 11 pixels, 9 positions
+])
+def test_the_conv_input_gram_is_left_to_the_patches_where_it_costs_more(conv, size, cheaper):
+    from disparate.privacy.grad_sample.layers import _pixel_gram_is_cheaper
+
+    x = torch.randn(2, 3, *size)
+    assert _pixel_gram_is_cheaper(conv, x, conv(x)) is cheaper
+
+
 @pytest.mark.parametrize("groups", [1, 2])
 def test_a_conv_of_16_channels_per_group_goes_through_the_grouped_weight_gradient(groups):
     from disparate.privacy.grad_sample import layers

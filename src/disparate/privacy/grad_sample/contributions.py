@@ -31,27 +31,38 @@ class Factored:
     """G_i = sum_t u_it v_it^T, reshaped to ``shape``.
 
     ``u`` is (B, T, m) dense, or (B, T) long row indices into m rows (a one-hot u,
-    as for an embedding); ``v`` is (B, T, n). ``summed_by``, if given, computes the weighted
-    sum another way, from (weights, keep): a convolution's own weight gradient, faster than
-    a product with its input patches, which are then needed only for the norms
-    (:meth:`norms_done` lets them go).
+    as for an embedding); ``v`` is (B, T, n), or ``None`` with ``rows_of_v`` forming it on
+    demand and ``v_gram``, v's (B, T, T) inner products between time steps, given (a
+    convolution's, from its input pixels without forming the patches). ``summed_by``, if
+    given, computes the weighted sum another way, from (weights, keep): a convolution's own
+    weight gradient, faster than a product with its input patches, which are then needed only
+    for the norms (:meth:`norms_done` lets them go).
     """
 
     u: Tensor
-    v: Tensor
+    v: Tensor | None
     m: int
     shape: torch.Size
     summed_by: Callable[[Tensor, Tensor | None], Tensor] | None = None
+    v_gram: Tensor | None = None
+    rows_of_v: Callable[[], Tensor] | None = None
     batch: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.batch = self.u.shape[0]
 
+    def rows(self) -> Tensor:
+        """``v``, formed now if it was not."""
+        if self.v is None:
+            self.v = self.rows_of_v()
+        return self.v
+
     def norms_done(self) -> None:
         """Once the norms are formed: drop ``v`` (a convolution's input patches, the large
-        factor) if the sum does not need it; ``u`` is a view of what ``summed_by`` keeps."""
+        factor) and its Gram if the sum does not need them; ``u`` is a view of what
+        ``summed_by`` keeps."""
         if self.summed_by is not None:
-            self.v = None
+            self.v = self.v_gram = None
 
     @property
     def indexed(self) -> bool:
@@ -59,16 +70,17 @@ class Factored:
 
     @property
     def n(self) -> int:
-        return self.v.shape[-1]
+        return self.rows().shape[-1]
 
     def materialize(self) -> Tensor:
         """Per-example gradients, (B, *shape)."""
-        b, _, n = self.v.shape
+        v = self.rows()
+        b, _, n = v.shape
         if self.indexed:
-            out = self.v.new_zeros(b, self.m, n)
-            out.scatter_add_(1, self.u.unsqueeze(-1).expand_as(self.v), self.v)
+            out = v.new_zeros(b, self.m, n)
+            out.scatter_add_(1, self.u.unsqueeze(-1).expand_as(v), v)
         else:
-            out = torch.bmm(self.u.transpose(1, 2), self.v)
+            out = torch.bmm(self.u.transpose(1, 2), v)
         return out.reshape(b, *self.shape)
 
     def weighted_sum(self, weights: Tensor, keep: Tensor | None = None,
@@ -79,7 +91,7 @@ class Factored:
             total = self.summed_by(weights, keep)
             return total if out is None else out.add_(total)
         m, n = self.m, self.n
-        u, v = self.u, self.v
+        u, v = self.u, self.rows()
         if keep is not None:
             v = _zero_dropped(v, keep, 0)
             u = u if self.indexed else _zero_dropped(u, keep, 0)
@@ -195,15 +207,20 @@ def prefer_materialized(batch: int, steps: int, m: int, n: int) -> bool:
 
     Ghost costs B*T^2*(m+n) and B*T^2 memory; forming costs B*T*m*n and B*m*n memory.
     """
-    if batch * m * n > MATERIALIZE_LIMIT:
+    if not within_limit(batch * m * n):
         return False
-    return m * n <= steps * (m + n) or batch * steps * steps > MATERIALIZE_LIMIT
+    return m * n <= steps * (m + n) or not within_limit(batch * steps * steps)
+
+
+def within_limit(elements: int) -> bool:
+    """Whether a tensor of this many elements may be formed (``MATERIALIZE_LIMIT``)."""
+    return elements <= MATERIALIZE_LIMIT
 
 
 def _row_inner(a: Factored, b: Factored) -> Tensor:
     """(B, T_a, T_b) inner products between the u factors of a and b."""
     if a.indexed and b.indexed:
-        return (a.u.unsqueeze(2) == b.u.unsqueeze(1)).to(a.v.dtype)
+        return (a.u.unsqueeze(2) == b.u.unsqueeze(1)).to(a.rows().dtype)
     if a.indexed:
         return _row_inner(b, a).transpose(1, 2)
     if b.indexed:
@@ -215,14 +232,16 @@ def _row_inner(a: Factored, b: Factored) -> Tensor:
 
 def factored_inner(a: Factored, b: Factored) -> Tensor:
     """Per-example <G_i^a, G_i^b>, shape (B,), without forming either."""
+    if a is b and a.v_gram is not None:
+        return (_row_inner(a, a) * a.v_gram).sum((1, 2))
     if not (a.indexed or b.indexed) and a.u.shape[1] == 1 and b.u.shape[1] == 1:
         if a is b:  # ||u v^T|| = ||u|| ||v||
             return (
                 torch.linalg.vector_norm(a.u, dim=(1, 2))
-                * torch.linalg.vector_norm(a.v, dim=(1, 2))
+                * torch.linalg.vector_norm(a.rows(), dim=(1, 2))
             ).square()
-        return (a.u * b.u).sum((1, 2)) * (a.v * b.v).sum((1, 2))
-    vv = torch.bmm(a.v, b.v.transpose(1, 2))
+        return (a.u * b.u).sum((1, 2)) * (a.rows() * b.rows()).sum((1, 2))
+    vv = torch.bmm(a.rows(), b.rows().transpose(1, 2))
     return (_row_inner(a, b) * vv).sum((1, 2))
 
 

@@ -10,6 +10,7 @@ type is one decorated function here.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from disparate.privacy.grad_sample.contributions import (
     Factored,
     Materialized,
     prefer_materialized,
+    within_limit,
 )
 
 Rule = Callable[[nn.Module, tuple, Tensor], dict[str, Contribution]]
@@ -190,6 +192,36 @@ def _conv_weight_by_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor)
     return Materialized(grads, perm=(0, nd + 1, *range(1, nd + 1)))
 
 
+def _pixel_gram_is_cheaper(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> bool:
+    """Whether :func:`_conv_input_gram` costs fewer multiply-adds than the patches' Gram
+    (B*P^2*C for P padded input pixels against B*L^2*C*K; not so for strided layers), and
+    its (B, P, P) products of pixels stay within MATERIALIZE_LIMIT."""
+    pad = module._reversed_padding_repeated_twice  # (left, right) per dim, last dim first
+    pixels = math.prod(n + pad[2 * k] + pad[2 * k + 1] for k, n in enumerate(x.shape[:1:-1]))
+    steps = g[0, 0].numel()
+    return (pixels * pixels <= steps * steps * math.prod(module.kernel_size)
+            and within_limit(x.shape[0] * pixels * pixels))
+
+
+def _conv_input_gram(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
+    """(B, L, L) inner products between the input patches of the output positions of ``g``
+    (``groups=1``), without forming the patches: each is a sum over the kernel's offsets of
+    inner products between the padded input's pixels."""
+    x, g, kernel, stride, dilation = _conv_geometry(module, x, g)  # padded, 2-d
+    b, c, hp, wp = x.shape
+    h, w = g.shape[2:]
+    flat = x.flatten(2)  # (B, C, P)
+    by_pixel = torch.bmm(flat.transpose(1, 2), flat).view(b, hp, wp, hp, wp)
+    gram = None
+    for i in range(kernel[0]):
+        rows = slice(i * dilation[0], i * dilation[0] + stride[0] * (h - 1) + 1, stride[0])
+        for j in range(kernel[1]):
+            cols = slice(j * dilation[1], j * dilation[1] + stride[1] * (w - 1) + 1, stride[1])
+            offset = by_pixel[:, rows, cols, rows, cols]  # (B, h, w, h, w)
+            gram = offset.clone() if gram is None else gram.add_(offset)
+    return gram.view(b, h * w, h * w)
+
+
 def _conv_patches(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor) -> Tensor:
     """Input patches (B, L, C*prod(kernel)) matching the output positions of ``g``."""
     x, g, kernel, stride, dilation = _conv_geometry(module, x, g)
@@ -270,12 +302,17 @@ def conv_rule(
                 per_example = _conv_weight_by_patches
             out["weight"] = per_example(module, x, grad_out)
         else:
+            patches = functools.partial(_conv_patches, module, x, grad_out)  # (B, L, C*K)
+            gram = (_conv_input_gram(module, x, grad_out)
+                    if _pixel_gram_is_cheaper(module, x, grad_out) else None)
             out["weight"] = Factored(
                 u=grad_out.reshape(b, o, -1).transpose(1, 2),  # (B, L, O)
-                v=_conv_patches(module, x, grad_out),  # (B, L, C*K)
+                v=patches() if gram is None else None,
                 m=o,
                 shape=module.weight.shape,
                 summed_by=functools.partial(_conv_weight_sum, module, x, grad_out),
+                v_gram=gram,
+                rows_of_v=patches,
             )
     if _trainable(module, "bias"):
         out["bias"] = Materialized(grad_out.reshape(b, module.out_channels, -1).sum(2))
