@@ -47,7 +47,7 @@ from disparate.data.images import augmentation_generator
 from disparate.metrics import PREDICTIONS_FILE, Predictions
 from disparate.models import build_model
 from disparate.privacy import DPOptimizer, self_check
-from disparate.privacy.noise import add_gaussian_noise
+from disparate.privacy.noise import parameter_noise
 from disparate.privacy.plan import DPPlan, build_plan
 from disparate.randomness import SeedTree, stream_seed
 from disparate.rundir import CHECKPOINT_VERSION, DIVERGED_FILE, RunDir
@@ -151,9 +151,13 @@ def plain_step(model: nn.Module, optimizer: torch.optim.Optimizer,
     params = [p for p in model.parameters() if p.requires_grad]
     noise_std = distributed.noise_std_here(noise_std)  # once, on rank 0
     with torch.no_grad():
+        noise = parameter_noise(params, noise_std, generator) if noise_std > 0 else None
         for param in params:
-            grad = torch.zeros_like(param) if param.grad is None else param.grad
-            param.grad = add_gaussian_noise(grad, noise_std, generator, inplace=True)
+            if noise is not None:  # the sum added into the noise, as DPOptimizer
+                grad = next(noise)
+                param.grad = grad if param.grad is None else grad.add_(param.grad)
+            elif param.grad is None:
+                param.grad = torch.zeros_like(param)
         distributed.all_reduce_sum([p.grad for p in params])
         for param in params:
             param.grad.div_(expected_batch_size)  # the expected global batch size

@@ -70,6 +70,31 @@ def test_noise_has_std_z_s_over_batch():
     assert abs(diff.std().item() / (z * s / b) - 1) < 0.03
 
 
+@pytest.mark.parametrize("at_once", [False, True])
+def test_the_noise_is_drawn_parameter_by_parameter_or_at_once_above_parallel_min(
+        at_once, monkeypatch):
+    # the step's gradient minus the clipped sum is the noise: in parameter order, exactly the
+    # generator's draws of each parameter's size, or (more than PARALLEL_MIN coordinates in
+    # all) one draw of all the coordinates, each parameter its own slice
+    from disparate.privacy import noise as noise_module
+    from disparate.privacy.noise import gaussian_noise_, make_generator
+
+    if at_once:
+        monkeypatch.setattr(noise_module, "PARALLEL_MIN", 100)
+    model, (x, y) = make(width=30), data()
+    summed, _ = clipped_grad_sum(make(width=30), LOSS, x, y, 0.5)
+    opt = DPOptimizer(torch.optim.SGD(model.parameters(), lr=0.0), model, expected_batch_size=16,
+                      max_grad_norm=0.5, noise_multiplier=2.0, noise_seed=11)
+    opt.step(LOSS, x, y)
+    noise = [(p.grad - summed[n] / 16).flatten() for n, p in model.named_parameters()]
+    sizes = [n.numel() for n in noise]
+    generator, std = make_generator(11), 2.0 * 0.5 / 16
+    draws = ([gaussian_noise_(torch.empty(sum(sizes), dtype=torch.float64), std, generator)]
+             if at_once else
+             [gaussian_noise_(torch.empty(n, dtype=torch.float64), std, generator) for n in sizes])
+    torch.testing.assert_close(torch.cat(noise), torch.cat(draws), rtol=0, atol=1e-12)
+
+
 def test_same_noise_seed_same_model_and_different_seed_differs():
     x, y = data()
     models = [make() for _ in range(3)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import os
 import queue
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch import Tensor
 from disparate.randomness import MT_WORDS, mt_generator, secret_generator
 
 __all__ = ["NOISE_BLOCK", "PARALLEL_MIN", "add_gaussian_noise", "gaussian_noise_",
-           "make_generator"]
+           "make_generator", "parameter_noise"]
 
 #: Coordinates per independently seeded block of a CPU draw.
 NOISE_BLOCK = 1 << 17
@@ -97,9 +98,8 @@ def _noisy_cpu(tensor: Tensor, std: float, generator: torch.Generator, *, add: b
     return tensor
 
 
-def _parallel(tensor: Tensor, generator: torch.Generator) -> bool:
-    return (tensor.numel() > PARALLEL_MIN
-            and tensor.device.type == generator.device.type == "cpu")
+def _parallel(numel: int, device: torch.device, generator: torch.Generator) -> bool:
+    return numel > PARALLEL_MIN and device.type == generator.device.type == "cpu"
 
 
 def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *,
@@ -112,7 +112,7 @@ def add_gaussian_noise(tensor: Tensor, std: float, generator: torch.Generator, *
         raise ValueError(f"std={std!r}: expected >= 0")
     if std == 0:
         return tensor
-    if _parallel(tensor, generator):
+    if _parallel(tensor.numel(), tensor.device, generator):
         if inplace and tensor.is_contiguous():
             return _noisy_cpu(tensor, std, generator)
         noisy = _noisy_cpu(tensor.clone(memory_format=torch.contiguous_format), std, generator)
@@ -131,6 +131,24 @@ def gaussian_noise_(tensor: Tensor, std: float, generator: torch.Generator) -> T
         raise ValueError(f"std={std!r}: expected > 0")
     if not tensor.is_contiguous():
         raise ValueError(f"tensor of strides {tensor.stride()}: expected a contiguous tensor")
-    if _parallel(tensor, generator):
+    if _parallel(tensor.numel(), tensor.device, generator):
         return _noisy_cpu(tensor, std, generator, add=False)
     return tensor.normal_(0.0, std, generator=generator)
+
+
+def parameter_noise(params: Sequence[Tensor], std: float, generator: torch.Generator
+                    ) -> Iterator[Tensor]:
+    """N(0, std^2) for every coordinate of ``params`` (``std > 0``), in order: one contiguous
+    tensor of each parameter's shape. Parameters of one dtype on the CPU with more than
+    :data:`PARALLEL_MIN` coordinates in all are drawn at once, in parallel, as views of one
+    buffer; others one at a time, each when it is asked for (memory can be freed between)."""
+    sizes = [p.numel() for p in params]
+    kinds = {(p.device, p.dtype) for p in params}
+    if len(kinds) == 1 and _parallel(sum(sizes), params[0].device, generator):
+        flat = gaussian_noise_(params[0].new_empty(sum(sizes)), std, generator)
+        for param, part in zip(params, flat.split(sizes), strict=True):
+            yield part.view(param.shape)
+        return
+    for param in params:
+        yield gaussian_noise_(torch.empty_like(param, memory_format=torch.contiguous_format),
+                              std, generator)

@@ -43,7 +43,7 @@ from disparate.privacy.grad_sample.engine import (
     PerExampleGrads,
     batch_size_of,
 )
-from disparate.privacy.noise import gaussian_noise_, make_generator
+from disparate.privacy.noise import make_generator, parameter_noise
 from disparate.privacy.policies.base import ClippingPolicy
 from disparate.privacy.policies.flat import FlatClipping
 
@@ -241,12 +241,13 @@ class DPOptimizer(torch.optim.Optimizer):
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
         noise_std = distributed.noise_std_here(std) * scale  # once, on rank 0
+        for param in self._params.values():
+            param.grad = None  # their memory is free for the new sums
+        params = list(self._params.values())
+        noise = parameter_noise(params, noise_std, self.noise_generator) if noise_std > 0 else None
         for name, param in self._params.items():
-            param.grad = None  # its memory is free for the new sum
-            # the noise drawn into the gradient's buffer, the sum added into it
-            grad = None if noise_std == 0 else gaussian_noise_(
-                torch.empty_like(param, memory_format=torch.contiguous_format), noise_std,
-                self.noise_generator)
+            # the sum added into the noise's buffer (drawn as each parameter comes)
+            grad = None if noise is None else next(noise)
             grad = grad if summed is None else summed(name, grad)
             param.grad = torch.zeros_like(param) if grad is None else grad
         distributed.all_reduce_sum([p.grad for p in self._params.values()])
