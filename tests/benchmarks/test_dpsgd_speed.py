@@ -89,9 +89,9 @@ def test_benchmark_runs_the_non_private_contenders_on_request(capsys):
 
 
 def test_the_cnn_dp_step_peak_memory_stays_near_the_non_private_step():
-    # What a step allocates is deterministic on the CPU. The paper's CNN at batch 256: 1.42x
-    # since a layer's outputs are no longer kept until its rule runs (only their shapes),
-    # 1.56x before; issue 16's goal is 1.5x.
+    # What a step allocates is deterministic on the CPU. The paper's CNN at batch 256: 1.15x
+    # since a layer's outputs are no longer kept until its rule runs (only their shapes) and
+    # input patches are formed 2 MB at a time; 1.56x before; issue 16's goal is 1.5x.
     bench = _load_benchmark()
     spec = bench.MODEL_SPECS["mnist-cnn"]
     x, y = spec.make_batch(256, torch.Generator().manual_seed(0))
@@ -101,4 +101,4 @@ def test_the_cnn_dp_step_peak_memory_stays_near_the_non_private_step():
     for c in contenders.values():
         c.step()  # warm: lazily allocated state is not the step's
     peak = {name: bench.peak_step_memory(c) for name, c in contenders.items()}
-    assert peak["disparate"] <= 1.5 * peak["non-private"], peak
+    assert peak["disparate"] <= 1.25 * peak["non-private"], peak

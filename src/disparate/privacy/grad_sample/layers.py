@@ -131,8 +131,10 @@ def _conv_geometry(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor):
     return x, g, module.kernel_size, module.stride, module.dilation
 
 
-# Input patches are formed for at most this many elements at a time (a chunk of the batch).
-PATCH_CHUNK = 1 << 21
+# Input patches are formed for at most this many elements at a time (a chunk of the batch):
+# 2 MB of float32, as fast as 8 MB or faster (the paper's CNN's conv2 at batch 256: 6.9 against
+# 7.7 ms), in a quarter of the memory.
+PATCH_CHUNK = 1 << 19
 
 
 def _windows(x: Tensor, kernel, stride, dilation) -> Tensor:
