@@ -295,7 +295,8 @@ def conv_rule(
         fan_in = module.weight[0].numel()
         if module.groups > 1 or prefer_materialized(b, steps, o, fan_in):
             # the fastest measured (2 cores): a convolution grouped by example for up to 3
-            # input channels, else a grouped weight gradient where it fits, else patches
+            # input channels, else a grouped weight gradient for channels in blocks of 16,
+            # else patches
             if module.groups == 1 and module.in_channels <= 3:
                 per_example = _conv_weight_per_example
             elif _grouped_weight_gradient_is_faster(module):
