@@ -126,3 +126,25 @@ def test_a_second_run_needs_resume_and_resume_trains_nothing(two_seeds, capsys) 
     assert main([*argv, "--resume"]) == 0
     again = json.loads((out / mit.MITIGATION_FILE).read_text())
     assert again["summary"] == m["summary"]
+
+
+def test_tuning_trains_every_method_with_its_best_trial_and_says_so(tmp_path) -> None:
+    out = tmp_path / "m"
+    argv = ["mitigate", "digits-underrep", *TINY, "--methods", "dpsgd", "--target-epsilon",
+            "4", "--tune", "2", "--tune-objective", "worst-group", "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    m = json.loads((out / mit.MITIGATION_FILE).read_text())
+    tuning = m["tuning"]
+    assert tuning["trials"] == 2 and tuning["objective"] == "worst-group"
+    assert m["tuning_note"] == mit.TUNING_NOTE
+    pick = tuning["chosen"]["dpsgd"]
+    scores = [t["score"] for t in pick["trials"]]
+    assert len(scores) == 2 and pick["lr"] == pick["trials"][scores.index(max(scores))]["lr"]
+    for k in range(2):  # the trials trained on the validation split, kept apart from the runs
+        assert (out / mit.TUNING_SUBDIR / "dpsgd" / f"trial-{k}" / "results.json").exists()
+    (runs,) = m["comparisons"]["dpsgd"]["runs"]
+    dp = res.load_results(out / runs["dp"])
+    reference = res.load_results(out / runs["non_private"])
+    assert dp["settings"]["lr"] == pick["lr"]  # the method trained with the chosen lr
+    assert reference["settings"]["lr"] == 0.3  # the reference with the experiment's
+    assert mit.TUNING_NOTE in (out / mit.REPORT_FILE).read_text()
