@@ -35,6 +35,12 @@ from disparate.config import load_experiment
 from disparate.privacy import DPDataLoader, DPOptimizer, make_private, optimizer
 
 TOL = 1e-5
+# The killed run against the uninterrupted one, 3 epochs after the cut: the cut's 6e-8 (the
+# 2-process sums) stays 6e-8 when the test runs alone, but twice in full-suite runs it grew to
+# 3e-4 (not reproduced alone; likely a max-pool or ReLU decision flipped by the rounding). A
+# resume that draws other noise or batches moves the weights by 0.17 (median, another secret),
+# 0.04 a step for one step's noise (z S lr / b).
+RESUMED_TOL = 1e-3
 WORLD = 2
 TINY = ["data.subsample=150", "training.batch_size=30", "training.epochs=2",
         "training.num_threads=1", "evaluation.min_group_test_size=20"]
@@ -408,7 +414,7 @@ def test_a_killed_rank_stops_the_run_naming_it_and_one_process_resumes_it(
     b = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
     for name, tensor in b["model"].items():
         torch.testing.assert_close(
-            a["model"][name], tensor, rtol=0, atol=TOL,
+            a["model"][name], tensor, rtol=0, atol=RESUMED_TOL,
             msg=lambda text, name=name: f"{name}, cut after epoch {cut['epoch']}: {text}")
     assert torch.equal(a["optimizer"]["noise_generator"], b["optimizer"]["noise_generator"])
 
