@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -88,17 +89,20 @@ def test_benchmark_runs_the_non_private_contenders_on_request(capsys):
     assert all(row["median_ms"] > 0 for row in model["contenders"].values())
 
 
-def test_the_cnn_dp_step_peak_memory_stays_near_the_non_private_step():
-    # What a step allocates is deterministic on the CPU. The paper's CNN at batch 256: 1.15x
-    # since a layer's outputs are no longer kept until its rule runs (only their shapes) and
-    # input patches are formed 2 MB at a time; 1.56x before; issue 16's goal is 1.5x.
+# What a step allocates is deterministic on the CPU. The paper's CNN at batch 256: 1.15x since a
+# layer's outputs are no longer kept until its rule runs (only their shapes) and input patches
+# are formed 2 MB at a time (1.56x before). The Transformer at seq 256 (batch 32): 1.43x since
+# the attention rule frees its replay before forming the contributions (1.52x before). Issue
+# 16's goal is 1.5x.
+@pytest.mark.parametrize("model, limit", [("mnist-cnn", 1.25), ("transformer-256", 1.5)])
+def test_the_dp_step_peak_memory_stays_near_the_non_private_step(model: str, limit: float):
     bench = _load_benchmark()
-    spec = bench.MODEL_SPECS["mnist-cnn"]
-    x, y = spec.make_batch(256, torch.Generator().manual_seed(0))
+    spec = bench.MODEL_SPECS[model]
+    x, y = spec.make_batch(spec.batch_size, torch.Generator().manual_seed(0))
     contenders, skipped, _ = bench.build_contenders(
         ["non-private", "disparate"], spec, x, y, 0, noise_multiplier=1.0, lr=0.05)
     assert not skipped
     for c in contenders.values():
         c.step()  # warm: lazily allocated state is not the step's
     peak = {name: bench.peak_step_memory(c) for name, c in contenders.items()}
-    assert peak["disparate"] <= 1.25 * peak["non-private"], peak
+    assert peak["disparate"] <= limit * peak["non-private"], peak

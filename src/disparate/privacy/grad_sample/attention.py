@@ -146,6 +146,9 @@ def multihead_attention_rule(
     d_q, d_k, d_v, *d_extra = (
         torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)
     )
+    # the replay's graph and projections are done with: freed before the contributions form
+    attended = attended.detach()
+    del q, k, v, k_full, v_full, extra, inputs, outs, out_grads, found, d_attended, weights
 
     def batch_major(t: Tensor) -> Tensor:
         return t.transpose(0, 1)  # (T, B, *) -> (B, T, *)
