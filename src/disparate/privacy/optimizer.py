@@ -241,9 +241,9 @@ class DPOptimizer(torch.optim.Optimizer):
             result = StepResult(per_example.losses, per_example.norms, weights,
                                 per_example.outputs)
         noise_std = distributed.noise_std_here(std) * scale  # once, on rank 0
-        for param in self._params.values():
-            param.grad = None  # their memory is free for the new sums
         params = list(self._params.values())
+        for param in params:
+            param.grad = None  # their memory is free for the new sums
         noise = parameter_noise(params, noise_std, self.noise_generator) if noise_std > 0 else None
         for name, param in self._params.items():
             # the sum added into the noise's buffer (drawn as each parameter comes)

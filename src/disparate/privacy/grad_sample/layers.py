@@ -22,6 +22,7 @@ from disparate.privacy.grad_sample.contributions import (
     Contribution,
     Factored,
     Materialized,
+    _zero_dropped,
     prefer_materialized,
     within_limit,
 )
@@ -276,8 +277,7 @@ def _conv_weight_sum(module: nn.Conv1d | nn.Conv2d, x: Tensor, g: Tensor, weight
     """sum_i w_i G_i of the weight over the examples ``keep`` (all if None): torch's weight
     gradient of the convolution, fed each example's output gradient times its weight."""
     if keep is not None:  # a dropped example adds nothing, its non-finite values included
-        x, g = (torch.where(keep.view(-1, *[1] * (t.dim() - 1)), t, t.new_zeros(()))
-                for t in (x, g))
+        x, g = _zero_dropped(x, keep, 0), _zero_dropped(g, keep, 0)
     return _weight_gradient(module, x, g * weights.view(-1, *[1] * (g.dim() - 1)),
                             per_example=False)
 
