@@ -481,6 +481,11 @@ def test_fallback_refuses_layers_without_batch_first():
         engine.compute(lambda out, y: out[0].sum((1, 2)), x, torch.zeros(2))
 
 
+def test_a_rule_forward_needs_a_rule_that_cuts_the_graph():
+    with pytest.raises(ValueError, match="cuts_graph=True"):
+        register_rule(nn.Bilinear, forward=lambda module, args, kwargs: (None, None))
+
+
 def test_duplicate_rule_registration_raises():
     with pytest.raises(ValueError, match="already registered"):
         register_rule(nn.Linear)(lambda module, inputs, grad: {})
@@ -565,18 +570,22 @@ def test_lstm_with_dropout_in_training_is_refused():
 
 
 class AttentionModel(nn.Module):
-    """Self- or cross-attention through nn.MultiheadAttention, in either layout."""
+    """Self- or cross-attention through nn.MultiheadAttention, in either layout. ``pre``: a
+    Linear before it, so that its input needs a gradient (self-attention: the engine cuts the
+    graph there; cross-attention's key and value, another tensor needing one: it cannot)."""
 
     def __init__(self, batch_first: bool, packed: bool, bias_kv: bool, zero_attn: bool,
-                 masks: bool, use_weights: bool):
+                 masks: bool, use_weights: bool, pre: bool = False):
         super().__init__()
         self.batch_first, self.masks, self.use_weights = batch_first, masks, use_weights
+        self.pre = nn.Linear(4, 4) if pre else nn.Identity()
         kdim = None if packed else 3
         self.attn = nn.MultiheadAttention(4, 2, batch_first=batch_first, kdim=kdim, vdim=kdim,
                                           add_bias_kv=bias_kv, add_zero_attn=zero_attn)
         self.head = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, 4)
+        x = self.pre(x)
         kv = x if self.attn._qkv_same_embed_dim else x[..., :3]
         length = x.shape[1]
         kwargs = {}
@@ -603,13 +612,111 @@ class AttentionModel(nn.Module):
     zero_attn=st.booleans(),
     masks=st.booleans(),
     use_weights=st.booleans(),
+    pre=st.booleans(),
 )
 def test_multihead_attention(batch, seq, batch_first, packed, bias_kv, zero_attn, masks,
-                             use_weights):
+                             use_weights, pre):
     torch.manual_seed(0)
-    model = AttentionModel(batch_first, packed, bias_kv, zero_attn, masks, use_weights)
+    model = AttentionModel(batch_first, packed, bias_kv, zero_attn, masks, use_weights, pre)
     x = torch.randn(batch, seq, 4)
     check_against_oracle(model, x, targets_for(model, x))
+
+
+def _attention_backwards(model, x, targets) -> int:
+    """How many attention backward kernels one engine.compute ran."""
+    with GradSampleEngine(model) as engine, torch.profiler.profile() as prof:
+        engine.compute(mse_per_example, x, targets)
+    return sum("scaled_dot_product" in e.name and "backward" in e.name for e in prof.events()
+               if e.name.startswith("aten::"))
+
+
+def _builds_graph(model, attn, x, targets) -> bool:
+    """Whether ``attn``'s forward ran with gradients enabled in one engine.compute."""
+    seen = []
+    with GradSampleEngine(model) as engine:  # the engine's hooks run first
+        handle = attn.register_forward_pre_hook(lambda *_: seen.append(torch.is_grad_enabled()))
+        engine.compute(mse_per_example, x, targets)
+        handle.remove()
+    assert torch.is_grad_enabled()
+    return seen == [True]
+
+
+def test_multihead_attention_cut_at_its_input_runs_attention_backward_once():
+    # Self-attention whose input needs a gradient, or none: the module's forward builds no
+    # graph and its backward never runs; the rule's replay is the one attention backward.
+    # The same call with a key that needs a gradient of its own is not cut: two backwards.
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 4)
+    model = AttentionModel(True, True, False, False, False, False, pre=True)
+    targets = targets_for(model, x).float()
+    model.float()
+    assert _attention_backwards(model, x, targets) == 1
+    assert not _builds_graph(model, model.attn, x, targets)
+    on_data = AttentionModel(True, True, False, False, False, False)
+    assert not _builds_graph(on_data, on_data.attn, x, targets)
+    cross = AttentionModel(True, False, False, False, False, False, pre=True)
+    assert _attention_backwards(cross, x, targets) == 2
+    assert _builds_graph(cross, cross.attn, x, targets)
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize("use_weights", [False, True])
+def test_a_cut_attention_call_outputs_what_the_module_does(dtype, tol, use_weights):
+    # its output comes from the rule's replay (projections, attention, out projection), not
+    # from the module's forward: the same numbers, weights included
+    torch.manual_seed(0)
+    model = AttentionModel(True, True, True, False, True, use_weights, pre=True).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():  # the biases too (torch starts them at 0)
+            p.copy_(0.5 * torch.randn_like(p))
+    x = torch.randn(3, 5, 4, dtype=dtype)
+    with GradSampleEngine(model) as engine:
+        got = engine.compute(mse_per_example, x, torch.zeros(3, 2, dtype=dtype)).outputs
+        assert "forward" not in model.attn.__dict__  # the module's own forward is back
+    torch.testing.assert_close(got, model(x).detach(), rtol=tol, atol=tol)
+
+
+def test_transformer_encoder_second_layer_is_cut_and_exact():
+    # The second layer's self-attention gets the first layer's output (needing a gradient)
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False),
+                          nn.Flatten(), nn.Linear(12, 2))
+    x = torch.randn(3, 3, 4)
+    assert _attention_backwards(model, x, torch.zeros(3, 2)) == 2  # one per layer, not 3
+    check_against_oracle(model, x, targets_for(model, x))
+
+
+def test_self_attention_is_one_packed_projection():
+    # query, key and value are one tensor (detached once): the packed (3E, E) weight is one
+    # outer product sum of the (B, T, 3E) projection's gradient and that tensor, as torch's
+    # own packed projection, not three row blocks (three Gram matrices of one input)
+    torch.manual_seed(0)
+    model = _SelfAttention(16, 16)  # 16 x 16 blocks over 3 steps: ghost norms (Factored)
+    with GradSampleEngine(model) as engine:
+        grads = engine.compute(mse_per_example, torch.randn(3, 3, 16), torch.zeros(3, 16))
+    (contribution,) = grads._params["attn.in_proj_weight"]._factored
+    assert contribution.u.shape == (3, 3, 48) and contribution.rows().shape == (3, 3, 16)
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d_in: int, d_model: int):
+        super().__init__()
+        self.pre = nn.Linear(d_in, d_in)
+        self.attn = nn.MultiheadAttention(d_model, 1, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pre(x)
+        return self.attn(x, x, x, need_weights=False)[0].sum(1)
+
+
+def test_grad_mode_is_restored_when_a_cut_call_raises():
+    # the attention (cut: run without a graph) gets 3 features where it expects 4
+    model = _SelfAttention(3, 4)
+    with GradSampleEngine(model) as engine, pytest.raises((RuntimeError, AssertionError)):
+        engine.compute(mse_per_example, torch.randn(2, 5, 3), torch.zeros(2, 4))
+    assert torch.is_grad_enabled()
 
 
 def test_multihead_attention_out_proj_is_counted():

@@ -6,7 +6,12 @@ accounts for every parameter of the module. It replays the projections q = x_q W
 (and k, v), runs torch's own attention on them with identity projections (exact: a
 product with the identity adds only zeros), and back-propagates the output gradient
 through that attention to dq, dk, dv. Each projection weight then gets the outer
-products of its input and its output gradient, as a Linear does.
+products of its input and its output gradient, as a Linear does. The rule also gives the
+gradient of the first argument (self-attention: through q, k and v), so where no other
+tensor argument needs a gradient the engine cuts the graph there: the module's own backward
+(attention and projections once more) never runs, and the call's output comes from the
+replay (:func:`multihead_attention_forward`: the same projections, attention and out
+projection), which the rule then reuses instead of computing the attention twice.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -75,14 +81,27 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, heads: int, attn_mask: Tensor | Non
     return attended.permute(2, 0, 1, 3).reshape(length, b, e), None
 
 
-@register_rule(nn.MultiheadAttention, with_kwargs=True)
-def multihead_attention_rule(
-    module: nn.MultiheadAttention, args: tuple, kwargs: dict, grads: dict[int, Tensor]
-) -> dict[str, Contribution]:
+@dataclass
+class _Replay:
+    """One call's attention from its projections q, k, v (leaves of a graph to ``attended``,
+    and to ``weights`` if asked), with what the rule needs of the call."""
+
+    first: tuple[bool, bool, bool]  # which of query, key, value is the first argument
+    inputs: list[Tensor]  # (T, B, E) each: query, key, value sequence-first
+    weights_in: tuple[Tensor, Tensor, Tensor]  # W_q, W_k, W_v
+    # self-attention of the packed weight: one projection (T, B, 3E) of the one input, as
+    # torch's own; else q, k, v apart
+    packed: bool
+    leaves: list[Tensor]  # the projection(s), and bias_k, bias_v if the module adds them
+    attended: Tensor  # (T, B, E), before the out projection
+    weights: Tensor | None  # the attention weights, as the module returns them
+
+
+def _replay(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> _Replay:
     call = _SIGNATURE.bind(module, *args, **kwargs)
     call.apply_defaults()
     a = call.arguments
-    query, key, value = a["query"], a["key"], a["value"]
+    query, key, value = given = a["query"], a["key"], a["value"]
     if query.dim() != 3:
         raise ValueError(MHA_UNBATCHED_ERROR.format(shape=tuple(query.shape)))
     if module.dropout and module.training:
@@ -107,11 +126,17 @@ def multihead_attention_rule(
     if module.in_proj_bias is not None:
         b_q, b_k, b_v = module.in_proj_bias.chunk(3)
 
+    packed = module._qkv_same_embed_dim and query is key is value
     with torch.enable_grad():
-        q, k, v = (
-            _leaf(F.linear(x, w, bias))
-            for x, w, bias in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
-        )  # (T, B, E), (S, B, E), (S, B, E)
+        if packed:
+            projections = [_leaf(F.linear(query, module.in_proj_weight, module.in_proj_bias))]
+            q, k, v = projections[0].chunk(3, -1)
+        else:
+            projections = [
+                _leaf(F.linear(x, w, bias))
+                for x, w, bias in ((query, w_q, b_q), (key, w_k, b_k), (value, w_v, b_v))
+            ]
+            q, k, v = projections  # (T, B, E), (S, B, E), (S, B, E)
         k_full, v_full, extra = k, v, []
         if module.bias_k is not None:  # one more key and value per example, as torch appends
             bias_kv = [_leaf(t.expand(1, b, e)) for t in (module.bias_k, module.bias_v)]
@@ -135,36 +160,79 @@ def multihead_attention_rule(
                 q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye,
                 average_attn_weights=a["average_attn_weights"], is_causal=a["is_causal"],
             )  # attended: (T, B, E), before out_proj
-        d_out = grads[0].transpose(0, 1) if module.batch_first else grads[0]  # (T, B, E)
-        d_attended = d_out @ module.out_proj.weight
-        outs, out_grads = [attended], [d_attended]
-        if 1 in grads and weights is not None:
-            outs.append(weights)
-            out_grads.append(grads[1])
-        inputs = [q, k, v, *extra]
-        found = torch.autograd.grad(outs, inputs, out_grads, allow_unused=True)
-    d_q, d_k, d_v, *d_extra = (
+    first = tuple(bool(args) and t is args[0] for t in given)
+    return _Replay(first, [query, key, value], (w_q, w_k, w_v), packed, [*projections, *extra],
+                   attended, weights)
+
+
+def multihead_attention_forward(module: nn.MultiheadAttention, args: tuple, kwargs: dict
+                                ) -> tuple[tuple[Tensor, Tensor | None], _Replay]:
+    """The module's output (attention output and weights, as ``module(*args, **kwargs)``
+    returns them, without a graph) from a replay the rule then reuses, so that a call whose
+    graph is cut computes its attention once."""
+    replay = _replay(module, args, kwargs)
+    out = F.linear(replay.attended.detach(), module.out_proj.weight, module.out_proj.bias)
+    weights = None if replay.weights is None else replay.weights.detach()
+    return (out.transpose(0, 1) if module.batch_first else out, weights), replay
+
+
+@register_rule(nn.MultiheadAttention, with_kwargs=True, cuts_graph=True,
+               forward=multihead_attention_forward)
+def multihead_attention_rule(
+    module: nn.MultiheadAttention, args: tuple, kwargs: dict, grads: dict[int, Tensor],
+    input_grad: bool, replay: _Replay | None = None,
+) -> tuple[dict[str, Contribution], Tensor | None]:
+    r = _replay(module, args, kwargs) if replay is None else replay
+    (query, key, value), (w_q, w_k, w_v) = r.inputs, r.weights_in
+    b, e = query.shape[1], query.shape[2]
+    d_out = grads[0].transpose(0, 1) if module.batch_first else grads[0]  # (T, B, E)
+    d_attended = d_out @ module.out_proj.weight
+    outs, out_grads = [r.attended], [d_attended]
+    if 1 in grads and r.weights is not None:
+        outs.append(r.weights)
+        out_grads.append(grads[1])
+    inputs, packed = r.leaves, r.packed
+    found = torch.autograd.grad(outs, inputs, out_grads, allow_unused=True)
+    d_proj, *d_extra = (
         torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)
     )
+    if not packed:
+        d_q, d_k, d_v = d_proj, d_extra.pop(0), d_extra.pop(0)
+    d_input = None
+    if input_grad:  # the first argument's gradient, through each of q, k, v it is
+        if packed:
+            d_input = d_proj @ module.in_proj_weight
+        else:
+            for is_first, d, w in zip(r.first, (d_q, d_k, d_v), (w_q, w_k, w_v), strict=True):
+                if is_first:
+                    part = d @ w
+                    d_input = part if d_input is None else d_input.add_(part)
+        if module.batch_first:
+            d_input = d_input.transpose(0, 1)
     # the replay's graph and projections are done with: freed before the contributions form
-    attended = attended.detach()
-    del q, k, v, k_full, v_full, extra, inputs, outs, out_grads, found, d_attended, weights
+    attended = r.attended.detach()
+    del r, replay, inputs, outs, out_grads, found, d_attended
 
     def batch_major(t: Tensor) -> Tensor:
         return t.transpose(0, 1)  # (T, B, *) -> (B, T, *)
 
-    xs = _each_once(batch_major, (query, key, value))  # (B, T, E)
-    ds = [batch_major(t) for t in (d_q, d_k, d_v)]
     out: dict[str, Contribution] = {}
-    if module._qkv_same_embed_dim:
-        if _trainable(module, "in_proj_weight"):  # the packed (3E, E) weight: q, k, v rows
-            out["in_proj_weight"] = RowBlocks([outer_product_sum(d, x)
-                                               for d, x in zip(ds, xs, strict=True)])
+    if packed:  # one outer product sum of (B, T, 3E) and (B, T, E) for the (3E, E) weight
+        ds = [batch_major(d_proj)]
+        if _trainable(module, "in_proj_weight"):
+            out["in_proj_weight"] = outer_product_sum(ds[0], batch_major(query))
     else:
-        for name, d, x in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), ds, xs,
-                              strict=True):
-            if _trainable(module, name):
-                out[name] = outer_product_sum(d, x)
+        xs = _each_once(batch_major, (query, key, value))  # (B, T, E)
+        ds = [batch_major(t) for t in (d_q, d_k, d_v)]
+        if module._qkv_same_embed_dim:
+            if _trainable(module, "in_proj_weight"):  # the packed (3E, E) weight's row blocks
+                out["in_proj_weight"] = RowBlocks([outer_product_sum(d, x)
+                                                   for d, x in zip(ds, xs, strict=True)])
+        else:
+            for name, d, x in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), ds,
+                                  xs, strict=True):
+                if _trainable(module, name):
+                    out[name] = outer_product_sum(d, x)
     if _trainable(module, "in_proj_bias"):
         out["in_proj_bias"] = Materialized(torch.cat([d.sum(1) for d in ds], 1))
     for name, d in zip(("bias_k", "bias_v"), d_extra, strict=False):
@@ -175,4 +243,4 @@ def multihead_attention_rule(
         out["out_proj.weight"] = outer_product_sum(dy, att)
     if _trainable(module.out_proj, "bias"):
         out["out_proj.bias"] = Materialized(dy.sum(1))
-    return out
+    return out, d_input

@@ -10,8 +10,8 @@ sum of them, and its per-example norm is the norm of that sum. Two forms:
 - ``Materialized``: G_i given as a (B, *shape) tensor (norm layers, vmap, and
   Linear/Conv where forming G_i is cheaper than the ghost norm).
 
-A parameter whose blocks of rows are used apart (the packed q, k, v projection of attention)
-gets one ``RowBlocks`` of a contribution per block.
+A parameter whose blocks of rows are used apart (the packed q, k, v projection of
+cross-attention) gets one ``RowBlocks`` of a contribution per block.
 """
 
 from __future__ import annotations
@@ -95,19 +95,32 @@ class Factored:
         if keep is not None:
             v = _zero_dropped(v, keep, 0)
             u = u if self.indexed else _zero_dropped(u, keep, 0)
-        w = weights.view(-1, 1, 1)
         if self.indexed:
             target = v.new_zeros(m, n) if out is None else out.view(m, n)
-            return target.index_add_(0, u.reshape(-1), (v * w).reshape(-1, n)).view(self.shape)
-        if m < n:  # the weights scale the smaller factor
-            u = u * w
-        else:
-            v = v * w
-        ut, v = u.reshape(-1, m).t(), v.reshape(-1, n)  # (m, B*T), (B*T, n)
+            rows = (v * weights.view(-1, 1, 1)).reshape(-1, n)
+            return target.index_add_(0, u.reshape(-1), rows).view(self.shape)
+        # the weights scale the smaller factor; the (example, step) pairs are taken in the
+        # order in which the larger one lies in memory, so that it is not copied
+        scaled_u = m < n
+        big = v if scaled_u else u
+        time_major = not big.is_contiguous() and big.transpose(0, 1).is_contiguous()
+        ut = _rows(u, time_major, weights if scaled_u else None).t()  # (m, B*T)
+        v = _rows(v, time_major, None if scaled_u else weights)  # (B*T, n)
         if out is None:
             return (ut @ v).reshape(self.shape)
         out.view(m, n).addmm_(ut, v)
         return out
+
+
+def _rows(t: Tensor, time_major: bool, weights: Tensor | None) -> Tensor:
+    """(B, T, k) as (B*T, k) rows, or (T*B, k) if ``time_major``; times each example's
+    weight if given, written in that order (one pass: no copy of the product)."""
+    if time_major:
+        t = t.transpose(0, 1)
+    if weights is None:
+        return t.reshape(-1, t.shape[-1])
+    w = weights.view(1, -1, 1) if time_major else weights.view(-1, 1, 1)
+    return torch.mul(t, w, out=t.new_empty(t.shape)).view(-1, t.shape[-1])
 
 
 @dataclass
@@ -173,12 +186,6 @@ class RowBlocks:
         return torch.cat([b.materialize() for b in self.blocks], 1)
 
     def sq_norms(self) -> Tensor:
-        factored = [b for b in self.blocks if isinstance(b, Factored) and not b.indexed]
-        if len(factored) == len(self.blocks) and all(b.v is factored[0].v for b in factored):
-            # one input for every block (self-attention): one Gram matrix of it for all
-            vv = torch.bmm(factored[0].v, factored[0].v.transpose(1, 2))
-            uu = sum(torch.bmm(b.u, b.u.transpose(1, 2)) for b in factored)
-            return (uu * vv).sum((1, 2))
         return sum(b.sq_norms() if isinstance(b, Materialized) else factored_inner(b, b)
                    for b in self.blocks)
 

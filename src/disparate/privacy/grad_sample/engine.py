@@ -16,6 +16,11 @@ Two ways to drive it, with the same result:
   :meth:`GradSampleEngine.captured` rescales them by the loss' declared reduction
   (``"mean"``: times B; ``"sum"``: as they are).
 
+In :meth:`GradSampleEngine.compute`, a call of a layer whose rule also gives its input's
+gradient (``nn.LSTM``, self-attention) is cut out of the graph: its forward runs without one
+(or is the rule's own replay, which the rule then reuses), and in the backward the rule
+takes the place of the module's own backward.
+
 Inputs are a tensor, a tuple of tensors (``model(*inputs)``) or a mapping of tensors
 (``model(**inputs)``), batch dimension first.
 """
@@ -103,6 +108,14 @@ def _detach(tree: Any) -> Any:
     return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, tree)
 
 
+def _detach_args(args: tuple) -> tuple:
+    """``args`` with each tensor detached, one detached tensor per tensor given more than
+    once (self-attention's query, key and value stay one tensor: a rule shares their work)."""
+    done: dict[int, Tensor] = {}
+    return tuple(done.setdefault(id(a), a.detach()) if isinstance(a, Tensor) else a
+                 for a in args)
+
+
 @dataclass
 class _Call:
     module_name: str
@@ -141,38 +154,57 @@ class _CutBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, call: tuple, x: Tensor, *outputs: Tensor) -> tuple[Tensor, ...]:
-        ctx.call = call  # (rule, module, detached args, positions among the tensors, cut)
+        ctx.call = call  # (rule, module, detached args, kwargs, positions, cut)
         return tuple(o.view_as(o) for o in outputs)
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor) -> tuple[Tensor | None, ...]:
-        rule, module, args, positions, cut = ctx.call
-        cut["contributions"], d_x = rule(module, args, dict(zip(positions, grads, strict=True)),
-                                         True)
+        found, module, args, kwargs, positions, cut = ctx.call
+        cut["contributions"], d_x = _run_cutting_rule(
+            found, module, args, kwargs, dict(zip(positions, grads, strict=True)),
+            ctx.needs_input_grad[1], cut)
         return (None, d_x, *(None for _ in grads))
 
 
-def _cut_output(found: Any, module: nn.Module, args: tuple, output: Any, cut: dict) -> Any:
-    """``output`` with its tensors that need gradients behind one :class:`_CutBackward`."""
+def _run_cutting_rule(found: Any, module: nn.Module, args: tuple, kwargs: dict,
+                      grads: dict[int, Tensor], input_grad: bool, cut: dict | None = None
+                      ) -> tuple[dict[str, Contribution], Tensor | None]:
+    """The rule of a call whose graph was cut (``cut``: what its forward kept, dropped once
+    the rule has it) or not."""
+    more = {"replay": cut.pop("replay")} if cut and "replay" in cut else {}
+    if found.with_kwargs:
+        return found.rule(module, args, kwargs, grads, input_grad, **more)
+    return found.rule(module, args, grads, input_grad, **more)
+
+
+def _cut_output(found: Any, module: nn.Module, args: tuple, kwargs: dict, output: Any,
+                cut: dict) -> Any:
+    """``output`` (computed without a graph) with its floating-point tensors behind one
+    :class:`_CutBackward`, whose input is the call's first argument; one that needs no
+    gradient is replaced by an empty leaf (the outputs need gradients, the rule's backward
+    never runs: the rule does, after the backward)."""
     flat, spec = tree_flatten(output)
     where = [i for i, t in enumerate(flat) if isinstance(t, Tensor)]  # leaf of each tensor
-    positions = [k for k, i in enumerate(where) if flat[i].requires_grad]
-    detached = tuple(a.detach() if isinstance(a, Tensor) else a for a in args)
-    cut_outputs = _CutBackward.apply((found.rule, module, detached, positions, cut), args[0],
-                                     *(flat[where[k]].detach() for k in positions))
+    positions = [k for k, i in enumerate(where) if flat[i].is_floating_point()]
+    first = args[0] if args[0].requires_grad else args[0].new_empty(0).requires_grad_()
+    cut_outputs = _CutBackward.apply(
+        (found, module, _detach_args(args), kwargs, positions, cut), first,
+        *(flat[where[k]] for k in positions))
     for k, t in zip(positions, cut_outputs, strict=True):
         flat[where[k]] = t
     return tree_unflatten(flat, spec)
 
 
 def _cuttable(found: Any, args: tuple, kwargs: dict) -> bool:
-    """Whether a call's graph can be cut: a cutting rule, no keyword arguments, and of the
-    tensor arguments only the first needs a gradient."""
-    if found is None or not found.cuts_graph or kwargs or not args:
+    """Whether a call's graph can be cut: a cutting rule (taking keyword arguments, if there
+    are any), a floating-point first argument, and no other tensor argument needing a
+    gradient (the rule gives only the first one's)."""
+    if found is None or not found.cuts_graph or (kwargs and not found.with_kwargs) or not args:
         return False
     first = args[0]
-    rest = [t for t in tree_flatten(args[1:])[0] if isinstance(t, Tensor) and t.requires_grad]
-    return isinstance(first, Tensor) and first.requires_grad and not rest
+    rest = [t for t in tree_flatten((args[1:], kwargs))[0]
+            if isinstance(t, Tensor) and t.requires_grad and t is not first]
+    return isinstance(first, Tensor) and first.is_floating_point() and not rest
 
 
 def _nodes(tensors: list) -> list[Node]:
@@ -295,13 +327,19 @@ class GradSampleEngine:
         self._calls: list[_Call] | None = None
         self._finished: list[_Span] = []  # every finished module call of this forward
         self._open: list[int] = []  # per running call, len(self._finished) when it started
+        # the calls running without a graph, to be cut when they finish (compute() only), each
+        # with the dict its _CutBackward will hold
+        self._cutting: list[tuple[nn.Module, dict]] = []
+        self._hooked: list[nn.Module] = []
         self._passes: list[_Pass] = []
         self._pass: _Pass | None = None  # the pass being recorded for captured()
         self._handles = []
         for module_name, module in model.named_modules():  # each module once, however named
             params = frozenset(id(p) for p in module.parameters() if p.requires_grad)
             if params:
-                self._handles.append(module.register_forward_pre_hook(self._enter))
+                self._hooked.append(module)
+                self._handles.append(module.register_forward_pre_hook(self._enter,
+                                                                      with_kwargs=True))
                 self._handles.append(module.register_forward_hook(
                     self._make_hook(module_name or type(module).__name__, params),
                     with_kwargs=True,
@@ -336,20 +374,58 @@ class GradSampleEngine:
     def _recording(self) -> bool:
         return self._target() is not None
 
-    def _enter(self, module: nn.Module, args: tuple) -> None:
-        if self._recording():
-            self._open.append(len(self._finished))
+    def _enter(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not self._recording():
+            return
+        self._open.append(len(self._finished))
+        # compute() only: a user's own backward (captured) may want the module's gradients.
+        # A call whose graph is cut builds none: its rule computes what its backward would.
+        if self._calls is not None and _cuttable(rule_for(module), args, kwargs):
+            self._cutting.append((module, {}))
+            torch.set_grad_enabled(False)
+
+    def _rule_forwards(self) -> Callable[[], None]:
+        """Until the returned undo is called: a module whose rule has its own forward runs it
+        in a call whose graph is cut (its own forward in any other call)."""
+        patched = []
+        for module in self._hooked:
+            found = rule_for(module)
+            if found is None or found.forward is None:
+                continue
+            had = module.__dict__.get("forward")  # an instance attribute of the user's: kept
+            module.forward = functools.partial(self._forward, module, found.forward,
+                                               module.forward)
+            patched.append((module, had))
+
+        def undo() -> None:
+            for module, had in patched:
+                if had is None:
+                    del module.forward
+                else:
+                    module.forward = had
+
+        return undo
+
+    def _forward(self, module: nn.Module, rule_forward: Callable, own: Callable, *args: Any,
+                 **kwargs: Any) -> Any:
+        if not (self._cutting and self._cutting[-1][0] is module):
+            return own(*args, **kwargs)
+        output, self._cutting[-1][1]["replay"] = rule_forward(module, _detach_args(args),
+                                                              kwargs)
+        return output
 
     def _make_hook(self, module_name: str, params: frozenset[int]):
         def hook(module: nn.Module, args: tuple, kwargs: dict, output) -> None:
+            cut = None
+            if self._cutting and self._cutting[-1][0] is module:
+                cut = self._cutting.pop()[1]
+                torch.set_grad_enabled(True)
             if not self._recording():
                 return None
             nested = self._finished[self._open.pop():]
             found = rule_for(module)
-            # compute() only: a user's own backward (captured) may want the module's gradients
-            cut = {} if self._calls is not None and _cuttable(found, args, kwargs) else None
             if cut is not None:
-                output = _cut_output(found, module, args, output, cut)
+                output = _cut_output(found, module, args, kwargs, output, cut)
             flat = [t for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
             positions = [i for i, t in enumerate(flat) if t.requires_grad]
             outputs = [flat[i] for i in positions]
@@ -371,7 +447,7 @@ class GradSampleEngine:
             call = _Call(
                 module_name=module_name,
                 module=module,
-                args=tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
+                args=_detach_args(args),
                 kwargs=kwargs,
                 output_positions=positions,
                 output_meta=[(t.shape, t.dtype, t.device) for t in outputs],
@@ -419,12 +495,16 @@ class GradSampleEngine:
         """Forward and backward once; return per-example norms and the means to sum."""
         check_model(self.model)
         batch = batch_size_of(inputs)
-        self._calls, self._finished, self._open = [], [], []
+        self._calls, self._finished, self._open, self._cutting = [], [], [], []
+        grad_enabled = torch.is_grad_enabled()
+        undo = self._rule_forwards()
         try:
             outputs = call_model(self.model, inputs)
         finally:
+            undo()
             calls, self._calls = self._calls, None
-            self._finished, self._open = [], []
+            self._finished, self._open, self._cutting = [], [], []
+            torch.set_grad_enabled(grad_enabled)  # also after a cut call that raised
         losses = loss_fn(outputs, targets)
         if losses.shape != (batch,):
             raise ValueError(LOSS_SHAPE_ERROR.format(batch=batch, shape=tuple(losses.shape)))
@@ -502,7 +582,8 @@ class GradSampleEngine:
             found = rule_for(call.module)
             by_position = dict(zip(call.output_positions, grad_outputs, strict=True))
             if found.cuts_graph:
-                return found.rule(call.module, call.args, by_position, False)[0]
+                return _run_cutting_rule(found, call.module, call.args, call.kwargs,
+                                         by_position, False, call.cut)[0]
             if found.with_kwargs:
                 return found.rule(call.module, call.args, call.kwargs, by_position)
             if found.multi_output:

@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,16 @@ MultiOutputRule = Callable[[nn.Module, tuple, dict[int, Tensor]], dict[str, Cont
 # A rule with keyword arguments gets them too: (module, args, kwargs, {position: gradient}).
 KwargsRule = Callable[[nn.Module, tuple, dict, dict[int, Tensor]], dict[str, Contribution]]
 # A rule that cuts the graph also returns the gradient of its first input (or None when not
-# asked: input_grad=False): (module, args, {position: gradient}, input_grad).
-CuttingRule = Callable[[nn.Module, tuple, dict[int, Tensor], bool],
-                       tuple[dict[str, Contribution], Tensor | None]]
+# asked: input_grad=False): (module, args, {position: gradient}, input_grad), or with keyword
+# arguments (module, args, kwargs, {position: gradient}, input_grad).
+CuttingRule = (Callable[[nn.Module, tuple, dict[int, Tensor], bool],
+                        tuple[dict[str, Contribution], Tensor | None]]
+               | Callable[[nn.Module, tuple, dict, dict[int, Tensor], bool],
+                          tuple[dict[str, Contribution], Tensor | None]])
+# The module's output of a call whose graph is cut, computed by the rule's own means, and what
+# the rule keeps of it: (module, args, kwargs) -> (output, state); the rule then gets
+# ``replay=state``.
+CutForward = Callable[[nn.Module, tuple, dict], tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class RegisteredRule:
     multi_output: bool
     with_kwargs: bool
     cuts_graph: bool = False
+    forward: CutForward | None = None
 
 
 _RULES: dict[type[nn.Module], RegisteredRule] = {}
@@ -53,7 +62,7 @@ _RULES: dict[type[nn.Module], RegisteredRule] = {}
 
 def register_rule(
     *module_types: type[nn.Module], multi_output: bool = False, with_kwargs: bool = False,
-    cuts_graph: bool = False,
+    cuts_graph: bool = False, forward: CutForward | None = None,
 ) -> Callable[[Rule], Rule]:
     """Register ``rule`` for exactly these module types (subclasses are not matched).
 
@@ -65,8 +74,16 @@ def register_rule(
     rule is ``rule(module, args, grads, input_grad) -> (contributions, d_input)``: given
     ``input_grad`` it also returns the gradient of the call's first input, and
     :meth:`GradSampleEngine.compute` then replaces the module's own backward by the rule
-    (the module's backward would compute what the rule computes, once more).
+    (the module's backward would compute what the rule computes, once more), and runs its
+    forward without building a graph; with ``with_kwargs`` too, it is
+    ``rule(module, args, kwargs, grads, input_grad)``. A cutting rule's ``forward``, if
+    given, computes such a call's output instead of the module's forward, with what the rule
+    can reuse (``replay=``): work done once instead of twice.
     """
+
+    if forward is not None and not cuts_graph:
+        raise ValueError("register_rule(forward=...) is for a rule that cuts the graph: "
+                         "pass cuts_graph=True as well")
 
     def decorate(rule: Rule) -> Rule:
         for module_type in module_types:
@@ -75,7 +92,7 @@ def register_rule(
                     f"a per-example gradient rule for {module_type.__name__} is already registered"
                 )
             _RULES[module_type] = RegisteredRule(rule, multi_output or with_kwargs or cuts_graph,
-                                                 with_kwargs, cuts_graph)
+                                                 with_kwargs, cuts_graph, forward)
         return rule
 
     return decorate
