@@ -560,6 +560,10 @@ def test_lstm_cut_at_its_input_is_exact_and_skips_the_fused_backward():
                              if "rnn" in e.name.lower() and "backward" in e.name.lower()})
     assert backward_ops[1], "the control (autograd's backward) ran no fused LSTM backward"
     assert not backward_ops[0], backward_ops[0]
+    # the fused forward builds no graph either, its input needing a gradient or not
+    assert not _builds_graph(model, model.lstm, x, torch.zeros(3, 2))
+    on_data = LSTMModel(2, True, True, True)
+    assert not _builds_graph(on_data, on_data.lstm, x, torch.zeros(3, 2))
     check_against_oracle(model, x, targets_for(model, x))
 
 
