@@ -193,11 +193,13 @@ def multihead_attention_rule(
         out_grads.append(grads[1])
     inputs, packed = r.leaves, r.packed
     found = torch.autograd.grad(outs, inputs, out_grads, allow_unused=True)
-    d_proj, *d_extra = (
-        torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)
-    )
-    if not packed:
-        d_q, d_k, d_v = d_proj, d_extra.pop(0), d_extra.pop(0)
+    found = [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, found, strict=True)]
+    projections = 1 if packed else 3  # the leaves: the projection(s), then bias_k, bias_v
+    d_projections, d_extra = found[:projections], found[projections:]
+    if packed:
+        (d_proj,) = d_projections
+    else:
+        d_q, d_k, d_v = d_projections
     d_input = None
     if input_grad:  # the first argument's gradient, through each of q, k, v it is
         if packed:
@@ -211,7 +213,7 @@ def multihead_attention_rule(
             d_input = d_input.transpose(0, 1)
     # the replay's graph and projections are done with: freed before the contributions form
     attended = r.attended.detach()
-    del r, replay, inputs, outs, out_grads, found, d_attended
+    del r, replay, inputs, outs, out_grads, found, d_projections, d_attended
 
     def batch_major(t: Tensor) -> Tensor:
         return t.transpose(0, 1)  # (T, B, *) -> (B, T, *)
@@ -238,7 +240,7 @@ def multihead_attention_rule(
     for name, d in zip(("bias_k", "bias_v"), d_extra, strict=False):
         if _trainable(module, name):
             out[name] = Materialized(d.reshape(b, 1, 1, e))
-    dy, att = batch_major(d_out), batch_major(attended.detach())
+    dy, att = batch_major(d_out), batch_major(attended)
     if _trainable(module.out_proj, "weight"):
         out["out_proj.weight"] = outer_product_sum(dy, att)
     if _trainable(module.out_proj, "bias"):
