@@ -20,6 +20,10 @@ Contenders (DP ones with max_grad_norm S=1.0, noise_multiplier z=0.8):
   ``DPOptimizer(max_grad_norm=None)`` (the engine computes the norms, nothing is clipped).
 - ``disparate-plain`` (on request): the same run with ``training.per_example_stats: false``,
   ``disparate.training.plain_step`` (plain forward and backward, then the optimizer's update).
+- ``noise-floor``: the non-private step with the DP step's Gaussian noise (std z*S/B, drawn by
+  ``disparate.privacy.noise.parameter_noise`` from a secret generator, as ``DPOptimizer``
+  draws it) added to its gradients before ``opt.step()``: what a DP-SGD step would cost if
+  per-example clipping were free, the bound for any engine that draws noise this way.
 - ``per-example-loop``: the paper's approach: forward and backward each example alone, clip
   its gradient, accumulate, add noise, step. Very slow, so it runs in only ``--loop-rounds``
   of the rounds, spread evenly and still interleaved with the others.
@@ -58,6 +62,7 @@ from torch import Tensor, nn
 
 from disparate.models import build_model, count_parameters
 from disparate.privacy import DPOptimizer
+from disparate.privacy.noise import make_generator, parameter_noise
 from disparate.training import plain_step
 
 LR = 0.01
@@ -70,9 +75,10 @@ DISPARATE = "disparate"
 OPACUS_GHOST = "opacus-ghost"
 OPACUS_HOOKS = "opacus-hooks"
 LOOP = "per-example-loop"
+NOISE_FLOOR = "noise-floor"
 ENGINE_NO_DP = "disparate-no-dp"
 PLAIN = "disparate-plain"
-CONTENDERS = (NON_PRIVATE, DISPARATE, OPACUS_GHOST, OPACUS_HOOKS, LOOP)
+CONTENDERS = (NON_PRIVATE, DISPARATE, NOISE_FLOOR, OPACUS_GHOST, OPACUS_HOOKS, LOOP)
 NO_DP_CONTENDERS = (ENGINE_NO_DP, PLAIN)  # run only when named in --contenders
 MIN_ROUNDS = 30  # fewer rounds is a smoke run, not a measurement
 OPACUS_CONTENDERS = (OPACUS_GHOST, OPACUS_HOOKS)
@@ -297,6 +303,26 @@ class NonPrivate(Contender):
         self.opt.zero_grad(set_to_none=True)
 
 
+class NoiseFloor(NonPrivate):
+    """The non-private step plus the DP step's noise: clipping for free."""
+
+    def __init__(
+        self, model: nn.Module, x: Tensor, y: Tensor, *, noise_multiplier: float, lr: float
+    ):
+        super().__init__(model, x, y, noise_multiplier=noise_multiplier, lr=lr)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.noise_std = noise_multiplier * MAX_GRAD_NORM / x.shape[0]
+        self.generator = make_generator(None)
+
+    def update(self) -> None:
+        loss = self.criterion(self.model(self.x), self.y)
+        loss.backward()
+        noise = parameter_noise(self.params, self.noise_std, self.generator)
+        for param, drawn in zip(self.params, noise, strict=True):
+            param.grad.add_(drawn)
+        self.opt.step()
+
+
 class Disparate(Contender):
     def __init__(
         self, model: nn.Module, x: Tensor, y: Tensor, *, noise_multiplier: float, lr: float
@@ -446,6 +472,8 @@ def make_contender(
         return NonPrivate(model, x, y, **kwargs)
     if name == DISPARATE:
         return Disparate(model, x, y, **kwargs)
+    if name == NOISE_FLOOR:
+        return NoiseFloor(model, x, y, **kwargs)
     if name == OPACUS_GHOST:
         return Opacus(model, x, y, mode="ghost", **kwargs)
     if name == OPACUS_HOOKS:
@@ -678,7 +706,7 @@ def time_model(
         }
     comparisons = {
         f"{DISPARATE}/{other}": paired_ratio(times, DISPARATE, other)
-        for other in (OPACUS_GHOST, OPACUS_HOOKS, LOOP)
+        for other in (NOISE_FLOOR, OPACUS_GHOST, OPACUS_HOOKS, LOOP)
         if DISPARATE in results and other in results
     }
     return {

@@ -57,7 +57,7 @@ def test_benchmark_runs_every_contender_and_reports_positive_times(capsys):
             assert row["peak_mb"] > 0 and row["peak_to_non_private"] > 0, name
     assert len(model["load_average_before"]) == 3
     diffs = report["check"]["mlp"]["max_abs_diff"]
-    assert set(diffs) == set(expected) - {bench.NON_PRIVATE, bench.LOOP}
+    assert set(diffs) == set(expected) - {bench.NON_PRIVATE, bench.NOISE_FLOOR, bench.LOOP}
     assert all(d < 1e-4 for d in diffs.values()), diffs
 
 
@@ -107,3 +107,21 @@ def test_the_dp_step_peak_memory_stays_near_the_non_private_step(model: str, lim
         c.step()  # warm: lazily allocated state is not the step's
     peak = {name: bench.peak_step_memory(c) for name, c in contenders.items()}
     assert peak["disparate"] <= limit * peak["non-private"], peak
+
+
+def test_the_noise_floor_is_the_plain_gradient_plus_the_dp_steps_noise():
+    bench = _load_benchmark()
+    spec = bench.MODEL_SPECS["mlp"]
+    x, y = spec.make_batch(8, torch.Generator().manual_seed(0))
+    contenders, skipped, _ = bench.build_contenders(
+        ["non-private", "noise-floor"], spec, x, y, 0, noise_multiplier=0.8, lr=0.0)
+    assert not skipped
+    for c in contenders.values():
+        c.update()
+    plain = torch.cat([p.grad.flatten() for p in contenders["non-private"].model.parameters()])
+    floor = torch.cat([p.grad.flatten() for p in contenders["noise-floor"].model.parameters()])
+    noise = floor - plain
+    # std z * S / B = 0.1 over 535,818 coordinates: its estimate's relative standard error is
+    # 1 / sqrt(2n) ~ 0.1%, so 1% is 10 standard errors; the mean's is 0.1 / sqrt(n) ~ 1.4e-4
+    assert abs(noise.std().item() / (0.8 * bench.MAX_GRAD_NORM / 8) - 1) < 0.01
+    assert abs(noise.mean().item()) < 1.5e-3

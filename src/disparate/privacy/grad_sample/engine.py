@@ -207,6 +207,16 @@ def _cuttable(found: Any, args: tuple, kwargs: dict) -> bool:
     return isinstance(first, Tensor) and first.is_floating_point() and not rest
 
 
+def _leaves(tree: Any) -> list:
+    """``tree_flatten(tree)[0]``, without its cost for a tensor or a plain tuple of tensors
+    (every layer's call, in every forward)."""
+    if isinstance(tree, Tensor):
+        return [tree]
+    if type(tree) is tuple and all(isinstance(t, Tensor) for t in tree):
+        return list(tree)
+    return tree_flatten(tree)[0]
+
+
 def _nodes(tensors: list) -> list[Node]:
     """The autograd nodes (grad_fn, or the accumulator of a leaf) of the tensors needing grad."""
     return [get_gradient_edge(t).node for t in tensors
@@ -426,11 +436,11 @@ class GradSampleEngine:
             found = rule_for(module)
             if cut is not None:
                 output = _cut_output(found, module, args, kwargs, output, cut)
-            flat = [t for t in tree_flatten(output)[0] if isinstance(t, Tensor)]
+            flat = [t for t in _leaves(output) if isinstance(t, Tensor)]
             positions = [i for i, t in enumerate(flat) if t.requires_grad]
             outputs = [flat[i] for i in positions]
-            span = _Span(_nodes(tree_flatten((args, kwargs))[0]), _nodes(outputs), module_name,
-                         params)
+            inputs = _leaves(args) + _leaves(kwargs) if kwargs else _leaves(args)
+            span = _Span(_nodes(inputs), _nodes(outputs), module_name, params)
             self._finished.append(span)
             fallback_params = None
             if (
@@ -439,6 +449,8 @@ class GradSampleEngine:
                 or (not found.multi_output and len(outputs) != 1)
             ):
                 used = _directly_used(span.outputs, span.inputs, nested)
+                if used.isdisjoint(params):  # a container whose children did all the work
+                    return None
                 fallback_params = [name for name, p in module.named_parameters()
                                    if p.requires_grad and id(p) in used]
                 self._refuse_tied_use(module_name, module, fallback_params, nested)
