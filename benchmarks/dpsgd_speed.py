@@ -295,9 +295,12 @@ class NonPrivate(Contender):
         self.criterion = nn.CrossEntropyLoss()
 
     def update(self) -> None:
-        loss = self.criterion(self.model(self.x), self.y)
-        loss.backward()
+        self.criterion(self.model(self.x), self.y).backward()
+        self.perturb()
         self.opt.step()
+
+    def perturb(self) -> None:
+        """Change the gradients between the backward and the step (here: not at all)."""
 
     def zero_grad(self) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -314,13 +317,10 @@ class NoiseFloor(NonPrivate):
         self.noise_std = noise_multiplier * MAX_GRAD_NORM / x.shape[0]
         self.generator = make_generator(None)
 
-    def update(self) -> None:
-        loss = self.criterion(self.model(self.x), self.y)
-        loss.backward()
+    def perturb(self) -> None:
         noise = parameter_noise(self.params, self.noise_std, self.generator)
         for param, drawn in zip(self.params, noise, strict=True):
             param.grad.add_(drawn)
-        self.opt.step()
 
 
 class Disparate(Contender):
